@@ -1,0 +1,204 @@
+//! Attaching, end to end: inspect, choose a method, prepare the private
+//! directory, inject the bootstrap, wait for the agent.
+
+use std::time::{Duration, Instant};
+
+use crate::bootstrap::{AgentFiles, BootstrapStatus, Staging};
+use crate::error::AttachError;
+use crate::method::{InjectRequest, Injector, Method, MethodChoice, Timeline};
+use crate::pep768::Pep768Injector;
+use crate::python::PythonVersion;
+use crate::target::{Arch, RemoteDebug, Target};
+
+/// The default time an attach may take before it is abandoned.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to attach.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// A method, or `auto`.
+    pub method: MethodChoice,
+    /// How long the whole attach may take.
+    pub timeout: Duration,
+    /// What the bootstrap loads.
+    pub agent: AgentFiles,
+}
+
+impl AttachOptions {
+    /// `auto`, the default timeout, and `agent`.
+    pub fn new(agent: AgentFiles) -> Self {
+        Self {
+            method: MethodChoice::Auto,
+            timeout: DEFAULT_TIMEOUT,
+            agent,
+        }
+    }
+}
+
+/// A successful attach.
+#[derive(Debug)]
+pub struct Attached {
+    /// The target's pid (ours).
+    pub pid: u32,
+    /// The target's Python version.
+    pub python: PythonVersion,
+    /// The method that ran.
+    pub method: Method,
+    /// The private directory.
+    pub staging: Staging,
+    /// What the bootstrap reported (`Loaded` or `AlreadyRunning`).
+    pub status: BootstrapStatus,
+    /// Every step and how long it took.
+    pub timeline: Timeline,
+    /// Methods `auto` tried first, and why each could not be used.
+    pub skipped: Vec<(Method, String)>,
+}
+
+/// The methods `choice` allows for `target`, in order.
+///
+/// # Errors
+/// [`AttachError::RemoteDebugDisabled`] under `auto` when the operator
+/// disabled remote debugging: `auto` never overrides that choice with
+/// another method.
+pub fn plan(target: &Target, choice: MethodChoice) -> Result<Vec<Method>, AttachError> {
+    if let MethodChoice::Only(method) = choice {
+        return Ok(vec![method]);
+    }
+    let mut methods = Vec::new();
+    match &target.remote_debug {
+        RemoteDebug::Enabled => methods.push(Method::Pep768),
+        RemoteDebug::Disabled => {
+            return Err(AttachError::RemoteDebugDisabled {
+                pid: target.pid,
+                likely: crate::remote_debug_optout::likely_opt_out(target.pid),
+            })
+        }
+        RemoteDebug::Unsupported | RemoteDebug::Unknown(_) => {}
+    }
+    if cfg!(target_os = "linux") {
+        if target.arch == Arch::X86_64 {
+            methods.push(Method::Ptrace);
+        }
+        methods.push(Method::Gdb);
+    } else {
+        methods.push(Method::Lldb);
+    }
+    Ok(methods)
+}
+
+/// The backend of `method`, when this build has it.
+fn injector(method: Method) -> Option<Box<dyn Injector>> {
+    match method {
+        Method::Pep768 => Some(Box::new(Pep768Injector)),
+        #[cfg(target_os = "linux")]
+        Method::Ptrace => Some(Box::new(crate::ptrace::PtraceInjector::default())),
+        #[cfg(target_os = "linux")]
+        Method::Gdb => Some(Box::new(crate::gdb::GdbInjector::default())),
+        #[cfg(target_os = "macos")]
+        Method::Lldb => Some(Box::new(crate::lldb::LldbInjector::default())),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Whether `auto` may go on to the next method after this error: only when
+/// the method could not even start (nothing was asked of the target).
+fn may_try_next(error: &AttachError) -> bool {
+    matches!(
+        error,
+        AttachError::MethodUnavailable { .. } | AttachError::DebuggerMissing { .. }
+    )
+}
+
+/// Attaches to process `pid`: the agent is running in it when this returns.
+///
+/// # Errors
+/// [`AttachError`], naming the fix. The target is left as it was: nothing
+/// pending, and the private directory removed unless an earlier attach
+/// made it.
+pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError> {
+    let deadline = Instant::now() + options.timeout;
+    let mut timeline = Timeline::default();
+    let target = timeline.time("inspect target", || Target::inspect(pid))?;
+    if let Err(why) = &target.access.verdict {
+        return Err(AttachError::PermissionDenied {
+            pid,
+            why: why.clone(),
+        });
+    }
+    let methods = plan(&target, options.method)?;
+    let staging = timeline.time("prepare private directory", || {
+        Staging::prepare(&target, &options.agent)
+    })?;
+
+    let mut skipped = Vec::new();
+    let mut outcome = Err(AttachError::MethodUnavailable {
+        method: methods.first().copied().unwrap_or(Method::Ptrace),
+        pid,
+        why: "no attach method is available on this platform".into(),
+    });
+    for method in methods {
+        let Some(backend) = injector(method) else {
+            let why = format!("this build of Peeka has no {method} backend on this platform");
+            skipped.push((method, why.clone()));
+            outcome = Err(AttachError::MethodUnavailable { method, pid, why });
+            continue;
+        };
+        let request = InjectRequest {
+            target: &target,
+            staging: &staging,
+            deadline,
+        };
+        match backend.inject(&request) {
+            Ok(steps) => {
+                timeline.extend(steps);
+                outcome = Ok(method);
+                break;
+            }
+            Err(error) if options.method == MethodChoice::Auto && may_try_next(&error) => {
+                skipped.push((method, error.to_string()));
+                outcome = Err(error);
+            }
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+
+    let result = outcome.and_then(|method| {
+        // The bootstrap was claimed; the loader thread reports shortly.
+        let report_deadline = deadline.max(Instant::now() + Duration::from_secs(2));
+        let status = timeline.time("wait for the agent", || staging.wait_status(report_deadline));
+        match status {
+            Some(BootstrapStatus::Failed(traceback)) => Err(AttachError::AgentFailed { pid, traceback }),
+            Some(status) => Ok((method, status)),
+            None => Err(AttachError::Timeout {
+                pid,
+                method,
+                waited: options.timeout,
+                advice: "The bootstrap started but the agent did not report back; the target may be overloaded or holding the GIL in C code. Try again with a longer --timeout.".into(),
+            }),
+        }
+    });
+
+    // This attach's script is never needed again: a late request finds nothing.
+    staging.remove_script();
+    match result {
+        Ok((method, status)) => Ok(Attached {
+            pid,
+            python: target.python.version,
+            method,
+            staging,
+            status,
+            timeline,
+            skipped,
+        }),
+        Err(error) => {
+            if !staging.reused {
+                staging.remove_all();
+            }
+            Err(error)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The errors of attaching, each naming what to do next.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::bootstrap::StageError;
+use crate::debug_offsets::DebugOffsetsError;
+use crate::memory::MemoryError;
+use crate::method::Method;
+use crate::target::InspectError;
+
+/// Why an attach failed. The target is left as it was in every case.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The pid is not an attachable CPython.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// The private directory could not be prepared.
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// We may not trace the target.
+    #[error("not allowed to attach to process {pid}: {why}")]
+    PermissionDenied {
+        /// The pid.
+        pid: u32,
+        /// Why, and the fix.
+        why: String,
+    },
+    /// The operator disabled PEP 768 remote debugging in the target.
+    #[error("process {pid} has remote debugging disabled ({likely}); Peeka will not override that. Restart it without the opt-out, or use `--method ptrace` if your policy allows tracing it")]
+    RemoteDebugDisabled {
+        /// The pid.
+        pid: u32,
+        /// Which opt-out is most likely in effect.
+        likely: String,
+    },
+    /// The chosen method cannot work for this target or on this machine.
+    #[error("the {method} method cannot attach to process {pid}: {why}")]
+    MethodUnavailable {
+        /// The method.
+        method: Method,
+        /// The pid.
+        pid: u32,
+        /// Why, and what to use instead.
+        why: String,
+    },
+    /// No thread of the target ran Python code in time.
+    #[error("process {pid} ran no Python code within {waited:?} ({method} method), so the agent was not loaded; nothing is left pending in the target. {advice}")]
+    Timeout {
+        /// The pid.
+        pid: u32,
+        /// The method.
+        method: Method,
+        /// How long we waited.
+        waited: Duration,
+        /// What to try.
+        advice: String,
+    },
+    /// A seccomp filter in the target blocked a system call we needed.
+    #[error("a seccomp filter in process {pid} blocked the {syscall} system call used to attach; run the target with a profile that allows it (e.g. docker --security-opt seccomp=unconfined) or use Python 3.14+ (PEP 768 needs no system call in the target)")]
+    Seccomp {
+        /// The pid.
+        pid: u32,
+        /// The blocked call.
+        syscall: &'static str,
+    },
+    /// The target exited during the attach.
+    #[error("process {pid} exited during the attach")]
+    TargetExited {
+        /// The pid.
+        pid: u32,
+    },
+    /// A ptrace operation failed.
+    #[error("ptrace {op} on thread {tid} failed: {source}")]
+    Ptrace {
+        /// The operation.
+        op: &'static str,
+        /// The thread.
+        tid: u32,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The injected call faulted; registers and memory were restored.
+    #[error("the injected call in process {pid} stopped with {signal} at {address:#x}; the thread's registers and memory were restored. Report this with `peeka-cli doctor {pid}` output")]
+    InjectedCallFaulted {
+        /// The pid.
+        pid: u32,
+        /// The signal name.
+        signal: String,
+        /// The instruction pointer.
+        address: u64,
+    },
+    /// A debugger (gdb, lldb) failed.
+    #[error("{method} failed to inject into process {pid}: {detail}")]
+    Debugger {
+        /// The method.
+        method: Method,
+        /// The pid.
+        pid: u32,
+        /// What it said.
+        detail: String,
+    },
+    /// A debugger program is not installed.
+    #[error("the {method} method needs `{program}`, which was not found; install it (e.g. `apt-get install {program}`) or use another method")]
+    DebuggerMissing {
+        /// The method.
+        method: Method,
+        /// The program.
+        program: &'static str,
+    },
+    /// The bootstrap ran but loading the agent raised.
+    #[error("the agent failed to start inside process {pid}:\n{traceback}")]
+    AgentFailed {
+        /// The pid.
+        pid: u32,
+        /// The target-side traceback.
+        traceback: String,
+    },
+    /// Reading or writing the target's memory failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The interpreter's debug offsets are unusable.
+    #[error(transparent)]
+    DebugOffsets(#[from] DebugOffsetsError),
+    /// A file the attach needed could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,29 @@
+//! Process inspection and attach backends for Peeka.
+//!
+//! Everything that happens *outside* the target before the agent runs inside
+//! it: inspecting a pid (is it CPython, which version, which binary or
+//! libpython holds the interpreter, which uid, root and pid namespace, which
+//! ptrace permissions apply), reading and writing the target's memory,
+//! resolving symbols from its ELF files, and the attach backends.
+#![deny(missing_docs)]
+
+pub mod elf;
+pub mod memory;
+pub mod procfs;
+pub mod debug_offsets;
+pub mod permissions;
+pub mod python;
+pub mod target;
+
+pub use python::{Interpreter, Layout, PythonVersion, ReleaseLevel};
+pub use target::{Arch, InspectError, RemoteDebug, Target};
+pub mod bootstrap;
+pub mod error;
+pub mod method;
+
+pub use bootstrap::{AgentFiles, BootstrapStatus, Staging};
+pub use error::AttachError;
+pub use method::{InjectRequest, Injector, Method, MethodChoice, Step, Timeline};
+pub mod pep768;
+pub mod remote_debug_optout;
+pub mod thread_pause;

@@ -1,0 +1,209 @@
+//! Encode and decode throughput for watch observations.
+//!
+//! Two `observation` messages shaped like what the agent sends for `watch`:
+//! a small one (about 200 bytes of JSON data) and a large one (about 64 KiB,
+//! with big `params` and `kwargs`). For each:
+//!
+//! - `encode`: [`encode_message`] into a reused `Vec`;
+//! - `decode`: [`MessageDecoder::decode`] of one whole frame;
+//! - `parse_value`: for reference, the frame's JSON text parsed into a
+//!   `serde_json::Value` tree (what a decoder without raw payloads would do).
+//!
+//! The `decode_parts` group splits the large decode into its stages, to see
+//! where the time goes: [`Message::parse`] alone (no framing), one
+//! validating pass over the JSON (`IgnoredAny`, like the type-tag pass of
+//! `Message::parse`), the typed `Observation` pass alone, and a byte scan
+//! for nesting depth like the one `Message::parse` does before the typed pass.
+//!
+//! Run: `cargo bench -p peeka-protocol --bench codec`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use peeka_protocol::{
+    encode_message, Message, MessageDecoder, Observation, Payload, DEFAULT_MAX_FRAME_LEN,
+};
+use serde::de::IgnoredAny;
+use serde_json::{json, Value};
+
+/// A small observation: one call of `place_order` with two arguments.
+fn small_observation() -> Message {
+    let data = json!({
+        "func_name": "app.orders.place_order",
+        "location": "AtExit",
+        "params": ["'A-17'", 3],
+        "kwargs": {},
+        "target": "<OrderService 0x7f3a2c>",
+        "returnObj": "True",
+        "throwExp": null,
+        "success": true,
+        "cost": 0.042,
+        "thread_id": 140_245,
+        "thread_name": "MainThread",
+        "timestamp": "2026-11-28T12:00:00.123",
+        "seq": 0
+    });
+    observation(data)
+}
+
+/// A large observation: a batch import with hundreds of expanded line items
+/// in `params` and many keyword arguments, about 64 KiB of JSON.
+fn large_observation() -> Message {
+    let mut items = Vec::new();
+    let mut kwargs = serde_json::Map::new();
+    let mut i = 0usize;
+    loop {
+        items.push(json!({
+            "sku": format!("SKU-{i:06}"),
+            "name": format!("Widget \"deluxe\" n°{i} – size {}", i % 7),
+            "qty": i % 13,
+            "price": format!("Decimal('{}.{:02}')", 10 + i % 90, i % 100),
+            "tags": ["imported", format!("batch-{}", i / 50)],
+            "meta": {"warehouse": "FRA-2", "fragile": i % 3 == 0, "weight_g": 125.5 + i as f64}
+        }));
+        if i % 4 == 0 {
+            kwargs.insert(
+                format!("option_{i}"),
+                json!(format!("<Option {i} at 0x7f3a{i:08x}>")),
+            );
+        }
+        i += 1;
+        let data = large_data(&items, &kwargs);
+        if serde_json::to_string(&data).map_or(0, |s| s.len()) >= 64 * 1024 {
+            return observation(data);
+        }
+    }
+}
+
+fn large_data(items: &[Value], kwargs: &serde_json::Map<String, Value>) -> Value {
+    json!({
+        "func_name": "app.imports.BatchImporter.import_rows",
+        "location": "AtExit",
+        "params": [{"__repr__": "<BatchImporter 'nightly'>", "source": "s3://bucket/rows.csv"}, items],
+        "kwargs": kwargs,
+        "target": {"__class__": "app.imports.BatchImporter", "name": "nightly", "retries": 3},
+        "returnObj": {"imported": items.len(), "skipped": 0, "errors": []},
+        "throwExp": null,
+        "success": true,
+        "cost": 1832.25,
+        "thread_id": 140_245,
+        "thread_name": "ThreadPoolExecutor-0_3",
+        "timestamp": "2026-11-28T12:00:00.123",
+        "seq": 17
+    })
+}
+
+fn observation(data: Value) -> Message {
+    Message::Observation(Observation {
+        stream: 1,
+        seq: 17,
+        data: Payload::from(data),
+    })
+}
+
+fn encoded(message: &Message) -> Vec<u8> {
+    let mut wire = Vec::new();
+    encode_message(message, DEFAULT_MAX_FRAME_LEN, &mut wire).expect("the message fits");
+    wire
+}
+
+/// Whether arrays and objects nest deeper than `max`, skipping strings: a
+/// stand-in for the private check in `Message::parse`, to time that pass.
+fn nesting_deeper_than(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut bytes = json.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => {
+                while let Some(&c) = bytes.next() {
+                    match c {
+                        b'\\' => {
+                            bytes.next();
+                        }
+                        b'"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn cases() -> [(&'static str, Message); 2] {
+    [
+        ("small", small_observation()),
+        ("large", large_observation()),
+    ]
+}
+
+fn bench_codec(c: &mut Criterion) {
+    for (name, message) in cases() {
+        let wire = encoded(&message);
+        let json = message.to_json();
+        #[allow(clippy::print_stderr)]
+        { let Message::Observation(o) = &message else { unreachable!() }; eprintln!("SIZE {name}: wire {} json {} data {}", wire.len(), json.len(), o.data.as_str().len()); }
+        let mut group = c.benchmark_group(format!("observation_{name}"));
+        group.throughput(Throughput::Bytes(wire.len() as u64));
+
+        let mut out = Vec::with_capacity(wire.len());
+        group.bench_function("encode", |b| {
+            b.iter(|| {
+                out.clear();
+                encode_message(black_box(&message), DEFAULT_MAX_FRAME_LEN, &mut out)
+                    .expect("the message fits");
+                black_box(out.len())
+            });
+        });
+
+        let mut decoder = MessageDecoder::new();
+        group.bench_function("decode", |b| {
+            b.iter(|| {
+                let mut input = black_box(&wire[..]);
+                decoder
+                    .decode(&mut input)
+                    .expect("the frame decodes")
+                    .expect("the frame is whole")
+            });
+        });
+
+        group.bench_function("parse_value", |b| {
+            b.iter(|| serde_json::from_str::<Value>(black_box(&json)).expect("valid JSON"));
+        });
+        group.finish();
+    }
+}
+
+fn bench_decode_parts(c: &mut Criterion) {
+    let message = large_observation();
+    let json = message.to_json();
+    let mut group = c.benchmark_group("decode_parts_large");
+    group.throughput(Throughput::Bytes(json.len() as u64));
+    group.bench_function(BenchmarkId::new("message_parse", "no_framing"), |b| {
+        b.iter(|| Message::parse(black_box(&json)).expect("valid message"));
+    });
+    group.bench_function(BenchmarkId::new("ignored_any_pass", "like_type_tag"), |b| {
+        b.iter(|| serde_json::from_str::<IgnoredAny>(black_box(&json)).expect("valid JSON"));
+    });
+    group.bench_function(BenchmarkId::new("typed_pass", "observation"), |b| {
+        b.iter(|| serde_json::from_str::<Observation>(black_box(&json)).expect("valid JSON"));
+    });
+    group.bench_function(BenchmarkId::new("depth_scan", "bytewise"), |b| {
+        b.iter(|| nesting_deeper_than(black_box(json.as_bytes()), 128));
+    });
+    group.bench_function(BenchmarkId::new("utf8_check_and_copy", "framing"), |b| {
+        b.iter(|| String::from_utf8(black_box(json.as_bytes()).to_vec()).expect("valid UTF-8"));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_codec, bench_decode_parts);
+criterion_main!(benches);
