@@ -25,29 +25,50 @@ fn reference(stream: &[u8], max: usize) -> Reference {
     loop {
         let Some((header, body)) = rest.split_first_chunk::<4>() else {
             let partial = !rest.is_empty();
-            return Reference { frames, error: None, partial };
+            return Reference {
+                frames,
+                error: None,
+                partial,
+            };
         };
         let len = u32::from_be_bytes(*header);
         let error = if len == 0 {
             Some(FrameError::EmptyFrame)
         } else if len as usize > max {
-            Some(FrameError::FrameTooLarge { len: u64::from(len), max })
+            Some(FrameError::FrameTooLarge {
+                len: u64::from(len),
+                max,
+            })
         } else {
             None
         };
         if error.is_some() {
-            return Reference { frames, error, partial: false };
+            return Reference {
+                frames,
+                error,
+                partial: false,
+            };
         }
         let len = len as usize;
         if body.len() < len {
-            return Reference { frames, error: None, partial: true };
+            return Reference {
+                frames,
+                error: None,
+                partial: true,
+            };
         }
         let (payload, after) = body.split_at(len);
         match std::str::from_utf8(payload) {
             Ok(text) => frames.push(text.to_owned()),
             Err(e) => {
-                let error = Some(FrameError::InvalidUtf8 { valid_up_to: e.valid_up_to() });
-                return Reference { frames, error, partial: false };
+                let error = Some(FrameError::InvalidUtf8 {
+                    valid_up_to: e.valid_up_to(),
+                });
+                return Reference {
+                    frames,
+                    error,
+                    partial: false,
+                };
             }
         }
         rest = after;
@@ -122,6 +143,10 @@ fuzz_target!(|data: &[u8]| {
 
     let expected = reference(stream, max);
     let partial = error.is_none() && decoder.has_partial_frame();
-    let actual = Reference { frames, error, partial };
+    let actual = Reference {
+        frames,
+        error,
+        partial,
+    };
     assert_eq!(actual, expected);
 });

@@ -36,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
     encode_message(&message, LIMIT, &mut wire).expect("within the limit");
     let mut decoder = MessageDecoder::with_max_frame_len(LIMIT);
     let mut input = &wire[..];
-    let decoded = decoder.decode(&mut input).expect("an encoded message decodes");
+    let decoded = decoder
+        .decode(&mut input)
+        .expect("an encoded message decodes");
     assert_eq!(decoded.as_ref(), Some(&message));
     assert!(input.is_empty());
 });

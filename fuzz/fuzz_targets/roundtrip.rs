@@ -7,9 +7,9 @@
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use peeka_protocol::{
-    encode_message, Cancel, EndReason, ErrorBody, ErrorCode, Event, Hello, Message,
-    MessageDecoder, Observation, Payload, ProtocolVersion, PythonInfo, Rejected, Request,
-    Response, StreamEnd, Welcome, DEFAULT_MAX_FRAME_LEN,
+    encode_message, Cancel, EndReason, ErrorBody, ErrorCode, Event, Hello, Message, MessageDecoder,
+    Observation, Payload, ProtocolVersion, PythonInfo, Rejected, Request, Response, StreamEnd,
+    Welcome, DEFAULT_MAX_FRAME_LEN,
 };
 use serde_json::{Map, Number, Value};
 
@@ -51,7 +51,9 @@ fn value(u: &mut Unstructured<'_>, depth: usize) -> Result<Value> {
         5 => Value::String(text(u)?),
         6 => {
             let len = u.int_in_range(0..=4)?;
-            let items = (0..len).map(|_| value(u, depth - 1)).collect::<Result<_>>()?;
+            let items = (0..len)
+                .map(|_| value(u, depth - 1))
+                .collect::<Result<_>>()?;
             Value::Array(items)
         }
         _ => {

@@ -46,7 +46,6 @@ pub enum EncodeError {
 #[derive(Debug, Default)]
 pub struct MessageDecoder {
     frames: FrameDecoder,
-    corrupt: bool,
 }
 
 impl MessageDecoder {
@@ -59,7 +58,6 @@ impl MessageDecoder {
     pub fn with_max_frame_len(max_frame_len: usize) -> Self {
         Self {
             frames: FrameDecoder::with_max_frame_len(max_frame_len),
-            corrupt: false,
         }
     }
 
@@ -75,18 +73,13 @@ impl MessageDecoder {
     /// A [`DecodeError`]; every later call then returns
     /// [`FrameError::Corrupt`].
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Message>, DecodeError> {
-        if self.corrupt {
-            return Err(FrameError::Corrupt.into());
+        match self.frames.decode(input)? {
+            Some(text) => Message::parse(&text).map(Some).map_err(|e| {
+                self.frames.poison();
+                e.into()
+            }),
+            None => Ok(None),
         }
-        let result = match self.frames.decode(input) {
-            Ok(Some(text)) => Message::parse(&text).map(Some).map_err(DecodeError::from),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e.into()),
-        };
-        if result.is_err() {
-            self.corrupt = true;
-        }
-        result
     }
 }
 

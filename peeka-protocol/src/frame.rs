@@ -182,6 +182,12 @@ impl FrameDecoder {
         self.header_filled > 0
     }
 
+    /// Marks the stream corrupt: a layer above found a frame it cannot use.
+    pub(crate) fn poison(&mut self) {
+        self.corrupt = true;
+        self.payload = Vec::new();
+    }
+
     /// Bytes of memory the decoder currently holds for payloads.
     ///
     /// Never more than the limit, whatever the peer announced.
@@ -202,8 +208,7 @@ impl FrameDecoder {
         }
         let result = self.decode_inner(input);
         if result.is_err() {
-            self.corrupt = true;
-            self.payload = Vec::new();
+            self.poison();
         }
         result
     }

@@ -279,22 +279,19 @@ pub const MAX_NESTING: usize = 128;
 /// `serde_json` skips ignored and raw values without a depth limit, so the
 /// envelope parser checks depth itself, in one pass over the bytes.
 fn nests_too_deep(json: &str) -> bool {
+    let bytes = json.as_bytes();
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in json.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // Skip a string's body in a tight loop: brackets inside it do not
+            // count. The text is valid JSON, so every string is terminated.
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
             }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
@@ -304,6 +301,7 @@ fn nests_too_deep(json: &str) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }

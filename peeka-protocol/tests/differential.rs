@@ -197,7 +197,7 @@ fn wire(case: &Case) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(160))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn same_frames_and_same_failure_as_length_delimited_codec(

@@ -380,7 +380,7 @@ fn garbage() -> impl Strategy<Value = Vec<u8>> {
 // ---------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(192))]
+    #![proptest_config(ProptestConfig::with_cases(384))]
 
     #[test]
     fn single_messages_survive_to_json_and_parse(message in message()) {
@@ -542,14 +542,33 @@ proptest! {
         max in 0usize..4096,
         steps in read_steps(),
     ) {
+        let frames = bytes.len() / 4 + 1;
         let mut reader = MessageReader::with_max_frame_len(ShortReader::new(bytes, steps), max);
-        // Every item is an error or a message; it ends with None or an error.
-        for _ in 0..64 {
+        // Messages, then a clean end, a truncation or a decoding error; each
+        // of those is reported again (as corruption for a decoding error).
+        for _ in 0..frames {
             match reader.read_message() {
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+                Ok(None) => {
+                    prop_assert!(reader.read_message().unwrap().is_none());
+                    return Ok(());
+                }
+                Err(TransportError::Truncated) => {
+                    prop_assert!(matches!(reader.read_message(), Err(TransportError::Truncated)));
+                    return Ok(());
+                }
+                Err(TransportError::Decode(e)) => {
+                    prop_assert!(!matches!(e, DecodeError::Frame(FrameError::Corrupt)));
+                    prop_assert!(matches!(
+                        reader.read_message(),
+                        Err(TransportError::Decode(DecodeError::Frame(FrameError::Corrupt)))
+                    ));
+                    return Ok(());
+                }
+                Err(e) => prop_assert!(false, "unexpected error {}", e),
             }
         }
+        prop_assert!(false, "more messages than there can be frames");
     }
 }
 
@@ -582,7 +601,7 @@ mod tokio_codec {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn codec_rebuilds_sequences_from_random_chunks(
