@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()
         .map_err(|_| "the pid must be a number")?;
     let target = Target::inspect(pid)?;
-    println!("pid            {} (in its namespace: {})", target.pid, target.ns_pid);
+    println!(
+        "pid            {} (in its namespace: {})",
+        target.pid, target.ns_pid
+    );
     println!("executable     {}", target.exe.display());
     println!("root           {}", target.root.display());
     println!("uid            {}", target.uid());
@@ -23,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "interpreter    {} layout, in {}{}",
         target.python.layout,
         target.python.path.display(),
-        if target.python.deleted { " (deleted on disk)" } else { "" }
+        if target.python.deleted {
+            " (deleted on disk)"
+        } else {
+            ""
+        }
     );
     println!("remote debug   {:?}", target.remote_debug);
     match &target.access.verdict {

@@ -38,10 +38,24 @@ try:
             try:
                 import importlib.util
 
+                import sys
+
                 path = os.path.join(directory, entry_file)
-                spec = importlib.util.spec_from_file_location("_peeka_agent_" + token, path)
+                name = "_peeka_agent_" + token
+                package = None
+                if os.path.basename(path) == "__init__.py":
+                    # A package: its modules import each other relatively.
+                    package = [os.path.dirname(path)]
+                spec = importlib.util.spec_from_file_location(
+                    name, path, submodule_search_locations=package
+                )
                 module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
                 details = getattr(module, entry_function)(directory, token)
                 report("loaded", details=details if isinstance(details, dict) else {})
             except BaseException:

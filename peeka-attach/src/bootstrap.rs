@@ -113,7 +113,11 @@ impl Staging {
         write_private(&host_dir.join(&script_name), script.as_bytes(), uid, gid)?;
         for (name, contents) in &agent.files {
             let relative = Path::new(name);
-            if relative.is_absolute() || relative.components().any(|c| c == std::path::Component::ParentDir) {
+            if relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
                 return Err(StageError::BadFileName(name.clone()));
             }
             let path = host_dir.join(relative);
@@ -149,7 +153,9 @@ impl Staging {
 
     /// Whether some thread of the target has started running the bootstrap.
     pub fn claimed(&self) -> bool {
-        self.host_dir.join(format!("claimed-{}", self.token)).exists()
+        self.host_dir
+            .join(format!("claimed-{}", self.token))
+            .exists()
     }
 
     /// Polls [`status`](Self::status) until it is written or `deadline` passes.
@@ -170,7 +176,11 @@ impl Staging {
     /// Removes this attach's bootstrap script, so that a request that fires
     /// late finds nothing to run.
     pub fn remove_script(&self) {
-        let name = self.script.file_name().map(PathBuf::from).unwrap_or_default();
+        let name = self
+            .script
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
         let _ = fs::remove_file(self.host_dir.join(name));
     }
 
@@ -188,7 +198,10 @@ fn parse_status(text: &str) -> BootstrapStatus {
     };
     match value.get("state").and_then(|s| s.as_str()) {
         Some("loaded") => BootstrapStatus::Loaded(
-            value.get("details").map(ToString::to_string).unwrap_or_else(|| "{}".into()),
+            value
+                .get("details")
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "{}".into()),
         ),
         Some("already_running") => BootstrapStatus::AlreadyRunning,
         _ => BootstrapStatus::Failed(
@@ -217,14 +230,23 @@ pub fn python_string(text: &str) -> String {
 
 fn render_bootstrap(dir: &Path, token: &str, agent: &AgentFiles) -> String {
     BOOTSTRAP_TEMPLATE
-        .replace("__PEEKA_DIRECTORY__", &python_string(&dir.to_string_lossy()))
+        .replace(
+            "__PEEKA_DIRECTORY__",
+            &python_string(&dir.to_string_lossy()),
+        )
         .replace("__PEEKA_TOKEN__", &python_string(token))
         .replace("__PEEKA_ENTRY_FILE__", &python_string(&agent.entry_file))
-        .replace("__PEEKA_ENTRY_FUNCTION__", &python_string(&agent.entry_function))
+        .replace(
+            "__PEEKA_ENTRY_FUNCTION__",
+            &python_string(&agent.entry_function),
+        )
 }
 
 fn new_token() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{:x}{:x}", std::process::id(), nanos & 0xFFFF_FFFF_FFFF)
 }
 
@@ -241,21 +263,41 @@ fn make_private_dir(path: &Path, uid: u32, gid: u32) -> Result<bool, StageError>
             fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
             Ok(false)
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let meta = fs::symlink_metadata(path).map_err(io_err)?;
-            let mode = meta.mode() & 0o7777;
-            if !meta.is_dir() || meta.uid() != uid || mode != 0o700 {
-                return Err(StageError::Untrusted {
-                    path: path.to_owned(),
-                    uid,
-                    owner: meta.uid(),
-                    mode,
-                });
-            }
-            Ok(true)
-        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => check_existing_private_dir(path, uid),
         Err(e) => Err(io_err(e)),
     }
+}
+
+/// Whether `path` holds a directory Peeka may use for a target of `uid`:
+/// a real directory (not a link), owned by `uid`, mode `0700`.
+///
+/// Returns `Ok(false)` when nothing is there, `Ok(true)` when it is such a
+/// directory.
+///
+/// # Errors
+/// [`StageError::Untrusted`] when something else is there, [`StageError::Io`]
+/// when it cannot be examined.
+pub fn check_existing_private_dir(path: &Path, uid: u32) -> Result<bool, StageError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(StageError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let mode = meta.mode() & 0o7777;
+    if !meta.is_dir() || meta.uid() != uid || mode != 0o700 {
+        return Err(StageError::Untrusted {
+            path: path.to_owned(),
+            uid,
+            owner: meta.uid(),
+            mode,
+        });
+    }
+    Ok(true)
 }
 
 /// Writes a new file readable only by `uid`, refusing to follow symlinks.

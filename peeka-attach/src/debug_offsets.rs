@@ -20,28 +20,66 @@ type Groups = &'static [(&'static str, &'static [&'static str])];
 
 /// Field groups of CPython 3.13 (584 bytes; no remote exec).
 const V3_13: Groups = &[
-    ("runtime_state", &["size", "finalizing", "interpreters_head"]),
+    (
+        "runtime_state",
+        &["size", "finalizing", "interpreters_head"],
+    ),
     (
         "interpreter_state",
         &[
-            "size", "id", "next", "threads_head", "gc", "imports_modules", "sysdict", "builtins",
-            "ceval_gil", "gil_runtime_state", "gil_runtime_state_enabled",
-            "gil_runtime_state_locked", "gil_runtime_state_holder",
+            "size",
+            "id",
+            "next",
+            "threads_head",
+            "gc",
+            "imports_modules",
+            "sysdict",
+            "builtins",
+            "ceval_gil",
+            "gil_runtime_state",
+            "gil_runtime_state_enabled",
+            "gil_runtime_state_locked",
+            "gil_runtime_state_holder",
         ],
     ),
     (
         "thread_state",
         &[
-            "size", "prev", "next", "interp", "current_frame", "thread_id", "native_thread_id",
-            "datastack_chunk", "status",
+            "size",
+            "prev",
+            "next",
+            "interp",
+            "current_frame",
+            "thread_id",
+            "native_thread_id",
+            "datastack_chunk",
+            "status",
         ],
     ),
-    ("interpreter_frame", &["size", "previous", "executable", "instr_ptr", "localsplus", "owner"]),
+    (
+        "interpreter_frame",
+        &[
+            "size",
+            "previous",
+            "executable",
+            "instr_ptr",
+            "localsplus",
+            "owner",
+        ],
+    ),
     (
         "code_object",
         &[
-            "size", "filename", "name", "qualname", "linetable", "firstlineno", "argcount",
-            "localsplusnames", "localspluskinds", "co_code_adaptive",
+            "size",
+            "filename",
+            "name",
+            "qualname",
+            "linetable",
+            "firstlineno",
+            "argcount",
+            "localsplusnames",
+            "localspluskinds",
+            "co_code_adaptive",
         ],
     ),
     ("pyobject", &["size", "ob_type"]),
@@ -52,38 +90,82 @@ const V3_13: Groups = &[
     ("float_object", &["size", "ob_fval"]),
     ("long_object", &["size", "lv_tag", "ob_digit"]),
     ("bytes_object", &["size", "ob_size", "ob_sval"]),
-    ("unicode_object", &["size", "state", "length", "asciiobject_size"]),
+    (
+        "unicode_object",
+        &["size", "state", "length", "asciiobject_size"],
+    ),
     ("gc", &["size", "collecting"]),
 ];
 
 const INTERPRETER_STATE_3_14: &[&str] = &[
-    "size", "id", "next", "threads_head", "threads_main", "gc", "imports_modules", "sysdict",
-    "builtins", "ceval_gil", "gil_runtime_state", "gil_runtime_state_enabled",
-    "gil_runtime_state_locked", "gil_runtime_state_holder", "code_object_generation",
+    "size",
+    "id",
+    "next",
+    "threads_head",
+    "threads_main",
+    "gc",
+    "imports_modules",
+    "sysdict",
+    "builtins",
+    "ceval_gil",
+    "gil_runtime_state",
+    "gil_runtime_state_enabled",
+    "gil_runtime_state_locked",
+    "gil_runtime_state_holder",
+    "code_object_generation",
     "tlbc_generation",
 ];
 const INTERPRETER_FRAME_3_14: &[&str] = &[
-    "size", "previous", "executable", "instr_ptr", "localsplus", "owner", "stackpointer",
+    "size",
+    "previous",
+    "executable",
+    "instr_ptr",
+    "localsplus",
+    "owner",
+    "stackpointer",
     "tlbc_index",
 ];
 const CODE_OBJECT_3_14: &[&str] = &[
-    "size", "filename", "name", "qualname", "linetable", "firstlineno", "argcount",
-    "localsplusnames", "localspluskinds", "co_code_adaptive", "co_tlbc",
+    "size",
+    "filename",
+    "name",
+    "qualname",
+    "linetable",
+    "firstlineno",
+    "argcount",
+    "localsplusnames",
+    "localspluskinds",
+    "co_code_adaptive",
+    "co_tlbc",
 ];
 const DEBUGGER_SUPPORT: &[&str] = &[
-    "eval_breaker", "remote_debugger_support", "remote_debugging_enabled",
-    "debugger_pending_call", "debugger_script_path", "debugger_script_path_size",
+    "eval_breaker",
+    "remote_debugger_support",
+    "remote_debugging_enabled",
+    "debugger_pending_call",
+    "debugger_script_path",
+    "debugger_script_path_size",
 ];
 
 /// Field groups of CPython 3.14 (760 bytes).
 const V3_14: Groups = &[
-    ("runtime_state", &["size", "finalizing", "interpreters_head"]),
+    (
+        "runtime_state",
+        &["size", "finalizing", "interpreters_head"],
+    ),
     ("interpreter_state", INTERPRETER_STATE_3_14),
     (
         "thread_state",
         &[
-            "size", "prev", "next", "interp", "current_frame", "thread_id", "native_thread_id",
-            "datastack_chunk", "status",
+            "size",
+            "prev",
+            "next",
+            "interp",
+            "current_frame",
+            "thread_id",
+            "native_thread_id",
+            "datastack_chunk",
+            "status",
         ],
     ),
     ("interpreter_frame", INTERPRETER_FRAME_3_14),
@@ -97,23 +179,44 @@ const V3_14: Groups = &[
     ("float_object", &["size", "ob_fval"]),
     ("long_object", &["size", "lv_tag", "ob_digit"]),
     ("bytes_object", &["size", "ob_size", "ob_sval"]),
-    ("unicode_object", &["size", "state", "length", "asciiobject_size"]),
+    (
+        "unicode_object",
+        &["size", "state", "length", "asciiobject_size"],
+    ),
     ("gc", &["size", "collecting"]),
-    ("gen_object", &["size", "gi_name", "gi_iframe", "gi_frame_state"]),
+    (
+        "gen_object",
+        &["size", "gi_name", "gi_iframe", "gi_frame_state"],
+    ),
     ("llist_node", &["next", "prev"]),
     ("debugger_support", DEBUGGER_SUPPORT),
 ];
 
 /// Field groups of CPython 3.15 (888 bytes).
 const V3_15: Groups = &[
-    ("runtime_state", &["size", "finalizing", "interpreters_head"]),
+    (
+        "runtime_state",
+        &["size", "finalizing", "interpreters_head"],
+    ),
     ("interpreter_state", INTERPRETER_STATE_3_14),
     (
         "thread_state",
         &[
-            "size", "prev", "next", "interp", "current_frame", "base_frame",
-            "last_profiled_frame", "last_profiled_frame_seq", "thread_id", "native_thread_id",
-            "datastack_chunk", "status", "holds_gil", "gil_requested", "current_exception",
+            "size",
+            "prev",
+            "next",
+            "interp",
+            "current_frame",
+            "base_frame",
+            "last_profiled_frame",
+            "last_profiled_frame_seq",
+            "thread_id",
+            "native_thread_id",
+            "datastack_chunk",
+            "status",
+            "holds_gil",
+            "gil_requested",
+            "current_exception",
             "exc_state",
         ],
     ),
@@ -121,7 +224,17 @@ const V3_15: Groups = &[
     ("interpreter_frame", INTERPRETER_FRAME_3_14),
     ("code_object", CODE_OBJECT_3_14),
     ("pyobject", &["size", "ob_type"]),
-    ("type_object", &["size", "tp_name", "tp_repr", "tp_flags", "tp_basicsize", "tp_dictoffset"]),
+    (
+        "type_object",
+        &[
+            "size",
+            "tp_name",
+            "tp_repr",
+            "tp_flags",
+            "tp_basicsize",
+            "tp_dictoffset",
+        ],
+    ),
     ("heap_type_object", &["size", "ht_cached_keys"]),
     ("tuple_object", &["size", "ob_item", "ob_size"]),
     ("list_object", &["size", "ob_item", "ob_size"]),
@@ -130,9 +243,30 @@ const V3_15: Groups = &[
     ("float_object", &["size", "ob_fval"]),
     ("long_object", &["size", "lv_tag", "ob_digit"]),
     ("bytes_object", &["size", "ob_size", "ob_sval"]),
-    ("unicode_object", &["size", "state", "length", "asciiobject_size", "compactunicodeobject_size"]),
-    ("gc", &["size", "collecting", "frame", "generation_stats_size", "generation_stats"]),
-    ("gen_object", &["size", "gi_name", "gi_iframe", "gi_frame_state"]),
+    (
+        "unicode_object",
+        &[
+            "size",
+            "state",
+            "length",
+            "asciiobject_size",
+            "compactunicodeobject_size",
+        ],
+    ),
+    (
+        "gc",
+        &[
+            "size",
+            "collecting",
+            "frame",
+            "generation_stats_size",
+            "generation_stats",
+        ],
+    ),
+    (
+        "gen_object",
+        &["size", "gi_name", "gi_iframe", "gi_frame_state"],
+    ),
     ("llist_node", &["next", "prev"]),
     ("debugger_support", DEBUGGER_SUPPORT),
 ];
@@ -202,7 +336,8 @@ impl DebugOffsets {
         runtime: u64,
         interpreter: PythonVersion,
     ) -> Result<Self, DebugOffsetsError> {
-        let groups = groups_for(interpreter.minor).ok_or(DebugOffsetsError::UnknownLayout(interpreter.minor))?;
+        let groups = groups_for(interpreter.minor)
+            .ok_or(DebugOffsetsError::UnknownLayout(interpreter.minor))?;
         let raw = memory.read_vec(runtime, table_len(groups))?;
         if &raw[..8] != COOKIE {
             return Err(DebugOffsetsError::BadCookie);
@@ -242,7 +377,10 @@ impl DebugOffsets {
         let mut index = 0;
         for (name, fields) in self.groups {
             if *name == group {
-                return fields.iter().position(|f| *f == field).map(|i| self.values[index + i]);
+                return fields
+                    .iter()
+                    .position(|f| *f == field)
+                    .map(|i| self.values[index + i]);
             }
             index += fields.len();
         }
@@ -260,21 +398,31 @@ impl DebugOffsets {
 
     /// Whether this version supports PEP 768 remote execution.
     pub fn has_remote_exec(&self) -> bool {
-        self.get("debugger_support", "debugger_script_path_size").is_some()
+        self.get("debugger_support", "debugger_script_path_size")
+            .is_some()
     }
 
     fn check_plausible(&self) -> Result<(), DebugOffsetsError> {
         const MAX_STRUCT: u64 = 1 << 20;
-        for group in ["interpreter_state", "thread_state", "interpreter_frame", "code_object"] {
+        for group in [
+            "interpreter_state",
+            "thread_state",
+            "interpreter_frame",
+            "code_object",
+        ] {
             let size = self.require(group, "size")?;
             if !(16..MAX_STRUCT).contains(&size) {
-                return Err(DebugOffsetsError::Implausible(format!("{group}.size = {size}")));
+                return Err(DebugOffsetsError::Implausible(format!(
+                    "{group}.size = {size}"
+                )));
             }
         }
         for field in ["next", "threads_head"] {
             let offset = self.require("interpreter_state", field)?;
             if offset >= self.require("interpreter_state", "size")? {
-                return Err(DebugOffsetsError::Implausible(format!("interpreter_state.{field} = {offset}")));
+                return Err(DebugOffsetsError::Implausible(format!(
+                    "interpreter_state.{field} = {offset}"
+                )));
             }
         }
         if self.has_remote_exec() {
@@ -286,7 +434,9 @@ impl DebugOffsets {
             }
             let tstate_size = self.require("thread_state", "size")?;
             let support = self.require("debugger_support", "remote_debugger_support")?;
-            if support + self.require("debugger_support", "debugger_script_path")? + path_size > tstate_size {
+            if support + self.require("debugger_support", "debugger_script_path")? + path_size
+                > tstate_size
+            {
                 return Err(DebugOffsetsError::Implausible(
                     "remote debugger support lies outside the thread state".into(),
                 ));

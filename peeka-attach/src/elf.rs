@@ -73,8 +73,12 @@ impl ElfFile {
         // the file could fault, which is why callers prefer map_files (the
         // mapped inode, which the target keeps alive).
         let map = unsafe { Mmap::map(&file)? };
-        object::File::parse(&*map)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+        object::File::parse(&*map).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         Ok(Self {
             map,
             opened_as: path.to_owned(),
@@ -134,7 +138,11 @@ impl ElfFile {
     pub fn load_bias(&self, mappings: &[&MapEntry]) -> Option<LoadBias> {
         let file = self.object();
         let first_load = file.segments().map(|s| s.address()).min()?;
-        let base = mappings.iter().filter(|m| m.offset == 0).map(|m| m.start).min()?;
+        let base = mappings
+            .iter()
+            .filter(|m| m.offset == 0)
+            .map(|m| m.start)
+            .min()?;
         let page = page_size();
         Some(LoadBias(base.wrapping_sub(first_load & !(page - 1))))
     }

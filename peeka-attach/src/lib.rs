@@ -7,11 +7,11 @@
 //! resolving symbols from its ELF files, and the attach backends.
 #![deny(missing_docs)]
 
+pub mod debug_offsets;
 pub mod elf;
 pub mod memory;
-pub mod procfs;
-pub mod debug_offsets;
 pub mod permissions;
+pub mod procfs;
 pub mod python;
 pub mod target;
 
@@ -24,6 +24,14 @@ pub mod method;
 pub use bootstrap::{AgentFiles, BootstrapStatus, Staging};
 pub use error::AttachError;
 pub use method::{InjectRequest, Injector, Method, MethodChoice, Step, Timeline};
+pub mod doctor;
 pub mod pep768;
 pub mod remote_debug_optout;
 pub mod thread_pause;
+pub use doctor::{doctor, Diagnosis, Finding, Severity};
+mod debugger_process;
+#[cfg(target_os = "linux")]
+pub mod gdb;
+#[cfg(target_os = "macos")]
+pub mod lldb;
+pub mod lldb_script;

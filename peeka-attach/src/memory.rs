@@ -156,7 +156,10 @@ impl RemoteMemory {
 /// EFAULT covers read-only pages for writes; ENOSYS kernels without the
 /// syscalls; EPERM some seccomp profiles that block only these syscalls.
 fn fallback_worth_trying(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EFAULT | libc::ENOSYS | libc::EPERM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EFAULT | libc::ENOSYS | libc::EPERM)
+    )
 }
 
 /// One `process_vm_readv`/`writev`, repeated until the whole range moved.
@@ -172,7 +175,8 @@ fn vm_transfer(pid: u32, addr: u64, local: *mut u8, len: usize, write: bool) -> 
             iov_base: (addr + done as u64) as *mut libc::c_void,
             iov_len: len - done,
         };
-        let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let pid =
+            libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: both iovecs describe valid ranges: the local one lies within
         // the caller's buffer, the remote one is only interpreted by the kernel.
         let n = unsafe {

@@ -92,7 +92,9 @@ fn preflight(target: &Target) -> Result<(Fields, u64), AttachError> {
         }
         (Some(offsets), _) if offsets.has_remote_exec() => offsets,
         (_, RemoteDebug::Unknown(why)) => {
-            return Err(unavailable(format!("its remote-debug state could not be read: {why}")))
+            return Err(unavailable(format!(
+                "its remote-debug state could not be read: {why}"
+            )))
         }
         _ => return Err(unavailable("its debug offsets could not be read".into())),
     };
@@ -103,7 +105,11 @@ fn preflight(target: &Target) -> Result<(Fields, u64), AttachError> {
 }
 
 /// The thread states of the main interpreter.
-fn thread_states(memory: &RemoteMemory, fields: &Fields, runtime: u64) -> Result<Vec<u64>, AttachError> {
+fn thread_states(
+    memory: &RemoteMemory,
+    fields: &Fields,
+    runtime: u64,
+) -> Result<Vec<u64>, AttachError> {
     let interp = memory.read_u64(runtime + fields.interpreters_head)?;
     let mut states = Vec::new();
     let mut ts = memory.read_u64(interp + fields.threads_head)?;
@@ -142,7 +148,11 @@ fn request_everywhere(
 /// Withdraws every request still pending, so that none fires later. The
 /// eval-breaker bit is left: a thread that finds it with nothing pending
 /// just clears it.
-fn withdraw_everywhere(memory: &RemoteMemory, fields: &Fields, runtime: u64) -> Result<usize, AttachError> {
+fn withdraw_everywhere(
+    memory: &RemoteMemory,
+    fields: &Fields,
+    runtime: u64,
+) -> Result<usize, AttachError> {
     let mut withdrawn = 0;
     for ts in thread_states(memory, fields, runtime)? {
         let pending = ts + fields.support + fields.pending_call;
@@ -168,8 +178,12 @@ impl Injector for Pep768Injector {
         let memory = &target.memory;
 
         let requested = {
-            let pause = timeline.time("pause threads", || ThreadPause::all(target.pid, request.deadline))?;
-            let result = timeline.time("write requests", || request_everywhere(memory, &fields, runtime, &path));
+            let pause = timeline.time("pause threads", || {
+                ThreadPause::all(target.pid, request.deadline)
+            })?;
+            let result = timeline.time("write requests", || {
+                request_everywhere(memory, &fields, runtime, &path)
+            });
             timeline.time("resume threads", || pause.resume())?;
             result?
         };
@@ -181,8 +195,11 @@ impl Injector for Pep768Injector {
         // Withdraw the requests the other threads did not take, in every case.
         {
             let deadline = Instant::now() + Duration::from_secs(2);
-            let pause = timeline.time("pause threads", || ThreadPause::all(target.pid, deadline))?;
-            let result = timeline.time("withdraw leftovers", || withdraw_everywhere(memory, &fields, runtime));
+            let pause =
+                timeline.time("pause threads", || ThreadPause::all(target.pid, deadline))?;
+            let result = timeline.time("withdraw leftovers", || {
+                withdraw_everywhere(memory, &fields, runtime)
+            });
             timeline.time("resume threads", || pause.resume())?;
             result?;
         }

@@ -11,6 +11,8 @@ pub struct ProcStatus {
     pub name: String,
     /// `State`: the one-letter state, e.g. `S`, `R`, `Z`.
     pub state: char,
+    /// `PPid`: the parent's pid, 0 for the first process of a pid namespace.
+    pub ppid: u32,
     /// `Uid`: real, effective, saved and filesystem uid.
     pub uid: [u32; 4],
     /// `Gid`: real, effective, saved and filesystem gid.
@@ -33,7 +35,9 @@ impl ProcStatus {
     /// # Errors
     /// The I/O error of reading the file (`NotFound` when the process is gone).
     pub fn read(pid: u32) -> io::Result<Self> {
-        Ok(Self::parse(&fs::read_to_string(format!("/proc/{pid}/status"))?))
+        Ok(Self::parse(&fs::read_to_string(format!(
+            "/proc/{pid}/status"
+        ))?))
     }
 
     /// Parses the text of a status file; unknown or malformed lines are skipped.
@@ -50,8 +54,12 @@ impl ProcStatus {
                 "Uid" => status.uid = four_ids(value),
                 "Gid" => status.gid = four_ids(value),
                 "NSpid" => {
-                    status.ns_pid = value.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+                    status.ns_pid = value
+                        .split_whitespace()
+                        .filter_map(|v| v.parse().ok())
+                        .collect();
                 }
+                "PPid" => status.ppid = value.parse().unwrap_or(0),
                 "TracerPid" => status.tracer_pid = value.parse().unwrap_or(0),
                 "Threads" => status.threads = value.parse().unwrap_or(0),
                 "CapEff" => status.cap_eff = u64::from_str_radix(value, 16).unwrap_or(0),
@@ -150,7 +158,10 @@ impl MapEntry {
     /// very file that is mapped even when it was deleted or lives in another
     /// mount namespace.
     pub fn map_files_path(&self, pid: u32) -> PathBuf {
-        PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", self.start, self.end))
+        PathBuf::from(format!(
+            "/proc/{pid}/map_files/{:x}-{:x}",
+            self.start, self.end
+        ))
     }
 
     /// Whether the mapping is backed by a file (not anonymous, not `[heap]`).
@@ -166,11 +177,12 @@ mod tests {
     #[test]
     fn parses_status() {
         let status = ProcStatus::parse(
-            "Name:\tpython3.12\nState:\tS (sleeping)\nTracerPid:\t0\nUid:\t1000\t1000\t1000\t1000\n\
+            "Name:\tpython3.12\nState:\tS (sleeping)\nPPid:\t41\nTracerPid:\t0\nUid:\t1000\t1000\t1000\t1000\n\
              Gid:\t100\t100\t100\t100\nNSpid:\t4242\t17\nThreads:\t3\nCapEff:\t000001ffffffffff\nSeccomp:\t2\n",
         );
         assert_eq!(status.name, "python3.12");
         assert_eq!(status.state, 'S');
+        assert_eq!(status.ppid, 41);
         assert_eq!(status.euid(), 1000);
         assert_eq!(status.ns_pid, [4242, 17]);
         assert_eq!(status.threads, 3);
@@ -185,14 +197,21 @@ mod tests {
             "7f3a1c000000-7f3a1c200000 r-xp 00001000 fd:01 1234   /usr/lib/libpython3.12.so.1.0 (deleted)",
         )
         .unwrap();
-        assert_eq!((e.start, e.end, e.offset, e.inode), (0x7f3a_1c00_0000, 0x7f3a_1c20_0000, 0x1000, 1234));
+        assert_eq!(
+            (e.start, e.end, e.offset, e.inode),
+            (0x7f3a_1c00_0000, 0x7f3a_1c20_0000, 0x1000, 1234)
+        );
         assert!(e.read && !e.write && e.exec && e.deleted && e.is_file());
-        assert_eq!(e.path.unwrap(), PathBuf::from("/usr/lib/libpython3.12.so.1.0"));
+        assert_eq!(
+            e.path.unwrap(),
+            PathBuf::from("/usr/lib/libpython3.12.so.1.0")
+        );
         let anon = MapEntry::parse("7ffd0000-7ffd1000 rw-p 00000000 00:00 0 ").unwrap();
         assert!(anon.path.is_none() && !anon.is_file());
         let heap = MapEntry::parse("01000000-02000000 rw-p 00000000 00:00 0    [heap]").unwrap();
         assert!(!heap.is_file());
-        let spaced = MapEntry::parse("1000-2000 r--p 00000000 08:01 9  /opt/my app/python").unwrap();
+        let spaced =
+            MapEntry::parse("1000-2000 r--p 00000000 08:01 9  /opt/my app/python").unwrap();
         assert_eq!(spaced.path.unwrap(), PathBuf::from("/opt/my app/python"));
     }
 

@@ -79,7 +79,9 @@ impl PythonVersion {
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
         let rest = parts.next()?;
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let micro = rest[..digits].parse().ok()?;
         let (level, serial) = match &rest[digits..] {
             "" => (ReleaseLevel::Final, 0),
@@ -185,7 +187,11 @@ impl Interpreter {
         memory: &RemoteMemory,
     ) -> Result<Self, NotCPython> {
         let mut paths: Vec<&PathBuf> = Vec::new();
-        for path in maps.iter().filter(|m| m.is_file()).filter_map(|m| m.path.as_ref()) {
+        for path in maps
+            .iter()
+            .filter(|m| m.is_file())
+            .filter_map(|m| m.path.as_ref())
+        {
             if !paths.contains(&path) {
                 paths.push(path);
             }
@@ -199,17 +205,30 @@ impl Interpreter {
             .filter(|p| file_name(p).starts_with("libpython3"))
             .map(|p| (*p, Layout::Shared))
             .collect();
-        candidates.extend(paths.iter().filter(|p| p.as_path() == exe).map(|p| (*p, Layout::Static)));
+        candidates.extend(
+            paths
+                .iter()
+                .filter(|p| p.as_path() == exe)
+                .map(|p| (*p, Layout::Static)),
+        );
 
         for (path, layout) in candidates {
-            let mappings: Vec<&MapEntry> =
-                maps.iter().filter(|m| m.path.as_ref() == Some(path)).collect();
-            let Some(first) = mappings.first() else { continue };
-            let Ok(elf) = ElfFile::open_mapped(pid, first) else { continue };
+            let mappings: Vec<&MapEntry> = maps
+                .iter()
+                .filter(|m| m.path.as_ref() == Some(path))
+                .collect();
+            let Some(first) = mappings.first() else {
+                continue;
+            };
+            let Ok(elf) = ElfFile::open_mapped(pid, first) else {
+                continue;
+            };
             if !RUNTIME_SYMBOLS.iter().all(|s| elf.exports(s)) {
                 continue;
             }
-            let Some(bias) = elf.load_bias(&mappings) else { continue };
+            let Some(bias) = elf.load_bias(&mappings) else {
+                continue;
+            };
             let version = read_version(&elf, bias, &mappings, memory)
                 .filter(|v| name_hint_agrees(path, *v))
                 .ok_or(NotCPython::UnknownVersion)?;
@@ -232,7 +251,9 @@ impl Interpreter {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `python3.9`, `libpython3.9.so.1.0`, `libpython3.12d.so`: the minor the
@@ -240,7 +261,9 @@ fn file_name(path: &Path) -> String {
 fn minor_from_name(path: &Path) -> Option<u8> {
     let name = file_name(path);
     let rest = &name[name.find("python3.")? + "python3.".len()..];
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     rest[..digits].parse().ok()
 }
 
@@ -258,7 +281,11 @@ fn read_version(
     memory: &RemoteMemory,
 ) -> Option<PythonVersion> {
     if let Some(addr) = elf.symbol("Py_Version") {
-        if let Some(v) = memory.read_u64(bias.apply(addr)).ok().and_then(PythonVersion::from_hex) {
+        if let Some(v) = memory
+            .read_u64(bias.apply(addr))
+            .ok()
+            .and_then(PythonVersion::from_hex)
+        {
             return Some(v);
         }
     }
@@ -275,7 +302,10 @@ fn read_version(
 }
 
 fn minor_from_name_of(mappings: &[&MapEntry]) -> Option<u8> {
-    mappings.first().and_then(|m| m.path.as_deref()).and_then(minor_from_name)
+    mappings
+        .first()
+        .and_then(|m| m.path.as_deref())
+        .and_then(minor_from_name)
 }
 
 /// Looks for `3.<minor>.<micro>... (` in the writable mappings of the
@@ -288,7 +318,9 @@ fn scan_for_version_text(
     const MAX_SCAN: u64 = 16 * 1024 * 1024;
     for mapping in mappings.iter().filter(|m| m.write && m.read) {
         let len = usize::try_from((mapping.end - mapping.start).min(MAX_SCAN)).ok()?;
-        let Ok(bytes) = memory.read_vec(mapping.start, len) else { continue };
+        let Ok(bytes) = memory.read_vec(mapping.start, len) else {
+            continue;
+        };
         let mut at = 0;
         while let Some(pos) = find(&bytes[at..], b"3.") {
             let start = at + pos;
@@ -332,7 +364,9 @@ mod tests {
 
     #[test]
     fn parses_sys_version_text() {
-        let v = PythonVersion::parse_prefix("3.8.18 (default, May  9 2026, 07:33:03) \n[GCC 12.2.0]").unwrap();
+        let v =
+            PythonVersion::parse_prefix("3.8.18 (default, May  9 2026, 07:33:03) \n[GCC 12.2.0]")
+                .unwrap();
         assert_eq!((v.minor, v.micro, v.level), (8, 18, ReleaseLevel::Final));
         let rc = PythonVersion::parse_prefix("3.13.0rc2+ (heads/3.13:abc)").unwrap();
         assert_eq!(rc.to_string(), "3.13.0rc2");
@@ -342,7 +376,10 @@ mod tests {
 
     #[test]
     fn minor_from_file_names() {
-        assert_eq!(minor_from_name(Path::new("/usr/lib/libpython3.10.so.1.0")), Some(10));
+        assert_eq!(
+            minor_from_name(Path::new("/usr/lib/libpython3.10.so.1.0")),
+            Some(10)
+        );
         assert_eq!(minor_from_name(Path::new("/usr/bin/python3.8")), Some(8));
         assert_eq!(minor_from_name(Path::new("/usr/bin/python")), None);
     }

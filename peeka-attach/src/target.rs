@@ -57,7 +57,9 @@ pub enum RemoteDebug {
 #[non_exhaustive]
 pub enum InspectError {
     /// No such process.
-    #[error("no process with pid {pid}; check the pid (`ps aux | grep python`), it may have exited")]
+    #[error(
+        "no process with pid {pid}; check the pid (`ps aux | grep python`), it may have exited"
+    )]
     NoSuchProcess {
         /// The pid.
         pid: u32,
@@ -162,17 +164,20 @@ impl Target {
         let denied = |source: io::Error, what: &'static str| match source.kind() {
             io::ErrorKind::PermissionDenied => InspectError::PermissionDenied {
                 pid,
-                why: access.verdict.clone().err().unwrap_or_else(|| source.to_string()),
+                why: access
+                    .verdict
+                    .clone()
+                    .err()
+                    .unwrap_or_else(|| source.to_string()),
             },
             io::ErrorKind::NotFound => InspectError::NoSuchProcess { pid },
             _ => InspectError::Io { pid, what, source },
         };
         let exe = fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| denied(e, "exe"))?;
-        let exe = PathBuf::from(
-            exe.to_string_lossy()
-                .strip_suffix(" (deleted)")
-                .map_or_else(|| exe.clone(), PathBuf::from),
-        );
+        let exe = exe
+            .to_string_lossy()
+            .strip_suffix(" (deleted)")
+            .map_or_else(|| exe.clone(), PathBuf::from);
         let root = fs::read_link(format!("/proc/{pid}/root")).map_err(|e| denied(e, "root"))?;
         let maps = MapEntry::read_all(pid).map_err(|e| denied(e, "maps"))?;
         let memory = RemoteMemory::new(pid);
@@ -274,8 +279,14 @@ fn remote_debug_state(
     offsets: Option<&DebugOffsets>,
 ) -> Result<bool, String> {
     let offsets = offsets.ok_or("the debug offsets could not be read")?;
-    let runtime = python.symbol_address("_PyRuntime").ok_or("no _PyRuntime symbol")?;
-    let field = |group, name| offsets.require(group, name).map_err(|e: DebugOffsetsError| e.to_string());
+    let runtime = python
+        .symbol_address("_PyRuntime")
+        .ok_or("no _PyRuntime symbol")?;
+    let field = |group, name| {
+        offsets
+            .require(group, name)
+            .map_err(|e: DebugOffsetsError| e.to_string())
+    };
     let interp = memory
         .read_u64(runtime + field("runtime_state", "interpreters_head")?)
         .map_err(|e| e.to_string())?;

@@ -45,7 +45,10 @@ impl ThreadPause {
         };
         loop {
             let tids = task_ids(pid).map_err(|_| AttachError::TargetExited { pid })?;
-            let new: Vec<u32> = tids.into_iter().filter(|t| !pause.held.contains_key(t)).collect();
+            let new: Vec<u32> = tids
+                .into_iter()
+                .filter(|t| !pause.held.contains_key(t))
+                .collect();
             if new.is_empty() {
                 break;
             }
@@ -124,7 +127,14 @@ impl ThreadPause {
         for (tid, signal) in std::mem::take(&mut self.held) {
             // SAFETY: detaching a thread we seized; `signal` is a signal
             // number the kernel reported for it, or 0.
-            let rc = unsafe { libc::ptrace(libc::PTRACE_DETACH, tid as libc::pid_t, 0, signal as libc::c_long) };
+            let rc = unsafe {
+                libc::ptrace(
+                    libc::PTRACE_DETACH,
+                    tid as libc::pid_t,
+                    0,
+                    signal as libc::c_long,
+                )
+            };
             if rc == -1 {
                 let err = io::Error::last_os_error();
                 if err.raw_os_error() != Some(libc::ESRCH) && first_error.is_none() {
@@ -166,7 +176,13 @@ fn wait_stopped(tid: u32, deadline: Instant) -> io::Result<Stopped> {
     loop {
         let mut status = 0;
         // SAFETY: waiting on a thread we trace; `status` is a valid out-pointer.
-        let rc = unsafe { libc::waitpid(tid as libc::pid_t, &mut status, libc::__WALL | libc::WNOHANG) };
+        let rc = unsafe {
+            libc::waitpid(
+                tid as libc::pid_t,
+                &mut status,
+                libc::__WALL | libc::WNOHANG,
+            )
+        };
         if rc == -1 {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {

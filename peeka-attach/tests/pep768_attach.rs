@@ -11,11 +11,16 @@ use peeka_testkit::{Manifest, TargetProcess};
 
 #[test]
 fn runs_the_bootstrap_exactly_once_on_every_target_shape() {
-    let Some(manifest) = Manifest::load_or_skip() else { return };
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
     for minor in ["3.14", "3.15"] {
-        let Some(python) = manifest.require(minor) else { continue };
+        let Some(python) = manifest.require(minor) else {
+            continue;
+        };
         for script in TARGETS {
-            let mut process = TargetProcess::spawn(python, &target_script(script), &[], &[]).unwrap();
+            let mut process =
+                TargetProcess::spawn(python, &target_script(script), &[], &[]).unwrap();
             let target = Target::inspect(process.pid()).unwrap();
             let staging = Staging::prepare(&target, &marker_agent()).unwrap();
             let started = Instant::now();
@@ -29,12 +34,23 @@ fn runs_the_bootstrap_exactly_once_on_every_target_shape() {
                 .unwrap_or_else(|e| panic!("{minor} {script}: {e}"));
             let claimed_after = started.elapsed();
             let status = staging.wait_status(Instant::now() + Duration::from_secs(5));
-            assert!(matches!(status, Some(BootstrapStatus::Loaded(_))), "{minor} {script}: {status:?}");
+            assert!(
+                matches!(status, Some(BootstrapStatus::Loaded(_))),
+                "{minor} {script}: {status:?}"
+            );
             // Let any leftover request fire if one was not withdrawn.
             std::thread::sleep(Duration::from_millis(200));
-            assert_eq!(marker_runs(&staging), 1, "{minor} {script}: the agent must load exactly once");
+            assert_eq!(
+                marker_runs(&staging),
+                1,
+                "{minor} {script}: the agent must load exactly once"
+            );
             assert!(process.is_alive(), "{minor} {script}: target died");
-            assert_eq!(process.stderr(), "", "{minor} {script}: target printed errors");
+            assert_eq!(
+                process.stderr(),
+                "",
+                "{minor} {script}: target printed errors"
+            );
             eprintln!("pep768 {minor} {script}: claimed after {claimed_after:?}");
             staging.remove_all();
         }
@@ -43,8 +59,12 @@ fn runs_the_bootstrap_exactly_once_on_every_target_shape() {
 
 #[test]
 fn refuses_a_target_that_disabled_remote_debugging() {
-    let Some(manifest) = Manifest::load_or_skip() else { return };
-    let Some(python) = manifest.require("3.14") else { return };
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    let Some(python) = manifest.require("3.14") else {
+        return;
+    };
     let mut process = TargetProcess::spawn(
         python,
         &target_script("sleeper.py"),
@@ -60,8 +80,14 @@ fn refuses_a_target_that_disabled_remote_debugging() {
         deadline: Instant::now() + Duration::from_secs(5),
     };
     let err = Pep768Injector.inject(&request).unwrap_err();
-    assert!(matches!(err, AttachError::RemoteDebugDisabled { .. }), "{err}");
-    assert!(err.to_string().contains("PYTHON_DISABLE_REMOTE_DEBUG=1"), "{err}");
+    assert!(
+        matches!(err, AttachError::RemoteDebugDisabled { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("PYTHON_DISABLE_REMOTE_DEBUG=1"),
+        "{err}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(marker_runs(&staging), 0);
     assert!(process.is_alive());

@@ -7,7 +7,7 @@ use peeka_attach::{AgentFiles, Staging};
 
 /// The test agent: its entry function appends one line to `runs.txt` in
 /// the private directory, so a test can count how often it was loaded.
-pub fn marker_agent() -> AgentFiles {
+pub(crate) fn marker_agent() -> AgentFiles {
     AgentFiles {
         files: vec![(
             "marker_agent.py".into(),
@@ -19,16 +19,18 @@ pub fn marker_agent() -> AgentFiles {
 }
 
 /// How many times the marker agent ran in this staging directory.
-pub fn marker_runs(staging: &Staging) -> usize {
+pub(crate) fn marker_runs(staging: &Staging) -> usize {
     std::fs::read_to_string(staging.host_dir.join("runs.txt"))
         .map(|text| text.lines().count())
         .unwrap_or(0)
 }
 
 /// A target script from `tests/targets/`.
-pub fn target_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets").join(name)
+pub(crate) fn target_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/targets")
+        .join(name)
 }
 
 /// The four target shapes every attach method is tested against.
-pub const TARGETS: [&str; 4] = ["busy.py", "sleeper.py", "blocked_main.py", "threads20.py"];
+pub(crate) const TARGETS: [&str; 4] = ["busy.py", "sleeper.py", "blocked_main.py", "threads20.py"];

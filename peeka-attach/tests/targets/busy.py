@@ -1,6 +1,4 @@
 # Test target: the main thread is always busy running Python.
-import sys
-
 print("ready", flush=True)
 total = 0
 while True:

@@ -1,0 +1,802 @@
+//! Tracing the threads of a process: seize and stop them, watch them while
+//! they run, and give them back exactly as they were.
+//!
+//! [`TracedThreads`] is an RAII guard. It seizes threads with
+//! `PTRACE_SEIZE` (which does not stop them and sends no signal) and stops
+//! them with `PTRACE_INTERRUPT`. For the whole process it re-reads
+//! `/proc/PID/task` after every round of stops until a round finds no new
+//! thread; threads created while traced are traced automatically
+//! (`PTRACE_O_TRACECLONE`). Dropping the guard reverts the code patches it
+//! knows of, stops the threads still running, and detaches every thread.
+//!
+//! Signals:
+//! - while a thread is being stopped, a signal that arrives first is passed
+//!   straight through, so the target handles it as if we were not there;
+//! - while a thread runs code for us, signals that arrive are held back and
+//!   re-delivered when the thread is released or detached: the first one by
+//!   injection with its original `siginfo` (when the thread sits in a
+//!   signal-delivery stop), any others by sending them again;
+//! - while threads run on their own under our trace, every signal is passed
+//!   through as soon as it is reported.
+//!
+//! Forked children inherit the target's memory, including our patches: the
+//! guard traces them just long enough to write the original bytes back into
+//! their copy, then detaches them. An `execve` replaces the program, so the
+//! guard stops touching memory and reports the target as gone.
+//!
+//! All waiting uses `waitpid` on specific thread ids, never `-1`, so other
+//! children of our process are left alone.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::registers::{breakpoint_trap_pc, GeneralRegs, BREAKPOINT_SI_CODE};
+use super::requests::{self, RawSiginfo, WaitStatus};
+use crate::error::AttachError;
+use crate::memory::RemoteMemory;
+use crate::method::Method;
+
+/// How long the guard's destructor waits for running threads to stop
+/// before it gives up on detaching them (they are detached by the kernel
+/// when the tracing thread exits).
+const DETACH_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long to wait for a forked child's first stop.
+const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Something a traced thread did that its user must decide about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The thread is in a signal-delivery stop. Unless the user calls
+    /// [`TracedThreads::suppress_signal`] or
+    /// [`TracedThreads::resume_for_call`] (which holds it back), the signal
+    /// is delivered when the thread is released or detached.
+    Signal {
+        /// The thread.
+        tid: u32,
+        /// The signal.
+        signal: i32,
+        /// Its information.
+        info: RawSiginfo,
+    },
+    /// The thread hit one of our breakpoints. Its program counter has been
+    /// moved back to the breakpoint's address and the `SIGTRAP` dropped; it
+    /// is stopped.
+    Breakpoint {
+        /// The thread.
+        tid: u32,
+        /// The breakpoint's address.
+        address: u64,
+    },
+    /// The thread exited (or was killed) and is no longer traced.
+    Exited {
+        /// The thread.
+        tid: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Seized (or attached automatically) and asked to stop; no stop seen yet.
+    Stopping,
+    /// Running under our trace.
+    Running,
+    /// In a ptrace stop.
+    Stopped,
+}
+
+/// A signal held back, to be delivered later.
+#[derive(Debug, Clone, Copy)]
+struct HeldSignal {
+    signal: i32,
+    info: Option<RawSiginfo>,
+}
+
+#[derive(Debug)]
+struct Tracee {
+    state: State,
+    /// Whether events that need no decision should let the thread run on
+    /// (true) or leave it stopped (false).
+    keep_running: bool,
+    /// In a signal-delivery stop, where a signal can be injected on restart.
+    in_signal_stop: bool,
+    /// The signal of the current signal-delivery stop, delivered on restart
+    /// unless suppressed or held back.
+    current: Option<HeldSignal>,
+    /// Signals held back while the thread ran code for us.
+    held: Vec<HeldSignal>,
+}
+
+impl Tracee {
+    fn new(keep_running: bool) -> Self {
+        Self {
+            state: State::Stopping,
+            keep_running,
+            in_signal_stop: false,
+            current: None,
+            held: Vec::new(),
+        }
+    }
+}
+
+/// Bytes of the target's code we replaced, with the originals.
+#[derive(Debug, Default)]
+struct CodePatches {
+    applied: BTreeMap<u64, Vec<u8>>,
+}
+
+/// A set of traced threads of one process (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct TracedThreads {
+    pid: u32,
+    tracees: BTreeMap<u32, Tracee>,
+    patches: CodePatches,
+    breakpoints: Vec<u64>,
+    exec_seen: bool,
+    memory: RemoteMemory,
+}
+
+impl TracedThreads {
+    fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            tracees: BTreeMap::new(),
+            patches: CodePatches::default(),
+            breakpoints: Vec::new(),
+            exec_seen: false,
+            memory: RemoteMemory::new(pid),
+        }
+    }
+
+    /// Seizes and stops every thread of process `pid`.
+    ///
+    /// # Errors
+    /// [`AttachError::PermissionDenied`] when tracing is refused,
+    /// [`AttachError::TargetExited`], or [`AttachError::Timeout`] when a
+    /// thread does not stop before `deadline` (e.g. in uninterruptible
+    /// sleep). Threads already seized are detached.
+    pub(crate) fn stop_all(pid: u32, deadline: Instant) -> Result<Self, AttachError> {
+        let mut set = Self::new(pid);
+        loop {
+            let mut seized_any = false;
+            for tid in list_tasks(pid)? {
+                if !set.tracees.contains_key(&tid) && set.seize(tid)? {
+                    seized_any = true;
+                }
+            }
+            if set.tracees.is_empty() {
+                return Err(AttachError::TargetExited { pid });
+            }
+            set.wait_until_stopped(deadline)?;
+            if !seized_any {
+                return Ok(set);
+            }
+        }
+    }
+
+    /// Seizes and stops one thread of process `pid`, leaving the others
+    /// running untraced.
+    ///
+    /// # Errors
+    /// As [`stop_all`](Self::stop_all).
+    pub(crate) fn stop_one(pid: u32, tid: u32, deadline: Instant) -> Result<Self, AttachError> {
+        let mut set = Self::new(pid);
+        if !set.seize(tid)? {
+            return Err(AttachError::TargetExited { pid });
+        }
+        set.wait_until_stopped(deadline)?;
+        if set.tracees.is_empty() {
+            return Err(AttachError::TargetExited { pid });
+        }
+        Ok(set)
+    }
+
+    /// The process.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The traced threads.
+    pub(crate) fn tids(&self) -> Vec<u32> {
+        self.tracees.keys().copied().collect()
+    }
+
+    /// Whether `tid` is traced and stopped.
+    pub(crate) fn is_stopped(&self, tid: u32) -> bool {
+        self.tracees.get(&tid).is_some_and(|t| t.state == State::Stopped)
+    }
+
+    /// The target's memory.
+    pub(crate) fn memory(&self) -> &RemoteMemory {
+        &self.memory
+    }
+
+    /// Seizes `tid` and asks it to stop. `Ok(false)` when it no longer exists.
+    fn seize(&mut self, tid: u32) -> Result<bool, AttachError> {
+        match requests::seize(tid) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                if traced_by_us(self.pid, tid) {
+                    // A thread created (and traced automatically) after our
+                    // last look; its first stop is on its way.
+                    self.tracees.insert(tid, Tracee::new(false));
+                    return Ok(true);
+                }
+                if thread_is_gone_or_zombie(self.pid, tid) {
+                    return Ok(false);
+                }
+                return Err(AttachError::PermissionDenied {
+                    pid: self.pid,
+                    why: format!(
+                        "the kernel refused PTRACE_SEIZE of thread {tid} ({e}); run as the target's user or as root, \
+                         check kernel.yama.ptrace_scope, and in a container add --cap-add=SYS_PTRACE"
+                    ),
+                });
+            }
+            Err(source) => {
+                return Err(AttachError::Ptrace {
+                    op: "seize",
+                    tid,
+                    source,
+                })
+            }
+        }
+        self.tracees.insert(tid, Tracee::new(false));
+        match requests::interrupt(tid) {
+            Ok(()) => Ok(true),
+            // Exiting: its exit is reported to us.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(true),
+            Err(source) => Err(AttachError::Ptrace {
+                op: "interrupt",
+                tid,
+                source,
+            }),
+        }
+    }
+
+    /// Waits until every traced thread is stopped, passing signals through.
+    /// Returns the threads that stopped on one of our breakpoints.
+    fn wait_until_stopped(&mut self, deadline: Instant) -> Result<Vec<u32>, AttachError> {
+        let started = Instant::now();
+        let mut at_breakpoint = Vec::new();
+        while let Some((&tid, _)) = self.tracees.iter().find(|(_, t)| t.state != State::Stopped) {
+            match self.next_event(deadline)? {
+                Some(Event::Breakpoint { tid, .. }) => at_breakpoint.push(tid),
+                Some(Event::Signal { tid, .. }) => {
+                    // Only a thread we let run reports signals; it must stop now.
+                    if let Some(tracee) = self.tracees.get_mut(&tid) {
+                        tracee.keep_running = false;
+                    }
+                }
+                Some(Event::Exited { .. }) => {}
+                None => {
+                    return Err(AttachError::Timeout {
+                        pid: self.pid,
+                        method: Method::Ptrace,
+                        waited: started.elapsed(),
+                        advice: format!(
+                            "Thread {tid} did not stop for the tracer in time; it may be in uninterruptible sleep \
+                             (state D in /proc/{}/task/{tid}/stat). Try again, or give it a longer --timeout.",
+                            self.pid
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(at_breakpoint)
+    }
+
+    /// Reports the next event that needs a decision, handling the others
+    /// (clones, forks, interrupt and group stops, passed-through signals).
+    /// `Ok(None)` when `deadline` passes first.
+    ///
+    /// # Errors
+    /// [`AttachError::TargetExited`] when the target ran `execve`, or a
+    /// failed ptrace request.
+    pub(crate) fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, AttachError> {
+        let mut pause = Duration::from_micros(10);
+        loop {
+            let mut progressed = false;
+            let waiting: Vec<u32> = self
+                .tracees
+                .iter()
+                .filter(|(_, t)| t.state != State::Stopped)
+                .map(|(&tid, _)| tid)
+                .collect();
+            for tid in waiting {
+                let status = match requests::poll_status(tid) {
+                    Ok(Some(status)) => status,
+                    Ok(None) => continue,
+                    // Not ours any more (gone before we could see it exit).
+                    Err(e) if e.raw_os_error() == Some(libc::ECHILD) => WaitStatus::Exited(0),
+                    Err(source) => {
+                        return Err(AttachError::Ptrace {
+                            op: "waitpid",
+                            tid,
+                            source,
+                        })
+                    }
+                };
+                progressed = true;
+                if let Some(event) = self.process(tid, status)? {
+                    return Ok(Some(event));
+                }
+            }
+            if progressed {
+                pause = Duration::from_micros(10);
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    fn process(&mut self, tid: u32, status: WaitStatus) -> Result<Option<Event>, AttachError> {
+        let ptrace_error = |op, source| AttachError::Ptrace { op, tid, source };
+        let Some(tracee) = self.tracees.get_mut(&tid) else {
+            return Ok(None);
+        };
+        match status {
+            WaitStatus::Exited(_) | WaitStatus::Killed(_) => {
+                self.tracees.remove(&tid);
+                Ok(Some(Event::Exited { tid }))
+            }
+            WaitStatus::SignalStop(signal) => {
+                let info = requests::siginfo(tid).map_err(|e| ptrace_error("getsiginfo", e))?;
+                if signal == libc::SIGTRAP && info.code() == BREAKPOINT_SI_CODE && !self.breakpoints.is_empty() {
+                    let mut regs = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregs", e))?;
+                    if let Some(&address) =
+                        self.breakpoints.iter().find(|&&b| breakpoint_trap_pc(b) == regs.pc())
+                    {
+                        regs.set_pc(address);
+                        regs.write(tid).map_err(|e| ptrace_error("setregs", e))?;
+                        tracee.state = State::Stopped;
+                        tracee.in_signal_stop = true;
+                        tracee.current = None;
+                        return Ok(Some(Event::Breakpoint { tid, address }));
+                    }
+                }
+                if tracee.state == State::Stopping && !tracee.keep_running {
+                    // We only asked it to stop: let the signal through now,
+                    // the interrupt stop follows.
+                    requests::cont(tid, signal).map_err(|e| ptrace_error("cont", e))?;
+                    return Ok(None);
+                }
+                tracee.state = State::Stopped;
+                tracee.in_signal_stop = true;
+                tracee.current = Some(HeldSignal {
+                    signal,
+                    info: Some(info),
+                });
+                Ok(Some(Event::Signal { tid, signal, info }))
+            }
+            WaitStatus::EventStop { event, .. } => {
+                let keep_running = tracee.keep_running;
+                match event {
+                    requests::EVENT_EXEC => {
+                        self.exec_seen = true;
+                        self.patches.applied.clear();
+                        return Err(AttachError::TargetExited { pid: self.pid });
+                    }
+                    requests::EVENT_CLONE | requests::EVENT_FORK | requests::EVENT_VFORK => {
+                        let child = requests::event_message(tid).map_err(|e| ptrace_error("geteventmsg", e))?;
+                        let child = u32::try_from(child).unwrap_or(0);
+                        self.adopt_child(child, event, keep_running);
+                    }
+                    // Interrupt stops, group stops, first stops of threads
+                    // traced automatically. A group stop we end by resuming
+                    // is re-established by the kernel when we detach.
+                    _ => {}
+                }
+                let Some(tracee) = self.tracees.get_mut(&tid) else {
+                    return Ok(None);
+                };
+                tracee.in_signal_stop = false;
+                tracee.current = None;
+                if keep_running {
+                    requests::cont(tid, 0).map_err(|e| ptrace_error("cont", e))?;
+                    tracee.state = State::Running;
+                } else {
+                    tracee.state = State::Stopped;
+                }
+                Ok(None)
+            }
+            WaitStatus::Other(_) => Ok(None),
+        }
+    }
+
+    /// Takes charge of a task created by a traced thread: a new thread is
+    /// traced like its parent; a new process gets our patches undone in its
+    /// copy of memory and is let go.
+    fn adopt_child(&mut self, child: u32, event: i32, parent_keeps_running: bool) {
+        if child == 0 || self.tracees.contains_key(&child) {
+            return;
+        }
+        let is_thread = event == requests::EVENT_CLONE
+            && fs::metadata(format!("/proc/{}/task/{child}", self.pid)).is_ok();
+        if is_thread {
+            self.tracees.insert(child, Tracee::new(parent_keeps_running));
+            return;
+        }
+        // A new process, attached automatically: wait for its first stop.
+        let deadline = Instant::now() + CHILD_STOP_TIMEOUT;
+        let mut pause = Duration::from_micros(10);
+        while Instant::now() < deadline {
+            match requests::poll_status(child) {
+                Ok(Some(WaitStatus::EventStop { .. } | WaitStatus::SignalStop(_))) => break,
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(1));
+                }
+            }
+        }
+        // A fork copied our patches; a vfork child shares the parent's
+        // memory, which we restore ourselves.
+        if event == requests::EVENT_FORK {
+            let child_memory = RemoteMemory::new(child);
+            for (&address, original) in &self.patches.applied {
+                let _ = child_memory.write(address, original);
+            }
+        }
+        let _ = requests::detach(child, 0);
+    }
+
+    /// Lets stopped thread `tid` run code we set up. A signal of its current
+    /// stop is held back, to be delivered when the thread is released.
+    ///
+    /// # Errors
+    /// A failed ptrace request.
+    pub(crate) fn resume_for_call(&mut self, tid: u32) -> Result<(), AttachError> {
+        let tracee = self.tracee_mut(tid)?;
+        if let Some(signal) = tracee.current.take() {
+            tracee.held.push(signal);
+        }
+        requests::cont(tid, 0).map_err(|source| AttachError::Ptrace {
+            op: "cont",
+            tid,
+            source,
+        })?;
+        tracee.state = State::Running;
+        tracee.keep_running = true;
+        tracee.in_signal_stop = false;
+        Ok(())
+    }
+
+    /// Drops the signal of `tid`'s current stop (a trap or fault of ours).
+    pub(crate) fn suppress_signal(&mut self, tid: u32) {
+        if let Some(tracee) = self.tracees.get_mut(&tid) {
+            tracee.current = None;
+        }
+    }
+
+    /// Marks `tid` as stopped for good: events that need no decision no
+    /// longer resume it.
+    pub(crate) fn keep_stopped(&mut self, tid: u32) {
+        if let Some(tracee) = self.tracees.get_mut(&tid) {
+            tracee.keep_running = false;
+        }
+    }
+
+    /// Asks running thread `tid` to stop; its stop is reported through
+    /// [`next_event`](Self::next_event).
+    ///
+    /// # Errors
+    /// A failed ptrace request.
+    pub(crate) fn interrupt(&mut self, tid: u32) -> Result<(), AttachError> {
+        let tracee = self.tracee_mut(tid)?;
+        tracee.keep_running = false;
+        if tracee.state == State::Running {
+            match requests::interrupt(tid) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(source) => {
+                    return Err(AttachError::Ptrace {
+                        op: "interrupt",
+                        tid,
+                        source,
+                    })
+                }
+            }
+            tracee.state = State::Stopping;
+        }
+        Ok(())
+    }
+
+    /// Lets stopped thread `tid` run on its own, delivering the signal of
+    /// its current stop and any held back. Later signals are reported.
+    ///
+    /// # Errors
+    /// A failed ptrace request.
+    pub(crate) fn release(&mut self, tid: u32) -> Result<(), AttachError> {
+        self.restart(tid, false)?;
+        if let Some(tracee) = self.tracees.get_mut(&tid) {
+            tracee.state = State::Running;
+            tracee.keep_running = true;
+        }
+        Ok(())
+    }
+
+    /// [`release`](Self::release)s every stopped thread.
+    ///
+    /// # Errors
+    /// A failed ptrace request.
+    pub(crate) fn release_all(&mut self) -> Result<(), AttachError> {
+        for tid in self.tids() {
+            if self.is_stopped(tid) {
+                self.release(tid)?;
+            } else if let Some(tracee) = self.tracees.get_mut(&tid) {
+                tracee.keep_running = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every thread again (e.g. after [`release_all`](Self::release_all)).
+    /// Returns the threads that stopped on one of our breakpoints (already
+    /// moved back to it).
+    ///
+    /// # Errors
+    /// As [`stop_all`](Self::stop_all).
+    pub(crate) fn interrupt_all(&mut self, deadline: Instant) -> Result<Vec<u32>, AttachError> {
+        for tid in self.tids() {
+            self.interrupt(tid)?;
+        }
+        self.wait_until_stopped(deadline)
+    }
+
+    /// Restarts stopped `tid` (or detaches it), delivering its signals.
+    fn restart(&mut self, tid: u32, detach: bool) -> Result<(), AttachError> {
+        let pid = self.pid;
+        let tracee = self.tracee_mut(tid)?;
+        let mut signals: Vec<HeldSignal> = tracee.current.take().into_iter().chain(tracee.held.drain(..)).collect();
+        let injected = if tracee.in_signal_stop && !signals.is_empty() {
+            Some(signals.remove(0))
+        } else {
+            None
+        };
+        if let Some(HeldSignal { info: Some(info), .. }) = &injected {
+            // Deliver it exactly as it came (sender, code, value).
+            let _ = requests::set_siginfo(tid, info);
+        }
+        let signal = injected.map_or(0, |s| s.signal);
+        let result = if detach {
+            requests::detach(tid, signal)
+        } else {
+            requests::cont(tid, signal)
+        };
+        match result {
+            Ok(()) => {}
+            // It died meanwhile; nothing to give back.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(source) => {
+                return Err(AttachError::Ptrace {
+                    op: if detach { "detach" } else { "cont" },
+                    tid,
+                    source,
+                })
+            }
+        }
+        tracee.in_signal_stop = false;
+        for held in signals {
+            send_again(pid, tid, held);
+        }
+        Ok(())
+    }
+
+    fn tracee_mut(&mut self, tid: u32) -> Result<&mut Tracee, AttachError> {
+        let pid = self.pid;
+        self.tracees.get_mut(&tid).ok_or(AttachError::TargetExited { pid })
+    }
+
+    /// Replaces the bytes at `address` with `bytes`, remembering the
+    /// originals (reverted on drop, and in forked children).
+    ///
+    /// # Errors
+    /// The memory error.
+    pub(crate) fn apply_patch(&mut self, address: u64, bytes: &[u8]) -> Result<(), AttachError> {
+        if self.patches.applied.contains_key(&address) {
+            return Ok(());
+        }
+        let original = self.memory.read_vec(address, bytes.len())?;
+        self.patches.applied.insert(address, original);
+        if let Err(e) = self.memory.write(address, bytes) {
+            self.patches.applied.remove(&address);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Writes back the original bytes at `address`.
+    ///
+    /// # Errors
+    /// The memory error (the patch is then still recorded, so the
+    /// destructor tries again).
+    pub(crate) fn revert_patch(&mut self, address: u64) -> Result<(), AttachError> {
+        if let Some(original) = self.patches.applied.get(&address) {
+            self.memory.write(address, original)?;
+            self.patches.applied.remove(&address);
+        }
+        Ok(())
+    }
+
+    /// Whether a patch is applied at `address`.
+    pub(crate) fn is_patched(&self, address: u64) -> bool {
+        self.patches.applied.contains_key(&address)
+    }
+
+    /// Records that a breakpoint was armed at `address`, so that a thread
+    /// trapping on it (even after it is removed) is recognised and moved
+    /// back to it.
+    pub(crate) fn register_breakpoint(&mut self, address: u64) {
+        if !self.breakpoints.contains(&address) {
+            self.breakpoints.push(address);
+        }
+    }
+
+    /// Reverts every patch, stops every thread and detaches them all,
+    /// delivering held-back signals.
+    ///
+    /// # Errors
+    /// The first failure; the remaining threads are detached anyway.
+    pub(crate) fn detach_all(mut self) -> Result<(), AttachError> {
+        self.detach_everything()
+    }
+
+    fn detach_everything(&mut self) -> Result<(), AttachError> {
+        let mut first_error: Option<AttachError> = None;
+        if !self.exec_seen {
+            let addresses: Vec<u64> = self.patches.applied.keys().copied().collect();
+            for address in addresses {
+                if let Err(e) = self.revert_patch(address) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if self.tracees.values().any(|t| t.state != State::Stopped) {
+            let deadline = Instant::now() + DETACH_STOP_TIMEOUT;
+            for tid in self.tids() {
+                if let Err(e) = self.interrupt(tid) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if let Err(e) = self.wait_until_stopped(deadline) {
+                first_error.get_or_insert(e);
+            }
+        }
+        for tid in self.tids() {
+            if self.is_stopped(tid) {
+                if let Err(e) = self.restart(tid, true) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            self.tracees.remove(&tid);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for TracedThreads {
+    fn drop(&mut self) {
+        if !self.tracees.is_empty() || !self.patches.applied.is_empty() {
+            let _ = self.detach_everything();
+        }
+    }
+}
+
+/// Sends a held-back signal again after the thread was restarted.
+fn send_again(pid: u32, tid: u32, held: HeldSignal) {
+    if let Some(info) = held.info {
+        // The kernel lets us queue a siginfo to another process only for
+        // negative codes other than SI_TKILL (sigqueue, timers, mq, aio).
+        if info.code() < 0 && info.code() != libc::SI_TKILL && requests::tgsigqueueinfo(pid, tid, held.signal, &info).is_ok() {
+            return;
+        }
+    }
+    let _ = requests::tgkill(pid, tid, held.signal);
+}
+
+/// The thread ids of process `pid`.
+///
+/// # Errors
+/// [`AttachError::TargetExited`] when the process is gone.
+pub(crate) fn list_tasks(pid: u32) -> Result<Vec<u32>, AttachError> {
+    let entries = fs::read_dir(format!("/proc/{pid}/task")).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => AttachError::TargetExited { pid },
+        _ => AttachError::Io {
+            path: format!("/proc/{pid}/task").into(),
+            source,
+        },
+    })?;
+    let mut tids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// What `/proc/PID/task/TID/syscall` says a thread is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadActivity {
+    /// On a CPU (or runnable).
+    Running,
+    /// Blocked inside system call number `.0`.
+    InSyscall(i64),
+    /// Blocked outside a system call (e.g. stopped), or unknown.
+    Other,
+}
+
+/// Reads what thread `tid` of `pid` is doing, without stopping it.
+pub(crate) fn thread_activity(pid: u32, tid: u32) -> ThreadActivity {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
+        return ThreadActivity::Other;
+    };
+    parse_activity(&text)
+}
+
+fn parse_activity(text: &str) -> ThreadActivity {
+    match text.split_whitespace().next() {
+        Some("running") => ThreadActivity::Running,
+        Some(first) => match first.parse::<i64>() {
+            Ok(number) if number >= 0 => ThreadActivity::InSyscall(number),
+            _ => ThreadActivity::Other,
+        },
+        None => ThreadActivity::Other,
+    }
+}
+
+/// Whether `tid` is traced by this process (automatically attached after a
+/// clone we have not processed yet).
+fn traced_by_us(pid: u32, tid: u32) -> bool {
+    let Ok(status) = task_status(pid, tid) else {
+        return false;
+    };
+    // TracerPid names the tracing thread; compare with our threads.
+    let tracer = status.tracer_pid;
+    tracer != 0 && fs::metadata(format!("/proc/self/task/{tracer}")).is_ok()
+}
+
+fn task_status(pid: u32, tid: u32) -> io::Result<crate::procfs::ProcStatus> {
+    Ok(crate::procfs::ProcStatus::parse(&fs::read_to_string(format!(
+        "/proc/{pid}/task/{tid}/status"
+    ))?))
+}
+
+fn thread_is_gone_or_zombie(pid: u32, tid: u32) -> bool {
+    match task_status(pid, tid) {
+        Ok(status) => status.is_zombie(),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_syscall() {
+        assert_eq!(parse_activity("running\n"), ThreadActivity::Running);
+        assert_eq!(
+            parse_activity("230 0x1 0x0 0x7ffd 0x0 0x0 0x0 0x7ffc 0x7f12\n"),
+            ThreadActivity::InSyscall(230)
+        );
+        assert_eq!(parse_activity("-1 0x7ffd 0x7f12\n"), ThreadActivity::Other);
+        assert_eq!(parse_activity(""), ThreadActivity::Other);
+    }
+
+    #[test]
+    fn lists_own_threads() {
+        let me = std::process::id();
+        let tids = list_tasks(me).unwrap();
+        assert!(tids.contains(&me));
+        assert!(matches!(list_tasks(u32::MAX - 1), Err(AttachError::TargetExited { .. })));
+    }
+}

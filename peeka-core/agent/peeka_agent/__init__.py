@@ -1,0 +1,89 @@
+"""Peeka's agent: the code that runs inside the target Python process.
+
+Standard library only; runs unchanged on CPython 3.8 to 3.15. The client
+writes this package into a private directory (mode 0700, owned by the
+target's uid) and the bootstrap (peeka-attach/src/bootstrap.py) imports it as
+the package ``_peeka_agent_<token>`` and calls :func:`start` on its
+``peeka-loader`` thread.
+
+Modules, one concept each:
+
+- :mod:`.wire`: frames and messages of docs/protocol.md (the agent side);
+- :mod:`.server`: the :class:`~.server.Agent`: socket, listener, detach;
+- :mod:`.connection`: one client: handshake, dispatch, cancel, its streams;
+- :mod:`.commands`: the command registry and the request context;
+- :mod:`.streams`: :class:`~.streams.Stream`, the probe-facing hot path;
+- :mod:`.outbox`: the bounded per-connection queue and its writer thread;
+- :mod:`.capture`: bounded, never-raising conversion of values to JSON;
+- :mod:`.expr`: the safe expression language of ``--condition``;
+- :mod:`.peercred`: peer credentials and who is admitted;
+- :mod:`.agent_threads`: the agent's threads, to keep them out of results;
+- :mod:`.builtin_commands`: ``ping``, ``info``, ``detach``.
+
+Commands built on this core register themselves with
+:func:`register_command` when their module is imported (import them here,
+before :func:`start`).
+"""
+
+import threading
+
+from . import builtin_commands  # noqa: F401 - registers ping, info, detach
+from .agent_threads import agent_native_ids, agent_thread_idents, is_agent_thread
+from .commands import CommandError, RequestContext, register_command
+from .server import Agent, AgentStartError
+from .streams import Stream
+from .version import AGENT_VERSION
+
+__all__ = [
+    "AGENT_VERSION",
+    "Agent",
+    "AgentStartError",
+    "CommandError",
+    "RequestContext",
+    "Stream",
+    "agent_native_ids",
+    "agent_thread_idents",
+    "current_agent",
+    "is_agent_thread",
+    "register_command",
+    "start",
+]
+
+_start_lock = threading.Lock()
+_agent = None
+
+
+def start(directory, token):
+    """Starts the agent (idempotent) and returns its details.
+
+    Returns ``{"socket": <path>, "agent_version": ..., "pid": ..., ...}``.
+    A second call in the same process, from this copy of the package or
+    from another one (another token), returns the running agent's details
+    with ``"already_running": true`` instead of starting a second agent.
+    Raises AgentStartError (with a message naming the fix) when the private
+    directory or the socket path is unusable.
+    """
+    global _agent
+    with _start_lock:
+        if _agent is not None and _agent.running:
+            return dict(_agent.details(), already_running=True)
+        for thread in threading.enumerate():
+            details = getattr(thread, "peeka_details", None)
+            if (
+                isinstance(details, dict)
+                and thread.name.startswith("peeka-agent")
+                and thread.is_alive()
+            ):
+                return dict(details, already_running=True)
+        agent = Agent(directory, token, package_name=__name__)
+        details = agent.start()
+        _agent = agent
+        return details
+
+
+def current_agent():
+    """The agent started by this copy of the package, or None."""
+    agent = _agent
+    if agent is not None and agent.running:
+        return agent
+    return None

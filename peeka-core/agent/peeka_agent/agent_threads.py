@@ -1,0 +1,133 @@
+"""The agent's own threads, and how to leave them out of what users see.
+
+Every thread the agent runs is an :class:`AgentThread`: a daemon thread whose
+name starts with ``peeka-`` and whose ident (and native id) is recorded in a
+registry while it runs. Commands that show threads, stacks or samples
+(``thread``, ``top``, ``stack``, the probes) must filter with
+:func:`is_agent_thread` or, for many threads at once, with the sets from
+:func:`agent_thread_idents` / :func:`agent_native_ids`, so that the agent
+never appears in a user's results.
+
+Threads named ``peeka-*`` that this module did not start (the bootstrap's
+``peeka-loader``, or the threads of another copy of the agent) count as agent
+threads too.
+
+Thread names used by the core:
+
+- ``peeka-agent``: the listener, blocked in ``accept()`` (the bootstrap
+  detects a running agent by this prefix);
+- ``peeka-conn-<n>``: reads and dispatches the requests of connection n;
+- ``peeka-send-<n>``: writes connection n's outgoing frames;
+- ``peeka-work-<name>``: helpers started by commands (:meth:`Agent.spawn`).
+"""
+
+import threading
+
+#: Prefix of every agent thread's name.
+THREAD_PREFIX = "peeka-"
+
+_registry_lock = threading.Lock()
+# ident -> native id (None where unknown); replaced wholesale on change so
+# that readers can use the current dict without the lock.
+_idents = {}
+
+
+def _register(ident, native_id):
+    global _idents
+    with _registry_lock:
+        updated = dict(_idents)
+        updated[ident] = native_id
+        _idents = updated
+
+
+def _unregister(ident):
+    global _idents
+    with _registry_lock:
+        if ident in _idents:
+            updated = dict(_idents)
+            del updated[ident]
+            _idents = updated
+
+
+class AgentThread(threading.Thread):
+    """A daemon thread named ``peeka-...`` that is registered while it runs.
+
+    ``target`` is called with ``args``; any exception it lets escape is
+    handed to ``on_error`` (a callable taking the exception) instead of
+    ``threading.excepthook``, so that the agent never prints into the
+    target's stderr.
+    """
+
+    def __init__(self, name, target, args=(), on_error=None):
+        if not name.startswith(THREAD_PREFIX):
+            name = THREAD_PREFIX + name
+        threading.Thread.__init__(self, name=name, daemon=True)
+        self._peeka_target = target
+        self._peeka_args = args
+        self._peeka_on_error = on_error
+
+    def run(self):
+        ident = threading.get_ident()
+        native = getattr(threading, "get_native_id", None)
+        _register(ident, native() if native is not None else None)
+        try:
+            self._peeka_target(*self._peeka_args)
+        except BaseException as exc:  # never let threading.excepthook print
+            handler = self._peeka_on_error
+            if handler is not None:
+                try:
+                    handler(exc)
+                except BaseException:
+                    pass
+        finally:
+            _unregister(ident)
+            # Drop references to the agent's objects as soon as possible.
+            self._peeka_target = self._peeka_args = self._peeka_on_error = None
+
+
+def is_agent_thread(thread_or_ident):
+    """Whether a thread (a Thread object or a ``threading`` ident) belongs to the agent."""
+    if isinstance(thread_or_ident, threading.Thread):
+        thread = thread_or_ident
+        if thread.ident in _idents:
+            return True
+        name = thread.name
+        return isinstance(name, str) and name.startswith(THREAD_PREFIX)
+    ident = thread_or_ident
+    if ident in _idents:
+        return True
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            name = thread.name
+            return isinstance(name, str) and name.startswith(THREAD_PREFIX)
+    return False
+
+
+def agent_thread_idents():
+    """A frozenset of the idents of all agent threads (registered or named ``peeka-*``)."""
+    idents = set(_idents)
+    for thread in threading.enumerate():
+        name = thread.name
+        if isinstance(name, str) and name.startswith(THREAD_PREFIX) and thread.ident is not None:
+            idents.add(thread.ident)
+    return frozenset(idents)
+
+
+def agent_native_ids():
+    """A frozenset of the OS thread ids of the agent's threads (for /proc readers)."""
+    ids = set(native for native in _idents.values() if native is not None)
+    for thread in threading.enumerate():
+        name = thread.name
+        native = getattr(thread, "native_id", None)
+        if isinstance(name, str) and name.startswith(THREAD_PREFIX) and native is not None:
+            ids.add(native)
+    return frozenset(ids)
+
+
+def agent_thread_names():
+    """Names of the live agent threads, sorted."""
+    return sorted(
+        thread.name
+        for thread in threading.enumerate()
+        if is_agent_thread(thread) and thread.is_alive()
+    )

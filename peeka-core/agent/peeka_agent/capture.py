@@ -1,0 +1,696 @@
+"""Bounded, never-raising conversion of arbitrary Python values to JSON data.
+
+Probes call this on the target's threads to turn arguments, return values,
+exceptions and ``self`` into the ``data`` of observations. Two promises:
+
+- **It never raises into the target** (except ``KeyboardInterrupt``, which
+  belongs to the application) and never expands without bound: a
+  ``__repr__`` that raises, recurses forever or returns a huge string or a
+  non-string, a property or ``__getattr__`` that raises (neither is ever
+  called), cycles, very deep structures, objects whose ``__class__`` lies
+  (the real ``type()`` is always used), NaN and infinities, huge ints, bytes,
+  sets, dicts with non-string keys, containers mutated by another thread
+  while being read: each becomes a value or a placeholder.
+- **Its work is bounded** by :class:`CaptureLimits`: expansion depth
+  (``-x``, default 1, at most 4), characters per string (255), items per
+  collection (100), fields per object (20) and an approximate byte budget
+  per observation (64 KiB), after which values become ``"<budget
+  exhausted>"``. The one cost it cannot bound is a user-defined
+  ``__repr__``, which it calls (guarded) only for objects it does not expand;
+  ``CaptureLimits(call_repr=False)`` avoids even that.
+
+Output shapes
+-------------
+``None``, ``bool``, ``int`` (within -2**63 .. 2**64-1), finite ``float`` and
+``str`` map to the JSON values. Everything else becomes JSON built from them:
+
+===========================  ==================================================
+value                        captured as
+===========================  ==================================================
+long ``str``                 first 255 chars + ``"...<truncated, N chars>"``
+huge ``int``                 its digits as a string (or ``"<int of N bits>"``)
+NaN, inf, -inf               ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+``bytes``/``bytearray``      their repr (``"b'\\x00ab'"``), truncated alike
+``complex``                  its repr
+list, tuple, set, frozenset  a JSON array; over 100 items, a last element
+deque                        ``"<N more items of M>"``
+dict (any keys)              a JSON object; non-string keys as text (``1``
+                             -> ``"1"``, ``(1, 2)`` -> ``"(1, 2)"``), clashes
+                             get ``#2``...; over 100 items, key ``"@more"``
+named tuple                  ``{"@type": "mod.Point", "x": 1, "y": 2}``
+enum member                  ``"Color.RED"``
+exception                    its repr, e.g. ``"ValueError('bad id')"``
+class                        ``"<class 'mod.Name'>"``
+other object, expanded       ``{"@type": "mod.Class", field: value, ...}``
+                             from its instance ``__dict__`` and ``__slots__``
+                             only (no property, no ``__getattr__``); over 20
+                             fields, key ``"@more"``
+other object, not expanded   its repr, truncated, or
+                             ``"<mod.Class object at 0x...>"`` when its class
+                             has no ``__repr__`` of its own
+container beyond the depth   ``"<list len=3>"``, ``"<dict len=2>"``...
+a container already being    ``"<cycle: list>"``
+expanded (a cycle)
+failures                     ``"<repr failed: ValueError: boom>"``,
+                             ``"<unreadable dict: RuntimeError: ...>"``
+secret-looking names         ``"<redacted>"`` (see below)
+===========================  ==================================================
+
+Depth counts container/object levels from the captured value: with the
+default depth 1, a list argument shows its items, a dict its keys and
+values, an object its fields, and anything nested inside those is shown as a
+scalar or a summary. Depth 0 shows only scalars and summaries.
+
+Redaction (on by default): a value whose dict key, field name or parameter
+name contains, once lowercased and stripped of ``_`` and ``-``, one of
+``password``, ``passwd``, ``passphrase``, ``secret``, ``token``, ``cookie``,
+``authorization``, ``apikey``, ``accesskey``, ``privatekey``,
+``credential``, ``sessionid`` is replaced by ``"<redacted>"``.
+
+Interface
+---------
+``Capturer(limits)`` holds the limits and caches; create it once per probe.
+
+- ``capturer.capture(value)``: one value, with its own byte budget;
+- ``capturer.capture_call(args, kwargs, names=None)``: ``(params, kwargs)``
+  for an observation, one budget shared by all arguments; ``names`` (the
+  positional parameter names) enables redaction of positional secrets;
+- ``capturer.capture_fields({"target": obj, "returnObj": value, ...})``: a
+  dict of named values sharing one budget (names are checked for secrets);
+- ``capturer.budget()`` / ``capturer.capture(value, budget)``: share one
+  budget across several calls.
+"""
+
+import collections
+import enum
+import itertools
+import types
+
+DEFAULT_DEPTH = 1
+MAX_DEPTH = 4
+DEFAULT_MAX_STRING = 255
+DEFAULT_MAX_ITEMS = 100
+DEFAULT_MAX_FIELDS = 20
+DEFAULT_MAX_BYTES = 64 * 1024
+
+REDACTED = "<redacted>"
+BUDGET_EXHAUSTED = "<budget exhausted>"
+
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "cookie",
+    "authorization",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "credential",
+    "sessionid",
+)
+
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+# An int of more bits has more than ~256 digits: shown as a placeholder
+# (str() of big ints is quadratic and refused beyond 4300 digits on 3.11+).
+_INT_TEXT_BITS = 850
+
+_type_dict = type.__dict__["__dict__"].__get__
+_type_mro = type.__dict__["__mro__"].__get__
+_type_qualname = type.__dict__["__qualname__"].__get__
+_type_module = type.__dict__["__module__"].__get__
+_type_name_attr = type.__dict__["__name__"].__get__
+_GetSet = types.GetSetDescriptorType
+_Member = types.MemberDescriptorType
+_object_repr = object.__repr__
+_Enum = enum.Enum
+_islice = itertools.islice
+_deque = collections.deque
+
+# Types whose repr is C code that cannot run user code in a surprising way
+# and whose instances are shown by repr rather than expanded.
+_REPR_TYPES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.ModuleType,
+    types.CodeType,
+    types.FrameType,
+    types.TracebackType,
+    types.GeneratorType,
+    types.CoroutineType,
+    range,
+    slice,
+    memoryview,
+)
+
+_name_cache = {}
+_layout_cache = {}
+_secret_cache = {}
+_CACHE_LIMIT = 4096
+
+
+def _bounded_store(cache, key, value):
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def is_secret_name(name):
+    """Whether ``name`` looks like the name of a secret (see the module documentation)."""
+    try:
+        return _secret_cache[name]
+    except KeyError:
+        pass
+    except TypeError:
+        return False
+    if type(name) is not str:
+        return False
+    folded = name.lower().replace("_", "").replace("-", "")
+    found = False
+    for word in _SECRET_WORDS:
+        if word in folded:
+            found = True
+            break
+    if len(name) <= 100:
+        _bounded_store(_secret_cache, name, found)
+    return found
+
+
+def type_name(tp):
+    """``module.QualName`` of a class, read without running user code."""
+    try:
+        return _name_cache[tp]
+    except KeyError:
+        pass
+    except TypeError:
+        return "?"
+    try:
+        qualname = _type_qualname(tp)
+        module = _type_module(tp)
+        if type(module) is not str or module == "builtins":
+            name = qualname
+        else:
+            name = module + "." + qualname
+        if type(name) is not str:
+            name = "?"
+    except Exception:
+        name = "?"
+    return _bounded_store(_name_cache, tp, name)
+
+
+def _mangle(klass, name):
+    """The attribute name a ``__slots__`` entry gets (private names are mangled)."""
+    if name.startswith("__") and not name.endswith("__"):
+        try:
+            stripped = _type_name_attr(klass).lstrip("_")
+        except Exception:
+            return name
+        if stripped:
+            return "_" + stripped + name
+    return name
+
+
+def _layout(tp):
+    """(instance-__dict__ getter or None, [(field name, slot descriptor)]) of a class."""
+    try:
+        return _layout_cache[tp]
+    except KeyError:
+        pass
+    dict_getter = None
+    slots = []
+    seen = set()
+    try:
+        for klass in _type_mro(tp):
+            namespace = _type_dict(klass)
+            if dict_getter is None:
+                candidate = namespace.get("__dict__")
+                if type(candidate) is _GetSet:
+                    dict_getter = candidate
+            declared = namespace.get("__slots__")
+            if declared is None:
+                continue
+            if type(declared) is str:
+                declared = (declared,)
+            elif type(declared) not in (tuple, list):
+                continue
+            for name in declared:
+                if type(name) is not str or name in ("__dict__", "__weakref__"):
+                    continue
+                attribute = _mangle(klass, name)
+                if attribute in seen:
+                    continue
+                member = namespace.get(attribute)
+                if type(member) is _Member:
+                    seen.add(attribute)
+                    slots.append((name, member))
+    except Exception:
+        pass
+    return _bounded_store(_layout_cache, tp, (dict_getter, slots))
+
+
+def _defines_repr(tp):
+    """Whether a class (or a base other than object) defines ``__repr__``."""
+    try:
+        for klass in _type_mro(tp):
+            if "__repr__" in _type_dict(klass):
+                return klass is not object
+    except Exception:
+        return True
+    return False
+
+
+def _exception_text(exc):
+    try:
+        text = BaseException.__str__(exc)
+        if type(text) is not str:
+            text = ""
+    except Exception:
+        text = ""
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return "%s: %s" % (type_name(type(exc)), text) if text else type_name(type(exc))
+
+
+class CaptureLimits(object):
+    """The bounds of one capture configuration (validated, clamped to the maxima)."""
+
+    __slots__ = ("depth", "max_string", "max_items", "max_fields", "max_bytes", "redact", "call_repr")
+
+    def __init__(
+        self,
+        depth=DEFAULT_DEPTH,
+        max_string=DEFAULT_MAX_STRING,
+        max_items=DEFAULT_MAX_ITEMS,
+        max_fields=DEFAULT_MAX_FIELDS,
+        max_bytes=DEFAULT_MAX_BYTES,
+        redact=True,
+        call_repr=True,
+    ):
+        for name, value, low in (
+            ("depth", depth, 0),
+            ("max_string", max_string, 1),
+            ("max_items", max_items, 1),
+            ("max_fields", max_fields, 1),
+            ("max_bytes", max_bytes, 64),
+        ):
+            if type(value) is not int or value < low:
+                raise ValueError("%s must be an int of at least %d, not %r" % (name, low, value))
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                "depth (-x) is at most %d, not %d: deeper expansion costs the target too much"
+                % (MAX_DEPTH, depth)
+            )
+        self.depth = depth
+        self.max_string = max_string
+        self.max_items = max_items
+        self.max_fields = max_fields
+        self.max_bytes = max_bytes
+        self.redact = bool(redact)
+        self.call_repr = bool(call_repr)
+
+    def as_dict(self):
+        """The limits as a JSON-able dict."""
+        return dict((name, getattr(self, name)) for name in self.__slots__)
+
+
+class Budget(object):
+    """The remaining approximate byte budget of one observation."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+
+class Capturer(object):
+    """Captures values under one set of limits (see the module documentation)."""
+
+    def __init__(self, limits=None):
+        self.limits = limits if limits is not None else CaptureLimits()
+        self._render = _make_renderer(self.limits)
+
+    def budget(self):
+        """A fresh byte budget to share between several capture() calls."""
+        return Budget(self.limits.max_bytes)
+
+    def capture(self, value, budget=None):
+        """One value as JSON data; never raises (KeyboardInterrupt aside)."""
+        if budget is None:
+            budget = Budget(self.limits.max_bytes)
+        try:
+            return self._render(value, 0, budget, None)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return "<capture failed: %s>" % _exception_text(exc)
+
+    def capture_call(self, args, kwargs, names=None):
+        """``(params, kwargs)`` of a call as JSON data, sharing one budget.
+
+        ``names``, when given, are the positional parameters' names (from the
+        code object), used for redaction of positional secrets.
+        """
+        budget = Budget(self.limits.max_bytes)
+        render = self._render
+        redact = self.limits.redact
+        params = []
+        try:
+            index = 0
+            for value in args:
+                if redact and names is not None and index < len(names) and is_secret_name(
+                    names[index]
+                ):
+                    params.append(REDACTED)
+                else:
+                    params.append(render(value, 0, budget, None))
+                index += 1
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            params.append("<capture failed: %s>" % _exception_text(exc))
+        return params, self.capture_fields(kwargs, budget) if kwargs else {}
+
+    def capture_fields(self, fields, budget=None):
+        """A dict of named values (names checked for secrets), sharing one budget."""
+        if budget is None:
+            budget = Budget(self.limits.max_bytes)
+        render = self._render
+        redact = self.limits.redact
+        result = {}
+        try:
+            for name, value in dict.items(fields):
+                key = name if type(name) is str else str(name)
+                if redact and is_secret_name(key):
+                    result[key] = REDACTED
+                else:
+                    result[key] = render(value, 0, budget, None)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            result["@error"] = "<capture failed: %s>" % _exception_text(exc)
+        return result
+
+
+def _make_renderer(limits):
+    """Builds the recursive render(value, level, budget, path) for ``limits``."""
+    depth = limits.depth
+    max_string = limits.max_string
+    max_items = limits.max_items
+    max_fields = limits.max_fields
+    redact = limits.redact
+    call_repr = limits.call_repr
+    secret = is_secret_name
+
+    def text(value):
+        size = len(value)
+        if size <= max_string:
+            return value
+        return "%s...<truncated, %d chars>" % (value[:max_string], size)
+
+    def int_text(value):
+        bits = value.bit_length()
+        if bits > _INT_TEXT_BITS:
+            return "<int of %d bits>" % bits
+        return text(int.__repr__(value))
+
+    def object_text(value, tp):
+        if tp is type or issubclass(tp, type):
+            return "<class '%s'>" % type_name(value)
+        if not call_repr or not _defines_repr(tp):
+            return "<%s object at 0x%x>" % (type_name(tp), id(value))
+        try:
+            shown = repr(value)
+        except KeyboardInterrupt:
+            raise
+        except RecursionError:
+            return "<repr failed: RecursionError>"
+        except BaseException as exc:
+            return "<repr failed: %s>" % _exception_text(exc)
+        if type(shown) is not str:
+            return "<repr failed: returned %s>" % type_name(type(shown))
+        return text(shown)
+
+    def key_text(key):
+        tp = type(key)
+        if tp is str:
+            return text(key)
+        if tp is int:
+            return int_text(key)
+        if key is None or tp is bool or tp is float:
+            return repr(key)
+        if tp is bytes:
+            return text(repr(key[:max_string]))
+        if tp is tuple:
+            return text(
+                "(" + ", ".join(key_text(item) for item in key[:10]) + (", ...)" if len(key) > 10 else ")")
+            )
+        return text(object_text(key, tp))
+
+    def bytes_text(value, base):
+        size = base.__len__(value)
+        shown = repr(base.__getitem__(value, slice(0, max_string)))
+        if size > max_string:
+            return "%s...<truncated, %d bytes>" % (shown, size)
+        return shown
+
+    def render_sequence(value, tp, base, level, budget, path):
+        size = base.__len__(value)
+        if level >= depth:
+            return "<%s len=%d>" % (type_name(tp), size)
+        key = id(value)
+        if path is None:
+            path = set()
+        elif key in path:
+            return "<cycle: %s>" % type_name(tp)
+        path.add(key)
+        try:
+            items = []
+            append = items.append
+            budget.remaining -= 2
+            next_level = level + 1
+            if base is list or base is tuple:
+                source = base.__getitem__(value, slice(0, max_items))
+            else:
+                source = _islice(base.__iter__(value), max_items)
+            for item in source:
+                if budget.remaining <= 0:
+                    append(BUDGET_EXHAUSTED)
+                    break
+                append(render(item, next_level, budget, path))
+            if size > len(items) and (not items or items[-1] is not BUDGET_EXHAUSTED):
+                append("<%d more items of %d>" % (size - len(items), size))
+            return items
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return "<unreadable %s: %s>" % (type_name(tp), _exception_text(exc))
+        finally:
+            path.discard(key)
+
+    def render_mapping(pairs, size, tp, label, level, budget, path, key_of):
+        result = {}
+        if label is not None:
+            result["@type"] = label
+        budget.remaining -= 2
+        next_level = level + 1
+        count = 0
+        for name, item in pairs:
+            if budget.remaining <= 0:
+                result["@more"] = BUDGET_EXHAUSTED
+                return result
+            key = key_of(name)
+            if key in result:
+                suffix = 2
+                while "%s#%d" % (key, suffix) in result:
+                    suffix += 1
+                key = "%s#%d" % (key, suffix)
+            budget.remaining -= len(key) + 3
+            if redact and secret(key):
+                result[key] = REDACTED
+            else:
+                result[key] = render(item, next_level, budget, path)
+            count += 1
+        if size > count:
+            result["@more"] = "<%d more of %d>" % (size - count, size)
+        return result
+
+    def render_dict(value, tp, level, budget, path):
+        size = dict.__len__(value)
+        if level >= depth:
+            return "<%s len=%d>" % (type_name(tp), size)
+        key = id(value)
+        if path is None:
+            path = set()
+        elif key in path:
+            return "<cycle: %s>" % type_name(tp)
+        path.add(key)
+        try:
+            return render_mapping(
+                _islice(dict.items(value), max_items), size, tp, None, level, budget, path, key_text
+            )
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return "<unreadable %s: %s>" % (type_name(tp), _exception_text(exc))
+        finally:
+            path.discard(key)
+
+    def render_object(value, tp, level, budget, path):
+        if issubclass(tp, BaseException) or issubclass(tp, _REPR_TYPES) or issubclass(tp, type):
+            shown = object_text(value, tp)
+            budget.remaining -= len(shown)
+            return shown
+        if issubclass(tp, _Enum):
+            try:
+                member = _layout(tp)[0]
+                name = dict.get(member.__get__(value, tp), "_name_") if member is not None else None
+            except Exception:
+                name = None
+            if type(name) is str:
+                return "%s.%s" % (type_name(tp), name)
+        if level < depth:
+            fields = None
+            if issubclass(tp, tuple):
+                declared = None
+                try:
+                    for klass in _type_mro(tp):
+                        declared = _type_dict(klass).get("_fields")
+                        if declared is not None:
+                            break
+                except Exception:
+                    declared = None
+                if type(declared) is tuple:
+                    values = tuple.__getitem__(value, slice(0, max_fields))
+                    fields = list(zip(declared, values))
+                    total = tuple.__len__(value)
+            if fields is None:
+                dict_getter, slots = _layout(tp)
+                fields = []
+                for name, member in slots:
+                    if len(fields) >= max_fields:
+                        break
+                    try:
+                        fields.append((name, member.__get__(value, tp)))
+                    except AttributeError:
+                        continue
+                total = len(fields)
+                if dict_getter is not None:
+                    try:
+                        namespace = dict_getter.__get__(value, tp)
+                    except Exception:
+                        namespace = None
+                    if isinstance(namespace, dict):
+                        total += dict.__len__(namespace)
+                        room = max_fields - len(fields)
+                        if room > 0:
+                            fields.extend(_islice(dict.items(namespace), room))
+                if dict_getter is None and not slots:
+                    fields = None
+            if fields is not None:
+                key = id(value)
+                if path is None:
+                    path = set()
+                elif key in path:
+                    return "<cycle: %s>" % type_name(tp)
+                path.add(key)
+                try:
+                    return render_mapping(
+                        fields, total, tp, type_name(tp), level, budget, path, key_text
+                    )
+                finally:
+                    path.discard(key)
+        shown = object_text(value, tp)
+        budget.remaining -= len(shown)
+        return shown
+
+    def render(value, level, budget, path):
+        tp = type(value)
+        if tp is str:
+            budget.remaining -= len(value) + 2
+            if len(value) <= max_string:
+                return value
+            return "%s...<truncated, %d chars>" % (value[:max_string], len(value))
+        if tp is int:
+            budget.remaining -= 8
+            if _INT_MIN <= value <= _INT_MAX:
+                return value
+            return int_text(value)
+        if value is None or tp is bool:
+            budget.remaining -= 5
+            return value
+        if tp is float:
+            budget.remaining -= 12
+            if value - value == 0.0:
+                return value
+            if value != value:
+                return "NaN"
+            return "Infinity" if value > 0 else "-Infinity"
+        if budget.remaining <= 0:
+            return BUDGET_EXHAUSTED
+        if tp is list:
+            return render_sequence(value, tp, list, level, budget, path)
+        if tp is dict:
+            return render_dict(value, tp, level, budget, path)
+        if tp is tuple:
+            return render_sequence(value, tp, tuple, level, budget, path)
+        if tp is bytes or tp is bytearray:
+            shown = bytes_text(value, tp)
+            budget.remaining -= len(shown)
+            return shown
+        if tp is set or tp is frozenset:
+            return render_sequence(value, tp, tp, level, budget, path)
+        if tp is complex:
+            budget.remaining -= 24
+            return repr(value)
+        # Subclasses of the builtins: read with the base type's own methods,
+        # so an override (of __iter__, __getitem__, __str__...) never runs.
+        if issubclass(tp, _Enum):
+            return render_object(value, tp, level, budget, path)
+        if issubclass(tp, str):
+            size = str.__len__(value)
+            budget.remaining -= min(size, max_string) + 2
+            head = str.__getitem__(value, slice(0, max_string))
+            if size > max_string:
+                return "%s...<truncated, %d chars>" % (head, size)
+            return head
+        if issubclass(tp, int):
+            return render(int.__index__(value), level, budget, path)
+        if issubclass(tp, float):
+            return render(float.__float__(value), level, budget, path)
+        if issubclass(tp, dict):
+            return render_dict(value, tp, level, budget, path)
+        if issubclass(tp, list):
+            return render_sequence(value, tp, list, level, budget, path)
+        if issubclass(tp, tuple):
+            if not _has_fields(tp):
+                return render_sequence(value, tp, tuple, level, budget, path)
+            if level >= depth:
+                return "<%s len=%d>" % (type_name(tp), tuple.__len__(value))
+            return render_object(value, tp, level, budget, path)
+        if issubclass(tp, (set, frozenset)):
+            base = set if issubclass(tp, set) else frozenset
+            return render_sequence(value, tp, base, level, budget, path)
+        if tp is _deque:
+            return render_sequence(value, tp, _deque, level, budget, path)
+        if issubclass(tp, (bytes, bytearray)):
+            shown = bytes_text(value, bytes if issubclass(tp, bytes) else bytearray)
+            budget.remaining -= len(shown)
+            return shown
+        return render_object(value, tp, level, budget, path)
+
+    return render
+
+
+def _has_fields(tp):
+    """Whether a tuple subclass is a named tuple (declares ``_fields``)."""
+    try:
+        for klass in _type_mro(tp):
+            if "_fields" in _type_dict(klass):
+                return True
+    except Exception:
+        return False
+    return False

@@ -1,0 +1,261 @@
+"""One client connection: handshake, request dispatch, cancels, and its streams.
+
+Each admitted connection runs two agent threads:
+
+- ``peeka-conn-<n>`` reads frames (blocking ``recv``), answers the
+  ``hello``, dispatches requests to command handlers and applies ``cancel``;
+- ``peeka-send-<n>`` runs the connection's :class:`~peeka_agent.outbox.Outbox`.
+
+Any protocol violation, a clean end of stream or a socket error closes the
+connection. Closing ends every stream the connection still owns without
+sending anything for them (their ``on_close`` callbacks run, so their probes
+are removed): probes belong to the client that made them.
+"""
+
+import socket
+import threading
+import traceback
+
+from .agent_threads import AgentThread
+from .commands import CommandError, RequestContext
+from .outbox import Outbox
+from .streams import new_lock
+from .wire import (
+    ErrorCode,
+    FrameReader,
+    ProtocolError,
+    answer_hello,
+    rejected,
+    response_error,
+    welcome,
+)
+
+#: How long a closing connection waits for its writer to flush.
+FLUSH_TIMEOUT = 1.0
+
+
+class Connection(object):
+    """An admitted client connection (see the module documentation)."""
+
+    def __init__(self, agent, sock, number, peer, refuse_reason=None):
+        self.agent = agent
+        self.sock = sock
+        self.number = number
+        #: PeerCredentials of the client process.
+        self.peer = peer
+        #: The ``client`` string of its hello, once received.
+        self.client = None
+        #: Guards the stream table, in-flight ids and stream state changes.
+        self.lock = new_lock()
+        self.outbox = Outbox(sock, agent.queue_limit, self._writer_failed, agent.record_error)
+        self._refuse_reason = refuse_reason
+        self._streams = {}
+        self._inflight = set()
+        self._closing = False
+        self._closed = threading.Event()
+        self.reader_thread = AgentThread(
+            "peeka-conn-%d" % number, self._serve, on_error=self._thread_failed
+        )
+        self.writer_thread = AgentThread(
+            "peeka-send-%d" % number, self.outbox.run, on_error=self._thread_failed
+        )
+
+    def start(self):
+        """Starts the writer and reader threads."""
+        self.writer_thread.start()
+        self.reader_thread.start()
+
+    # -- public helpers ------------------------------------------------------
+
+    @property
+    def closing(self):
+        """Whether the connection is closing or closed."""
+        return self._closing
+
+    def streams(self):
+        """The streams this connection currently owns."""
+        with self.lock:
+            return list(self._streams.values())
+
+    def send(self, message):
+        """Queues one message (encoded now); never dropped."""
+        self.outbox.send_message(message)
+
+    def cancel(self, stream_id):
+        """Ends stream ``stream_id`` with reason ``cancelled``; unknown ids are ignored."""
+        with self.lock:
+            stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.end("cancelled")
+
+    def end_streams(self, reason):
+        """Ends every stream of this connection with ``reason``, sending ``stream_end``."""
+        for stream in self.streams():
+            stream.end(reason)
+
+    def close(self, flush_timeout=FLUSH_TIMEOUT):
+        """Closes the connection (idempotent, any thread but the writer waits for the flush).
+
+        Streams still open are ended silently (cleanups run, nothing sent);
+        messages already queued are flushed for up to ``flush_timeout``
+        seconds, then the socket is shut down, which wakes the reader.
+        """
+        with self.lock:
+            if self._closing:
+                return
+            self._closing = True
+            streams = list(self._streams.values())
+        for stream in streams:
+            stream._finish("cancelled", None, False)
+        self.outbox.stop()
+        if threading.current_thread() is not self.writer_thread:
+            self.writer_thread.join(flush_timeout)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._closed.set()
+        self.agent._connection_closed(self)
+
+    def wait_closed(self, timeout):
+        """Waits until close() has run; True if it has."""
+        return self._closed.wait(timeout)
+
+    # -- used by RequestContext and Stream (lock held where noted) ------------
+
+    def _add_stream(self, stream):
+        with self.lock:
+            if self._closing:
+                raise CommandError(
+                    ErrorCode.SHUTTING_DOWN,
+                    "the connection is closing; no stream can be opened on it",
+                )
+            self._streams[stream.id] = stream
+
+    def _forget_stream(self, stream):
+        # lock held
+        if self._streams.get(stream.id) is stream:
+            del self._streams[stream.id]
+
+    def _request_done(self, request_id):
+        # lock held
+        self._inflight.discard(request_id)
+
+    # -- threads -------------------------------------------------------------
+
+    def _writer_failed(self):
+        self.close()
+
+    def _thread_failed(self, exc):
+        self.agent.record_error("connection %d thread failed" % self.number, exc)
+        self.close(0.0)
+
+    def _serve(self):
+        reader = FrameReader(self.sock)
+        try:
+            self._serve_messages(reader)
+        except ProtocolError as exc:
+            self.agent.record_error(
+                "connection %d closed: protocol error: %s" % (self.number, exc)
+            )
+        except OSError:
+            pass
+        finally:
+            self.close()
+            reader.close()
+            self.writer_thread.join(FLUSH_TIMEOUT)
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _serve_messages(self, reader):
+        hello = reader.read()
+        if hello is None:
+            return
+        if hello["type"] != "hello":
+            raise ProtocolError("the first message must be hello, not %s" % hello["type"])
+        rejection = answer_hello(hello)
+        if rejection is None and self._refuse_reason is not None:
+            rejection = rejected(ErrorCode.LIMIT_EXCEEDED, self._refuse_reason)
+        if rejection is not None:
+            self.send(rejection)
+            return
+        self.client = hello["client"]
+        agent = self.agent
+        self.send(welcome(agent.version, agent.pid, agent.capabilities()))
+        while True:
+            message = reader.read()
+            if message is None:
+                return
+            kind = message["type"]
+            if kind == "request":
+                self._dispatch(message)
+            elif kind == "cancel":
+                self.cancel(message["stream"])
+            else:
+                raise ProtocolError("hello may only be the first message")
+            if self._closing:
+                return
+
+    def _dispatch(self, message):
+        request_id = message["id"]
+        command = message["command"]
+        with self.lock:
+            duplicate = request_id in self._inflight or request_id in self._streams
+            if not duplicate:
+                self._inflight.add(request_id)
+        if duplicate:
+            self.send(
+                response_error(
+                    request_id,
+                    ErrorCode.DUPLICATE_ID,
+                    "request id %d is already in use on this connection (a request awaiting "
+                    "its response, or an open stream); use a fresh id" % request_id,
+                )
+            )
+            return
+        ctx = RequestContext(self, request_id, command, message.get("params"))
+        agent = self.agent
+        if agent.stopping.is_set():
+            ctx.fail(
+                ErrorCode.SHUTTING_DOWN,
+                "the agent is detaching and no longer runs commands; attach again to run `%s`"
+                % command,
+            )
+            return
+        handler = agent.commands.get(command)
+        if handler is None:
+            ctx.fail(
+                ErrorCode.UNKNOWN_COMMAND,
+                "unknown command `%s`; this agent (version %s) knows: %s; a newer client may "
+                "need a newer agent (detach, then attach again with that client)"
+                % (command, agent.version, ", ".join(agent.commands.names())),
+            )
+            return
+        try:
+            result = handler(ctx)
+        except CommandError as exc:
+            self._handler_failed(ctx, exc.code, exc.message, exc.traceback)
+        except BaseException as exc:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            agent.record_error("command `%s` failed" % command, exc)
+            self._handler_failed(
+                ctx,
+                ErrorCode.INTERNAL,
+                "`%s` failed inside the agent (%s: %s); the agent is still running, please "
+                "report this with the traceback" % (command, type(exc).__name__, exc),
+                text,
+            )
+        else:
+            if not ctx.answered and not ctx.deferred:
+                ctx.reply(result)
+
+    def _handler_failed(self, ctx, code, message, text):
+        if ctx.answered:
+            self.agent.record_error(
+                "command `%s` raised after answering: %s" % (ctx.command, message)
+            )
+            return
+        ctx.fail(code, message, text)
+

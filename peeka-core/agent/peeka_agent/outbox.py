@@ -1,0 +1,274 @@
+"""A connection's outgoing queue and the writer thread that drains it.
+
+Everything a connection sends goes through one FIFO, a ``queue.SimpleQueue``,
+drained by one writer thread (``peeka-send-<n>``) that encodes, batches and
+writes frames to the socket. The FIFO is what orders a stream's response,
+observations, events and ``stream_end`` on the wire.
+
+The hot path
+------------
+Probes run on the target's threads and must never block. They enqueue with
+``SimpleQueue.put``, a C call that appends to a list and, at most, releases
+the lock of a waiting writer: it never waits. The bound is enforced *before*
+the put by ``qsize()`` (another C call reading the list length): when
+``qsize() >= limit`` the item is dropped and counted instead. Check-then-put
+is not atomic, so concurrent producers can overshoot the limit by at most one
+item each; the bound stays a bound. Drops are counted with
+``itertools.count`` (its ``next`` is atomic under the GIL and in free-threaded
+builds), so no count is lost between threads.
+
+Items are plain tuples, to keep the producer cheap:
+
+- ``(stream, data)``: an observation whose data is already JSON-able;
+- ``(stream, render, value)``: a lazy observation, ``render(value)`` runs on
+  the writer thread and returns the JSON-able data;
+- ``(OP_..., ...)``: control items (responses, events, ``stream_end``, stop),
+  which start with an int and are never dropped by the bound (events have a
+  bound of their own, see :class:`~peeka_agent.streams.Stream`).
+
+Sequence numbers
+----------------
+``seq`` is assigned by the writer, the only consumer, so it always increases
+on the wire even when producers race. A drop leaves a gap: the writer adds
+the drops counted since the stream's previous message to the next ``seq`` it
+assigns, and an observation that fails to encode keeps the ``seq`` it was
+given. Every ``seq`` from 0 to the last one sent is therefore either
+delivered or counted in ``stream_end.dropped`` (drops counted after the last
+delivered message are only in ``dropped``).
+
+Streams whose response has not been sent yet (the command installs its probe
+before it replies) are handled here too: their early observations wait in a
+small per-stream buffer and are released right after the response.
+"""
+
+import itertools
+import queue
+import socket
+import traceback
+
+from .wire import FrameTooLarge, encode_frame, error_body, event, observation_frame, stream_end
+
+#: Control item opcodes (the first element of a control tuple).
+OP_FRAME = 0  # (OP_FRAME, frame_bytes, stream_announced_or_None)
+OP_EVENT = 1  # (OP_EVENT, stream, kind, data)
+OP_END = 2  # (OP_END, stream, reason, error_body_or_None)
+OP_DISCARD = 3  # (OP_DISCARD, stream): the stream's request failed, forget it
+OP_STOP = 4  # (OP_STOP,): flush what came before and exit
+
+# Writer-side stream states.
+W_PENDING = 0  # response not written yet: buffer the stream's observations
+W_OPEN = 1  # response written: write observations
+W_DONE = 2  # stream_end written or stream discarded: ignore late items
+
+#: Most items written with one sendall().
+BATCH_ITEMS = 512
+#: Most bytes gathered before a sendall().
+BATCH_BYTES = 1 << 20
+
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+
+_ENCODE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, FrameTooLarge)
+
+
+def counter_value(counter):
+    """The next value an ``itertools.count`` will return, without advancing it."""
+    text = repr(counter)  # "count(N)"
+    return int(text[text.index("(") + 1 : -1])
+
+
+class Outbox(object):
+    """The outgoing FIFO of one connection and its writer loop.
+
+    ``limit`` bounds the observations waiting in the FIFO; ``on_failure`` is
+    called (once, from the writer thread) when the socket cannot be written;
+    ``record_error`` receives internal failures for the agent's error log.
+    """
+
+    def __init__(self, sock, limit, on_failure, record_error):
+        self.queue = queue.SimpleQueue()
+        self.limit = limit
+        self._sock = sock
+        self._on_failure = on_failure
+        self._record_error = record_error
+        self.sent_frames = 0
+        self.sent_bytes = 0
+        self.failed = False
+        if hasattr(socket, "SO_NOSIGPIPE"):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_NOSIGPIPE, 1)
+            except OSError:
+                pass
+
+    # -- producers -----------------------------------------------------------
+
+    def put_control(self, item):
+        """Queues a control item; never dropped, never blocks."""
+        self.queue.put(item)
+
+    def send_message(self, message):
+        """Encodes ``message`` now (raising on failure) and queues the frame."""
+        self.queue.put((OP_FRAME, encode_frame(message), None))
+
+    def stop(self):
+        """Asks the writer to flush everything queued so far, then exit."""
+        self.queue.put((OP_STOP,))
+
+    # -- the writer thread ---------------------------------------------------
+
+    def run(self):
+        """The writer loop: blocks in ``get()`` (no polling), batches, writes."""
+        get = self.queue.get
+        get_nowait = self.queue.get_nowait
+        qsize = self.queue.qsize
+        sendall = self._sock.sendall
+        handle = self._handle
+        while True:
+            item = get()
+            chunks = []
+            count = 0
+            while True:
+                stop = handle(item, chunks)
+                count += 1
+                if stop or count >= BATCH_ITEMS or not qsize():
+                    break
+                if count & 63 == 0 and sum(map(len, chunks)) >= BATCH_BYTES:
+                    break
+                item = get_nowait()
+            if chunks:
+                data = b"".join(chunks)
+                try:
+                    sendall(data, _SEND_FLAGS)
+                except OSError:
+                    self.failed = True
+                    self._on_failure()
+                    return
+                self.sent_frames += len(chunks)
+                self.sent_bytes += len(data)
+            if stop:
+                return
+
+    def _handle(self, item, chunks):
+        """Turns one queue item into frames appended to ``chunks``; True means stop."""
+        head = item[0]
+        if type(head) is not int:
+            stream = head
+            state = stream._w_state
+            if state == W_OPEN:
+                self._write_observation(stream, item, chunks)
+            elif state == W_PENDING:
+                early = stream._w_early
+                if len(early) < self.limit:
+                    early.append(item)
+                else:
+                    stream._w_drops += 1
+                    stream._w_seq += 1
+            return False
+        if head == OP_FRAME:
+            chunks.append(item[1])
+            stream = item[2]
+            if stream is not None and stream._w_state == W_PENDING:
+                stream._w_state = W_OPEN
+                early = stream._w_early
+                stream._w_early = []
+                for pending in early:
+                    self._write_observation(stream, pending, chunks)
+            return False
+        if head == OP_EVENT:
+            stream = item[1]
+            if stream._w_state != W_OPEN:
+                return False
+            seq = self._next_seq(stream)
+            try:
+                chunks.append(encode_frame(event(stream.id, seq, item[2], item[3])))
+            except _ENCODE_ERRORS as exc:
+                stream._w_drops += 1
+                self._note_encode_error(stream, "event %r" % (item[2],), exc, chunks)
+            return False
+        if head == OP_END:
+            stream = item[1]
+            if stream._w_state == W_DONE:
+                return False
+            stream._w_state = W_DONE
+            stream._w_early = []
+            chunks.append(
+                encode_frame(stream_end(stream.id, item[2], stream.dropped, item[3]))
+            )
+            return False
+        if head == OP_DISCARD:
+            stream = item[1]
+            stream._w_state = W_DONE
+            stream._w_early = []
+            return False
+        return head == OP_STOP
+
+    def _next_seq(self, stream):
+        seq = stream._w_seq
+        if stream._gap:
+            stream._gap = False
+            total = counter_value(stream._drops)
+            seq += total - stream._w_drops_seen
+            stream._w_drops_seen = total
+        stream._w_seq = seq + 1
+        return seq
+
+    def _write_observation(self, stream, item, chunks):
+        seq = self._next_seq(stream)
+        try:
+            if len(item) == 2:
+                data = item[1]
+            else:
+                data = item[1](item[2])
+            chunks.append(observation_frame(stream.id, seq, data))
+        except _ENCODE_ERRORS as exc:
+            stream._w_drops += 1
+            self._note_encode_error(stream, "observation", exc, chunks)
+        except Exception as exc:
+            # A lazy renderer failed: the observation is lost, counted, reported.
+            stream._w_drops += 1
+            self._note_encode_error(stream, "observation (rendering)", exc, chunks)
+
+    def _note_encode_error(self, stream, what, exc, chunks):
+        """Reports the first unencodable message of a stream with an ``encode_error`` event."""
+        if stream._w_encode_error_reported:
+            return
+        stream._w_encode_error_reported = True
+        detail = "%s could not be sent: %s: %s" % (what, type(exc).__name__, exc)
+        self._record_error("stream %d: %s" % (stream.id, detail))
+        seq = self._next_seq(stream)
+        try:
+            chunks.append(
+                encode_frame(event(stream.id, seq, "encode_error", {"message": detail[:1000]}))
+            )
+        except _ENCODE_ERRORS:
+            stream._w_drops += 1
+
+
+def end_error_body(error, reason):
+    """Normalises the ``error`` given to ``Stream.end`` into an error body (or None).
+
+    Accepts None, an error body dict, an exception (reported as ``internal``
+    with its traceback) or any object with ``code`` and ``message``
+    attributes (such as ``CommandError``).
+    """
+    if error is None:
+        if reason == "error":
+            return error_body("internal", "the stream failed", None)
+        return None
+    if isinstance(error, dict):
+        return error_body(
+            str(error.get("code", "internal")),
+            str(error.get("message", "")),
+            error.get("traceback"),
+        )
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None)
+    if isinstance(code, str) and isinstance(message, str):
+        return error_body(code, message, getattr(error, "traceback", None))
+    if isinstance(error, BaseException):
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        return error_body("internal", "%s: %s" % (type(error).__name__, error), text)
+    return error_body("internal", str(error), None)
+
+
+#: Creates a fresh drop counter (exposed for Stream).
+new_counter = itertools.count
