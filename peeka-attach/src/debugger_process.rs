@@ -6,6 +6,9 @@
 //! call that hangs, restore the thread's context and detach; only if it is
 //! still running after a grace period is it killed. The caller then checks
 //! that the target is not left stopped ([`resume_if_stopped`]).
+//! [`run_supervised`] lets the caller decide when to interrupt instead of a
+//! fixed deadline (the gdb method's breakpoint route stops a wait early, but
+//! never an injected call it knows has started).
 //!
 //! [`ScratchDir`] is the private directory for the files a debugger reads
 //! (command script, bytes to write into the target); it is removed when
@@ -96,7 +99,8 @@ pub(crate) fn is_plain_path(path: &Path) -> bool {
 pub(crate) enum Ending {
     /// It finished on its own.
     Finished(ExitStatus),
-    /// It passed the deadline, got `SIGINT` and then finished.
+    /// It got `SIGINT` (at the deadline, or when its supervisor asked) and
+    /// then finished.
     Interrupted(ExitStatus),
     /// It ignored `SIGINT` for the grace period and was killed.
     Killed,
@@ -115,16 +119,47 @@ pub(crate) struct DebuggerRun {
     pub(crate) elapsed: Duration,
 }
 
+/// What the supervisor of a [`run_supervised`] run asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Let the debugger run on.
+    Wait,
+    /// Send it `SIGINT` now (and kill it if it is still running after the
+    /// grace period).
+    Interrupt,
+}
+
+/// How often a supervisor is consulted, at most.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(5);
+
 /// Runs `command` (stdin from `/dev/null`, output captured, in its own
 /// process group, C locale) until it exits or `deadline` passes; then sends
 /// it `SIGINT`, waits up to `grace`, and kills it.
 ///
 /// # Errors
 /// The error of spawning it (`NotFound` when the program is not installed).
-pub(crate) fn run(
+pub(crate) fn run(command: Command, deadline: Instant, grace: Duration) -> io::Result<DebuggerRun> {
+    run_supervised(command, grace, |now| {
+        if now >= deadline {
+            Verdict::Interrupt
+        } else {
+            Verdict::Wait
+        }
+    })
+}
+
+/// Like [`run`], but `supervise` decides when to interrupt: it is called
+/// with the current time every few milliseconds while the debugger runs,
+/// until it answers [`Verdict::Interrupt`]. The supervisor is responsible
+/// for answering so by some deadline; after that the debugger gets `grace`
+/// to finish before it is killed.
+///
+/// # Errors
+/// The error of spawning it (`NotFound` when the program is not installed).
+pub(crate) fn run_supervised(
     mut command: Command,
-    deadline: Instant,
     grace: Duration,
+    mut supervise: impl FnMut(Instant) -> Verdict,
 ) -> io::Result<DebuggerRun> {
     let started = Instant::now();
     command
@@ -142,7 +177,7 @@ pub(crate) fn run(
     let stdout = capture(child.stdout.take());
     let stderr = capture(child.stderr.take());
 
-    let ending = match wait_until(&mut child, deadline)? {
+    let ending = match wait_supervised(&mut child, &mut supervise)? {
         Some(status) => Ending::Finished(status),
         None => {
             interrupt(&child);
@@ -162,6 +197,25 @@ pub(crate) fn run(
         stderr: join_capture(stderr),
         elapsed: started.elapsed(),
     })
+}
+
+/// Polls `child` until it exits (its status) or `supervise` asks for an
+/// interrupt (`None`).
+fn wait_supervised(
+    child: &mut Child,
+    supervise: &mut impl FnMut(Instant) -> Verdict,
+) -> io::Result<Option<ExitStatus>> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if supervise(Instant::now()) == Verdict::Interrupt {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(SUPERVISE_EVERY);
+    }
 }
 
 /// Polls `child` until it exits (its status) or `deadline` passes (`None`).
@@ -383,6 +437,30 @@ mod tests {
         .unwrap();
         assert_eq!(killed.ending, Ending::Killed);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_supervisor_interrupts_when_it_decides() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "trap 'exit 9' INT; while :; do sleep 0.01; done"]);
+        let started = Instant::now();
+        let mut calls = 0;
+        let run = run_supervised(command, Duration::from_secs(5), |now| {
+            calls += 1;
+            if now.duration_since(started) >= Duration::from_millis(200) {
+                Verdict::Interrupt
+            } else {
+                Verdict::Wait
+            }
+        })
+        .unwrap();
+        assert!(
+            matches!(run.ending, Ending::Interrupted(s) if s.code() == Some(9)),
+            "{:?}",
+            run.ending
+        );
+        assert!(calls > 10, "consulted only {calls} times");
+        assert!(run.elapsed < Duration::from_secs(4));
     }
 
     #[test]

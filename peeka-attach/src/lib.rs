@@ -13,10 +13,12 @@ pub mod memory;
 pub mod permissions;
 pub mod procfs;
 pub mod python;
+pub mod runtime_state;
 pub mod target;
 
 pub use python::{Interpreter, Layout, PythonVersion, ReleaseLevel};
 pub use target::{Arch, InspectError, RemoteDebug, Target};
+pub mod attach;
 pub mod bootstrap;
 pub mod error;
 pub mod method;
@@ -35,3 +37,4 @@ pub mod gdb;
 #[cfg(target_os = "macos")]
 pub mod lldb;
 pub mod lldb_script;
+pub mod ptrace;

@@ -5,20 +5,21 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 mod common;
+mod ptrace_support;
 
 use std::fs;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{marker_agent, marker_runs, target_script};
+use common::{marker_agent, marker_runs, target_script, TARGETS};
 use peeka_attach::gdb::GdbInjector;
+use peeka_attach::runtime_state::main_interpreter;
 use peeka_attach::{AttachError, BootstrapStatus, InjectRequest, Injector, Staging, Target};
 use peeka_testkit::{require_all, Interpreter, Manifest, TargetProcess};
-
-/// The shapes the gdb method must handle: its pending call is run by the
-/// main thread, so the main thread must run Python now and then.
-const SHAPES: [&str; 3] = ["busy.py", "sleeper.py", "threads20.py"];
+use ptrace_support::{
+    assert_code_restored, median, patchable_code, tracer_of, wait_until_main_blocks_in,
+};
 
 /// Whether gdb is installed; prints a banner (or fails under CI) if not.
 fn gdb_available() -> bool {
@@ -54,15 +55,6 @@ fn gdb_processes_for(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-fn tracer_of(pid: u32) -> u32 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Everything that must hold after any gdb attach, successful or not.
 fn assert_left_clean(process: &mut TargetProcess, what: &str) {
     let pid = process.pid();
@@ -93,7 +85,13 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
     let what = format!("{} {script}", python.id);
     let mut process = TargetProcess::spawn(python, &target_script(script), &[], &[])
         .unwrap_or_else(|e| panic!("{what}: {e}"));
+    if script == "blocked_main.py" {
+        // Past `ready` the main thread still runs Python on its way into
+        // Event.wait(): attach once it is parked there.
+        wait_until_main_blocks_in(process.pid(), libc::SYS_futex as u32);
+    }
     let target = Target::inspect(process.pid()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let code_before = patchable_code(&target);
     let staging = Staging::prepare(&target, &marker_agent()).unwrap();
     let started = Instant::now();
     let request = InjectRequest {
@@ -122,7 +120,7 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
         "{what}: the agent must load exactly once"
     );
     assert_left_clean(&mut process, &what);
-    // The target keeps running Python: its main thread still answers.
+    assert_code_restored(&target, &code_before, &what);
     assert_eq!(process.stderr(), "", "{what}: the target printed errors");
     let steps: Vec<String> = timeline
         .steps
@@ -137,8 +135,11 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
     latency
 }
 
+/// Every interpreter of the manifest, every target shape (busy, sleeping,
+/// main thread blocked while a worker runs Python, 20 threads). Failures
+/// are collected so that the report lists which interpreters work.
 #[test]
-fn attaches_to_every_interpreter_busy_sleeping_and_threaded() {
+fn attaches_to_every_interpreter_and_every_shape() {
     let Some(manifest) = Manifest::load_or_skip() else {
         return;
     };
@@ -148,11 +149,49 @@ fn attaches_to_every_interpreter_busy_sleeping_and_threaded() {
     for required in ["3.8", "3.13"] {
         let _ = manifest.require(required);
     }
+    let mut report = Vec::new();
     manifest.for_each_interpreter(|python| {
-        for script in SHAPES {
-            attach_once(python, script);
+        for script in TARGETS {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                attach_once(python, script)
+            }));
+            let line = match &outcome {
+                Ok(latency) => format!("ok   {latency:>9.1?}"),
+                Err(panic) => format!(
+                    "FAIL {}",
+                    panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("?")
+                ),
+            };
+            report.push((format!("{} {script}", python.id), outcome.is_ok(), line));
         }
     });
+    eprintln!("gdb attach, per interpreter and shape:");
+    for (what, _, line) in &report {
+        eprintln!("  {what:<28} {line}");
+    }
+    let failed: Vec<&str> = report
+        .iter()
+        .filter(|(_, ok, _)| !ok)
+        .map(|(what, _, _)| what.as_str())
+        .collect();
+    assert!(failed.is_empty(), "gdb attach failed for: {failed:?}");
+}
+
+fn latency_report(python: &Interpreter, script: &str) {
+    let samples: Vec<Duration> = (0..5).map(|_| attach_once(python, script)).collect();
+    let (min, max) = (
+        samples.iter().min().copied().unwrap_or_default(),
+        samples.iter().max().copied().unwrap_or_default(),
+    );
+    eprintln!(
+        "gdb latency {} {script}: min {min:.0?} median {:.0?} max {max:.0?} (inject() until claimed, 5 runs)",
+        python.id,
+        median(samples.clone())
+    );
 }
 
 #[test]
@@ -167,12 +206,24 @@ fn latency_on_3_11() {
         return;
     };
     for script in ["busy.py", "sleeper.py"] {
-        let mut samples: Vec<Duration> = (0..5).map(|_| attach_once(python, script)).collect();
-        samples.sort();
-        eprintln!(
-            "gdb latency 3.11 {script}: min {:.0?} median {:.0?} max {:.0?} (inject() until claimed, 5 runs)",
-            samples[0], samples[2], samples[4]
-        );
+        latency_report(python, script);
+    }
+}
+
+/// A blocked main thread: the breakpoint route on 3.8 (after the grace
+/// period), the any-thread pending call on 3.13.
+#[test]
+fn latency_with_a_blocked_main_thread() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    if !gdb_available() {
+        return;
+    }
+    for minor in ["3.8", "3.13"] {
+        if let Some(python) = manifest.require(minor) {
+            latency_report(python, "blocked_main.py");
+        }
     }
 }
 
@@ -256,8 +307,12 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
     staging.remove_all();
 }
 
+/// When no thread runs Python at all (main thread in `Event().wait()`, a
+/// worker in a long `time.sleep`), the attach fails with a timeout within
+/// the deadline, and leaves nothing armed: no breakpoint, no gdb, no stop,
+/// no script, and a queued call that does nothing when it finally runs.
 #[test]
-fn a_blocked_main_thread_times_out_cleanly() {
+fn a_target_where_no_thread_runs_python_times_out_cleanly() {
     let Some(manifest) = Manifest::load_or_skip() else {
         return;
     };
@@ -268,34 +323,324 @@ fn a_blocked_main_thread_times_out_cleanly() {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
+        let what = format!("{minor} all_blocked.py");
         let mut process =
-            TargetProcess::spawn(python, &target_script("blocked_main.py"), &[], &[]).unwrap();
-        let target = Target::inspect(process.pid()).unwrap();
+            TargetProcess::spawn(python, &target_script("all_blocked.py"), &[], &[]).unwrap();
+        let pid = process.pid();
+        wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
+        let target = Target::inspect(pid).unwrap();
+        let code_before = patchable_code(&target);
+        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let script_on_host = staging.host_dir.join(staging.script.file_name().unwrap());
+        let script = fs::read(&script_on_host).unwrap();
+        let started = Instant::now();
+        let deadline = Duration::from_secs(3);
+        let request = InjectRequest {
+            target: &target,
+            staging: &staging,
+            deadline: started + deadline,
+        };
+        let err = GdbInjector::default().inject(&request).unwrap_err();
+        let waited = started.elapsed();
+        assert!(matches!(err, AttachError::Timeout { .. }), "{what}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("disarmed"), "{what}: {text}");
+        if minor == "3.8" {
+            assert!(text.contains("PyEval_SaveThread"), "{what}: {text}");
+        } else {
+            assert!(text.contains("any thread"), "{what}: {text}");
+        }
+        // The deadline, plus the time gdb takes to stop and detach.
+        assert!(
+            waited < deadline + Duration::from_secs(2),
+            "{what}: the deadline was not kept ({waited:?})"
+        );
+        assert!(!script_on_host.exists(), "{what}: the script was left");
+        assert_eq!(marker_runs(&staging), 0, "{what}");
+        assert_left_clean(&mut process, &what);
+        assert_code_restored(&target, &code_before, &what);
+
+        // The queued call is disarmed: with the script put back, waking the
+        // main thread (it runs its pending calls) must not load the agent.
+        fs::write(&script_on_host, script).unwrap();
+        // SAFETY: tgkill takes three integers.
+        let sent = unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                pid as libc::pid_t,
+                pid as libc::pid_t,
+                libc::SIGUSR1,
+            )
+        };
+        assert_eq!(sent, 0);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            !staging.claimed(),
+            "{what}: the disarmed call ran the bootstrap"
+        );
+        assert_eq!(marker_runs(&staging), 0, "{what}");
+        assert_left_clean(&mut process, &what);
+        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        eprintln!("gdb {what}: timed out cleanly after {waited:.1?}");
+        staging.remove_all();
+    }
+}
+
+/// Whether a gdb process of the breakpoint route is attached to `pid` and
+/// has let it run (its main thread is not in a tracing stop).
+fn breakpoint_wait_in_progress(pid: u32) -> bool {
+    let waiting_gdb = gdb_processes_for(pid).into_iter().any(|gdb| {
+        fs::read(format!("/proc/{gdb}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("peeka-gdb-bp-"))
+    });
+    let state = fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
+    let running = state
+        .rfind(") ")
+        .and_then(|at| state[at + 2..].chars().next())
+        .is_some_and(|s| s == 'S' || s == 'R');
+    waiting_gdb && tracer_of(pid) != 0 && running
+}
+
+/// gdb keeps `SIGINT` for itself. One sent to the target while gdb waits
+/// at the breakpoint is sent on once gdb is gone: the target's handler
+/// runs exactly once, and (woken by it, the main thread runs the queued
+/// call) the attach succeeds.
+#[test]
+fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    if !gdb_available() {
+        return;
+    }
+    for minor in ["3.8", "3.11"] {
+        let Some(python) = manifest.require(minor) else {
+            continue;
+        };
+        let what = format!("{minor} all_blocked.py + SIGINT");
+        let mut process =
+            TargetProcess::spawn(python, &target_script("all_blocked.py"), &[], &[]).unwrap();
+        let pid = process.pid();
+        wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
+        let target = Target::inspect(pid).unwrap();
+        let code_before = patchable_code(&target);
+        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let request = InjectRequest {
+            target: &target,
+            staging: &staging,
+            deadline: Instant::now() + Duration::from_secs(8),
+        };
+        let sender = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut settled = 0;
+            while settled < 3 {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                settled = if breakpoint_wait_in_progress(pid) {
+                    settled + 1
+                } else {
+                    0
+                };
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // SAFETY: tgkill takes three integers.
+            let sent = unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    pid as libc::pid_t,
+                    pid as libc::pid_t,
+                    libc::SIGINT,
+                )
+            };
+            sent == 0
+        });
+        let result = GdbInjector::default().inject(&request);
+        assert!(
+            sender.join().unwrap(),
+            "{what}: the breakpoint wait was not seen"
+        );
+        let timeline = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(matches!(
+            staging.wait_status(Instant::now() + Duration::from_secs(5)),
+            Some(BootstrapStatus::Loaded(_))
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+        let handled = fs::read_to_string(process.host_dir().join("sigint.txt")).unwrap_or_default();
+        assert_eq!(handled.lines().count(), 1, "{what}: {:?}", timeline.steps);
+        assert_eq!(marker_runs(&staging), 1, "{what}");
+        assert_left_clean(&mut process, &what);
+        assert_code_restored(&target, &code_before, &what);
+        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        eprintln!("gdb {what}: {:?}", timeline.steps);
+        staging.remove_all();
+    }
+}
+
+/// On 3.8-3.11, the breakpoint wait ends as soon as the main thread runs
+/// the queued call after all (it is woken late): the attach succeeds early,
+/// once, whichever route won.
+#[test]
+fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    if !gdb_available() {
+        return;
+    }
+    for minor in ["3.8", "3.11"] {
+        let Some(python) = manifest.require(minor) else {
+            continue;
+        };
+        let what = format!("{minor} pauser.py");
+        let mut process =
+            TargetProcess::spawn(python, &target_script("pauser.py"), &[], &[]).unwrap();
+        let pid = process.pid();
+        wait_until_main_blocks_in(pid, libc::SYS_pause as u32);
+        let target = Target::inspect(pid).unwrap();
+        let code_before = patchable_code(&target);
         let staging = Staging::prepare(&target, &marker_agent()).unwrap();
         let started = Instant::now();
         let request = InjectRequest {
             target: &target,
             staging: &staging,
-            deadline: started + Duration::from_secs(3),
+            deadline: started + Duration::from_secs(10),
         };
-        let err = GdbInjector::default().inject(&request).unwrap_err();
-        assert!(matches!(err, AttachError::Timeout { .. }), "{minor}: {err}");
-        assert!(err.to_string().contains("main thread"), "{err}");
+        // Wake the main thread once gdb is (most likely) waiting at the
+        // breakpoint: after the first session and the grace period.
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1200));
+            // SAFETY: kill takes no pointers.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR1) };
+        });
+        let timeline = GdbInjector::default()
+            .inject(&request)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let waited = started.elapsed();
+        waker.join().unwrap();
         assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "{minor}: the deadline was not kept"
+            waited < Duration::from_secs(5),
+            "{what}: the wait did not end with the claim ({waited:?}): {:?}",
+            timeline.steps
         );
-        assert!(
-            !staging.script.exists()
-                && !staging
-                    .host_dir
-                    .join(staging.script.file_name().unwrap())
-                    .exists()
+        assert!(matches!(
+            staging.wait_status(Instant::now() + Duration::from_secs(5)),
+            Some(BootstrapStatus::Loaded(_))
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(marker_runs(&staging), 1, "{what}");
+        assert_left_clean(&mut process, &what);
+        assert_code_restored(&target, &code_before, &what);
+        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        eprintln!(
+            "gdb {what}: claimed after {waited:.1?}: {:?}",
+            timeline.steps
         );
-        assert_eq!(marker_runs(&staging), 0);
-        assert_left_clean(&mut process, &format!("{minor} blocked_main.py"));
-        assert_eq!(process.stderr(), "", "{minor}: the target printed errors");
         staging.remove_all();
+    }
+}
+
+/// 3.8-3.11: children forked while the breakpoint is in place (the main
+/// thread is blocked, the only other thread never calls
+/// `PyEval_SaveThread` but forks children that do) must not inherit it.
+#[test]
+fn children_forked_during_the_breakpoint_wait_survive() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    if !gdb_available() {
+        return;
+    }
+    for minor in ["3.8", "3.11"] {
+        let Some(python) = manifest.require(minor) else {
+            continue;
+        };
+        let what = format!("{minor} ptrace_forker.py");
+        let mut process =
+            TargetProcess::spawn(python, &target_script("ptrace_forker.py"), &[], &[]).unwrap();
+        let pid = process.pid();
+        wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
+        let target = Target::inspect(pid).unwrap();
+        let code_before = patchable_code(&target);
+        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let request = InjectRequest {
+            target: &target,
+            staging: &staging,
+            deadline: Instant::now() + Duration::from_secs(2),
+        };
+        let result = GdbInjector::default().inject(&request);
+        assert!(
+            matches!(result, Err(AttachError::Timeout { .. })),
+            "{what}: {result:?}"
+        );
+        assert_left_clean(&mut process, &what);
+        assert_code_restored(&target, &code_before, &what);
+        let report = process.host_dir().join("children.txt");
+        // SAFETY: kill takes no pointers.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR1) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let counts = loop {
+            let text = fs::read_to_string(&report).unwrap_or_default();
+            if !text.trim().is_empty() {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "{what}: no report");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (ok, bad) = counts.trim().split_once(' ').unwrap();
+        let (ok, bad): (u32, u32) = (ok.parse().unwrap(), bad.parse().unwrap());
+        assert_eq!(bad, 0, "{what}: children died: {}", process.stderr());
+        assert!(ok >= 10, "{what}: only {ok} children were forked");
+        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        eprintln!("gdb {what}: {ok} children forked during the attach, all exited normally");
+        staging.remove_all();
+    }
+}
+
+/// The main interpreter found in memory (3.12: fixed offsets checked
+/// against the live process; 3.13+: the debug offsets) is the one
+/// `PyInterpreterState_Main()` returns, called in the live target by gdb.
+#[test]
+fn the_main_interpreter_is_found_without_debug_info() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    if !gdb_available() {
+        return;
+    }
+    for minor in ["3.12", "3.13", "3.14", "3.15"] {
+        let Some(python) = manifest.require(minor) else {
+            continue;
+        };
+        let what = format!("{} sleeper.py", python.id);
+        let mut process =
+            TargetProcess::spawn(python, &target_script("sleeper.py"), &[], &[]).unwrap();
+        let pid = process.pid();
+        let target = Target::inspect(pid).unwrap();
+        let found = main_interpreter(&target).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let function = target
+            .python
+            .symbol_address("PyInterpreterState_Main")
+            .unwrap();
+        let output = Command::new("gdb")
+            .args(["--batch", "--nx", "-iex", "set auto-load off"])
+            .args(["-iex", "set auto-solib-add off", "-p", &pid.to_string()])
+            .args([
+                "-ex",
+                &format!("printf \"PEEKA-MAIN %lu\\n\", ((void *(*)(void)) {function:#x})()"),
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let reported: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("PEEKA-MAIN "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{what}: {stdout}"));
+        assert_eq!(found, reported, "{what}");
+        assert_left_clean(&mut process, &what);
+        eprintln!("{what}: main interpreter at {found:#x}, as PyInterpreterState_Main() says");
     }
 }
 

@@ -30,7 +30,10 @@ impl GeneralRegs {
         if len != bytes.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("the kernel returned {len} bytes of general registers, expected {}", bytes.len()),
+                format!(
+                    "the kernel returned {len} bytes of general registers, expected {}",
+                    bytes.len()
+                ),
             ));
         }
         let mut words = [0u64; WORDS];
@@ -57,7 +60,6 @@ impl fmt::Debug for GeneralRegs {
         f.debug_struct("GeneralRegs")
             .field("pc", &format_args!("{:#x}", self.pc()))
             .field("sp", &format_args!("{:#x}", self.sp()))
-            .field("in_syscall", &self.in_syscall())
             .finish()
     }
 }
@@ -80,7 +82,14 @@ impl fmt::Debug for Registers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registers")
             .field("general", &self.general)
-            .field("extra_sets", &self.extra.iter().map(|s| (s.kind, s.bytes.len())).collect::<Vec<_>>())
+            .field(
+                "extra_sets",
+                &self
+                    .extra
+                    .iter()
+                    .map(|s| (s.kind, s.bytes.len()))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -114,12 +123,6 @@ impl Registers {
     /// The saved general-purpose registers.
     pub(crate) fn general(&self) -> &GeneralRegs {
         &self.general
-    }
-
-    /// Replaces the saved general-purpose registers (e.g. to rewind the
-    /// program counter over a breakpoint before the state is restored).
-    pub(crate) fn set_general(&mut self, general: GeneralRegs) {
-        self.general = general;
     }
 
     /// Writes every saved register back into stopped thread `tid`.
@@ -178,7 +181,8 @@ mod arch {
 
     /// The extended register sets to save: the XSAVE area, or the FXSAVE
     /// area where the kernel cannot report XSAVE state. One is required.
-    pub(super) const EXTRA_SETS: &[(&[u32], bool)] = &[(&[NT_X86_XSTATE, requests::NT_PRFPREG], true)];
+    pub(super) const EXTRA_SETS: &[(&[u32], bool)] =
+        &[(&[NT_X86_XSTATE, requests::NT_PRFPREG], true)];
 
     /// The System V ABI's red zone: 128 bytes below the stack pointer that
     /// a leaf function may use without moving it.
@@ -231,6 +235,7 @@ mod arch {
 
         /// Whether the thread stopped inside a system call (which the kernel
         /// restarts when the thread resumes with these registers).
+        #[cfg(test)]
         pub(crate) fn in_syscall(&self) -> bool {
             (self.words[ORIG_RAX] as i64) >= 0
         }
@@ -262,7 +267,10 @@ mod arch {
         /// `pc`.
         pub(crate) fn set_call(&mut self, pc: u64, function: u64, args: &[u64], sp: u64) {
             self.prepare();
-            for (index, value) in [RDI, RSI, RDX, RCX, R8, R9].into_iter().zip(args.iter().copied()) {
+            for (index, value) in [RDI, RSI, RDX, RCX, R8, R9]
+                .into_iter()
+                .zip(args.iter().copied())
+            {
                 self.words[index] = value;
             }
             self.words[RAX] = function;
@@ -359,13 +367,6 @@ mod arch {
             self.words[SP]
         }
 
-        /// Whether the thread stopped inside a system call. aarch64 keeps
-        /// that in a separate register set; callers that need it read
-        /// `/proc/PID/task/TID/syscall` instead, so this is conservative.
-        pub(crate) fn in_syscall(&self) -> bool {
-            false
-        }
-
         /// The return value of a system call or function call.
         pub(crate) fn return_value(&self) -> u64 {
             self.words[0]
@@ -411,7 +412,12 @@ mod tests {
     #[test]
     fn scratch_offsets_lie_inside_the_scratch_code() {
         let len = SCRATCH_CODE.len() as u64;
-        for offset in [SYSCALL_OFFSET, SYSCALL_TRAP_OFFSET, CALL_OFFSET, CALL_TRAP_OFFSET] {
+        for offset in [
+            SYSCALL_OFFSET,
+            SYSCALL_TRAP_OFFSET,
+            CALL_OFFSET,
+            CALL_TRAP_OFFSET,
+        ] {
             assert!(offset < len);
         }
         assert!(!BREAKPOINT.is_empty());
@@ -427,10 +433,16 @@ mod tests {
         regs.set_call(0x1003, 0xdead_beef, &[1, 2, 3], 0x7000);
         assert!(!regs.in_syscall());
         assert_eq!(regs.words[18] & 0x500, 0);
-        assert_eq!((regs.pc(), regs.sp(), regs.words[10]), (0x1003, 0x7000, 0xdead_beef));
+        assert_eq!(
+            (regs.pc(), regs.sp(), regs.words[10]),
+            (0x1003, 0x7000, 0xdead_beef)
+        );
         assert_eq!((regs.words[14], regs.words[13], regs.words[12]), (1, 2, 3));
         regs.set_syscall(0x1000, SYS_MUNMAP, [0x5000, 4096, 0, 0, 0, 0]);
-        assert_eq!((regs.words[10], regs.words[14], regs.words[13]), (SYS_MUNMAP, 0x5000, 4096));
+        assert_eq!(
+            (regs.words[10], regs.words[14], regs.words[13]),
+            (SYS_MUNMAP, 0x5000, 4096)
+        );
         assert_eq!(breakpoint_trap_pc(0x40), 0x41);
     }
 }

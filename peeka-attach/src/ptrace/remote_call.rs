@@ -38,7 +38,8 @@ const SYS_SECCOMP: i32 = 1;
 const ABANDON_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What to do with events of threads other than the one running the call.
-pub(crate) type OtherThreads<'a> = &'a mut dyn FnMut(&mut TracedThreads, Event) -> Result<(), AttachError>;
+pub(crate) type OtherThreads<'a> =
+    &'a mut dyn FnMut(&mut TracedThreads, Event) -> Result<(), AttachError>;
 
 /// The handler for sets in which the other threads run on their own:
 /// signals are passed through, threads at a breakpoint (already moved back
@@ -65,6 +66,8 @@ impl ScratchCode {
     /// The memory error.
     pub(crate) fn install(threads: &mut TracedThreads, address: u64) -> Result<Self, AttachError> {
         threads.apply_patch(address, &SCRATCH_CODE)?;
+        threads
+            .register_scratch_traps(&[address + SYSCALL_TRAP_OFFSET, address + CALL_TRAP_OFFSET]);
         Ok(Self { address })
     }
 
@@ -131,22 +134,9 @@ impl HijackedThread {
         })
     }
 
-    /// The thread.
-    pub(crate) fn tid(&self) -> u32 {
-        self.tid
-    }
-
     /// The registers it had when we took it.
     pub(crate) fn saved(&self) -> &GeneralRegs {
         self.saved.general()
-    }
-
-    /// Moves the program counter it gets back on [`restore`](Self::restore)
-    /// (e.g. back over a breakpoint).
-    pub(crate) fn set_saved_pc(&mut self, pc: u64) {
-        let mut general = *self.saved.general();
-        general.set_pc(pc);
-        self.saved.set_general(general);
     }
 
     /// Writes the saved registers back; the thread stays stopped.
@@ -154,11 +144,13 @@ impl HijackedThread {
     /// # Errors
     /// A failed ptrace request.
     pub(crate) fn restore(&self) -> Result<(), AttachError> {
-        self.saved.restore(self.tid).map_err(|source| AttachError::Ptrace {
-            op: "setregset",
-            tid: self.tid,
-            source,
-        })
+        self.saved
+            .restore(self.tid)
+            .map_err(|source| AttachError::Ptrace {
+                op: "setregset",
+                tid: self.tid,
+                source,
+            })
     }
 
     /// Runs system call `number` with `args` and returns its raw result
@@ -177,7 +169,14 @@ impl HijackedThread {
         let mut regs = *self.saved.general();
         regs.set_syscall(self.scratch + SYSCALL_OFFSET, number, args);
         let what = syscall_name(number);
-        let result = self.run(threads, regs, self.scratch + SYSCALL_TRAP_OFFSET, what, deadline, others)?;
+        let result = self.run(
+            threads,
+            regs,
+            self.scratch + SYSCALL_TRAP_OFFSET,
+            what,
+            deadline,
+            others,
+        )?;
         Ok(result as i64)
     }
 
@@ -197,7 +196,14 @@ impl HijackedThread {
     ) -> Result<u64, AttachError> {
         let mut regs = *self.saved.general();
         regs.set_call(self.scratch + CALL_OFFSET, function, args, stack);
-        self.run(threads, regs, self.scratch + CALL_TRAP_OFFSET, "a function call", deadline, others)
+        self.run(
+            threads,
+            regs,
+            self.scratch + CALL_TRAP_OFFSET,
+            "a function call",
+            deadline,
+            others,
+        )
     }
 
     fn run(
@@ -211,18 +217,23 @@ impl HijackedThread {
     ) -> Result<u64, AttachError> {
         let tid = self.tid;
         let pid = threads.pid();
-        regs.write_for_call(tid).map_err(|source| AttachError::Ptrace {
-            op: "setregset",
-            tid,
-            source,
-        })?;
+        regs.write_for_call(tid)
+            .map_err(|source| AttachError::Ptrace {
+                op: "setregset",
+                tid,
+                source,
+            })?;
         threads.resume_for_call(tid)?;
         loop {
             let Some(event) = threads.next_event(deadline)? else {
                 return Err(self.abandon(threads, others));
             };
             match event {
-                Event::Signal { tid: t, signal, info } if t == tid => {
+                Event::Signal {
+                    tid: t,
+                    signal,
+                    info,
+                } if t == tid => {
                     let now = GeneralRegs::read(tid).map_err(|source| AttachError::Ptrace {
                         op: "getregset",
                         tid,
@@ -239,7 +250,9 @@ impl HijackedThread {
                         self.restore()?;
                         return Err(AttachError::Seccomp {
                             pid,
-                            syscall: syscall_name(u64::try_from(info.syscall()).unwrap_or(u64::MAX)),
+                            syscall: syscall_name(
+                                u64::try_from(info.syscall()).unwrap_or(u64::MAX),
+                            ),
                         });
                     }
                     if is_fault(signal, info.code()) {
@@ -264,7 +277,9 @@ impl HijackedThread {
                         address,
                     });
                 }
-                Event::Exited { tid: t } if t == tid => return Err(AttachError::TargetExited { pid }),
+                Event::Exited { tid: t } if t == tid => {
+                    return Err(AttachError::TargetExited { pid })
+                }
                 other => others(threads, other)?,
             }
         }
@@ -280,10 +295,14 @@ impl HijackedThread {
         }
         while !threads.is_stopped(self.tid) {
             match threads.next_event(deadline) {
-                Ok(Some(Event::Exited { tid })) if tid == self.tid => return AttachError::TargetExited { pid },
+                Ok(Some(Event::Exited { tid })) if tid == self.tid => {
+                    return AttachError::TargetExited { pid }
+                }
                 // Its own signal or trap while stopping: ours to drop, as
                 // the registers are about to be restored.
-                Ok(Some(Event::Signal { tid, .. } | Event::Breakpoint { tid, .. })) if tid == self.tid => {
+                Ok(Some(Event::Signal { tid, .. } | Event::Breakpoint { tid, .. }))
+                    if tid == self.tid =>
+                {
                     threads.suppress_signal(tid);
                 }
                 Ok(Some(other)) => {
@@ -312,7 +331,11 @@ impl HijackedThread {
 
 /// Signals the kernel raises for a fault of the running code.
 fn is_fault(signal: i32, code: i32) -> bool {
-    code > 0 && matches!(signal, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP)
+    code > 0
+        && matches!(
+            signal,
+            libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP
+        )
 }
 
 fn syscall_name(number: u64) -> &'static str {
@@ -346,5 +369,138 @@ mod tests {
         assert!(!is_fault(libc::SIGSEGV, libc::SI_USER));
         assert!(!is_fault(libc::SIGUSR1, 1));
         assert!(!is_fault(libc::SIGCHLD, 1));
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use std::process::{Child, Command};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::elf::ElfFile;
+    use crate::procfs::MapEntry;
+    use crate::ptrace::registers::Registers;
+    use crate::ptrace::scratch_page::ScratchPage;
+
+    struct Sleeper(Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The run-time address of `symbol` (or the entry point, for `None`) in
+    /// the first mapped file of `pid` whose name starts with `prefix`.
+    fn address_in(pid: u32, prefix: &str, symbol: Option<&str>) -> u64 {
+        let maps = MapEntry::read_all(pid).unwrap();
+        let path = maps
+            .iter()
+            .filter_map(|m| m.path.clone())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .unwrap();
+        let mappings: Vec<&MapEntry> = maps
+            .iter()
+            .filter(|m| m.path.as_ref() == Some(&path))
+            .collect();
+        let elf = ElfFile::open_mapped(pid, mappings[0]).unwrap();
+        let bias = elf.load_bias(&mappings).unwrap();
+        bias.apply(symbol.map_or_else(|| elf.entry(), |s| elf.symbol(s).unwrap()))
+    }
+
+    /// Syscalls and calls on a thread blocked in `nanosleep`, with every
+    /// register (FP/vector state included) given back unchanged.
+    #[test]
+    fn calls_run_on_a_sleeping_thread_and_registers_come_back_exactly() {
+        let sleeper = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());
+        let pid = sleeper.0.id();
+        std::thread::sleep(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut threads = TracedThreads::stop_all(pid, deadline).unwrap();
+        let before = Registers::save(pid).unwrap();
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            before.general().in_syscall(),
+            "sleep should be inside nanosleep: {before:?}"
+        );
+
+        let entry = address_in(pid, "sleep", None);
+        let original = threads
+            .memory()
+            .read_vec(entry, SCRATCH_CODE.len())
+            .unwrap();
+        let scratch = ScratchCode::install(&mut threads, entry).unwrap();
+        let thread = HijackedThread::new(pid, &scratch).unwrap();
+        let getpid = thread
+            .syscall(
+                &mut threads,
+                libc::SYS_getpid as u64,
+                [0; 6],
+                deadline,
+                &mut let_others_run,
+            )
+            .unwrap();
+        assert_eq!(getpid, i64::from(pid));
+
+        let page = ScratchPage::map(
+            &thread,
+            &mut threads,
+            b"4242\0",
+            deadline,
+            &mut let_others_run,
+        )
+        .unwrap();
+        // Not an IFUNC (strlen and friends resolve to their resolver).
+        let atoi = address_in(pid, "libc", Some("atoi"));
+        let stack = StackSpace::below(thread.saved()).call_stack();
+        let value = thread
+            .call(
+                &mut threads,
+                atoi,
+                &[page.address()],
+                stack,
+                deadline,
+                &mut let_others_run,
+            )
+            .unwrap();
+        assert_eq!(value as u32, 4242);
+        page.unmap(&thread, &mut threads, deadline, &mut let_others_run)
+            .unwrap();
+
+        // A call that faults is reported, and the thread restored.
+        let err = thread
+            .call(
+                &mut threads,
+                atoi,
+                &[8],
+                stack,
+                deadline,
+                &mut let_others_run,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, AttachError::InjectedCallFaulted { .. }),
+            "{err}"
+        );
+
+        thread.restore().unwrap();
+        scratch.remove(&mut threads).unwrap();
+        assert_eq!(Registers::save(pid).unwrap(), before);
+        assert_eq!(
+            threads
+                .memory()
+                .read_vec(entry, SCRATCH_CODE.len())
+                .unwrap(),
+            original
+        );
+        threads.detach_all().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let state = crate::procfs::ProcStatus::read(pid).unwrap().state;
+        assert!(matches!(state, 'S' | 'R'), "state {state}");
     }
 }

@@ -22,9 +22,6 @@ pub(crate) const EVENT_VFORK: i32 = 2;
 pub(crate) const EVENT_CLONE: i32 = 3;
 /// `PTRACE_EVENT_EXEC`.
 pub(crate) const EVENT_EXEC: i32 = 4;
-/// `PTRACE_EVENT_STOP`: an interrupt stop, a group stop or the first stop of
-/// an automatically attached thread.
-pub(crate) const EVENT_STOP: i32 = 128;
 
 /// `NT_PRSTATUS`: the general-purpose registers.
 pub(crate) const NT_PRSTATUS: u32 = 1;
@@ -40,7 +37,6 @@ const PTRACE_GETREGSET: u32 = 0x4204;
 const PTRACE_SETREGSET: u32 = 0x4205;
 const PTRACE_SEIZE: u32 = 0x4206;
 const PTRACE_INTERRUPT: u32 = 0x4207;
-const PTRACE_LISTEN: u32 = 0x4208;
 
 /// A `siginfo_t`, kept as the kernel's 128 bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -93,7 +89,14 @@ fn pid_t(tid: u32) -> io::Result<libc::pid_t> {
 unsafe fn request(op: u32, tid: u32, addr: usize, data: usize) -> io::Result<libc::c_long> {
     let tid = pid_t(tid)?;
     // SAFETY: the caller guarantees the pointers (if any) are valid for `op`.
-    let result = unsafe { libc::ptrace(op as _, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
+    let result = unsafe {
+        libc::ptrace(
+            op as _,
+            tid,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    };
     if result == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -120,13 +123,6 @@ pub(crate) fn cont(tid: u32, signal: i32) -> io::Result<()> {
     unsafe { request(PTRACE_CONT, tid, 0, signal as usize) }.map(drop)
 }
 
-/// `PTRACE_LISTEN`: lets a thread in a group stop stay stopped while we
-/// keep hearing about it.
-pub(crate) fn listen(tid: u32) -> io::Result<()> {
-    // SAFETY: no memory is passed.
-    unsafe { request(PTRACE_LISTEN, tid, 0, 0) }.map(drop)
-}
-
 /// `PTRACE_DETACH`, delivering `signal` (0 for none) when the thread is in
 /// a signal-delivery stop.
 pub(crate) fn detach(tid: u32, signal: i32) -> io::Result<()> {
@@ -136,17 +132,32 @@ pub(crate) fn detach(tid: u32, signal: i32) -> io::Result<()> {
 
 /// `PTRACE_GETEVENTMSG`: e.g. the new thread's id after a clone event.
 pub(crate) fn event_message(tid: u32) -> io::Result<u64> {
-    let mut message: libc::c_ulong = 0;
+    // `unsigned long`: 64 bits on every architecture this backend supports.
+    let mut message: u64 = 0;
     // SAFETY: the kernel writes one unsigned long into `message`.
-    unsafe { request(PTRACE_GETEVENTMSG, tid, 0, std::ptr::addr_of_mut!(message) as usize) }?;
-    Ok(u64::from(message))
+    unsafe {
+        request(
+            PTRACE_GETEVENTMSG,
+            tid,
+            0,
+            std::ptr::addr_of_mut!(message) as usize,
+        )
+    }?;
+    Ok(message)
 }
 
 /// `PTRACE_GETSIGINFO`: the signal of the current signal-delivery stop.
 pub(crate) fn siginfo(tid: u32) -> io::Result<RawSiginfo> {
     let mut info = RawSiginfo([0; 128]);
     // SAFETY: the kernel writes one siginfo_t (128 bytes) into `info`.
-    unsafe { request(PTRACE_GETSIGINFO, tid, 0, std::ptr::addr_of_mut!(info) as usize) }?;
+    unsafe {
+        request(
+            PTRACE_GETSIGINFO,
+            tid,
+            0,
+            std::ptr::addr_of_mut!(info) as usize,
+        )
+    }?;
     Ok(info)
 }
 
@@ -166,7 +177,14 @@ pub(crate) fn get_regset(tid: u32, kind: u32, buffer: &mut [u8]) -> io::Result<u
     };
     // SAFETY: the kernel writes at most `iov_len` bytes into the buffer and
     // updates `iov_len`.
-    unsafe { request(PTRACE_GETREGSET, tid, kind as usize, std::ptr::addr_of_mut!(iov) as usize) }?;
+    unsafe {
+        request(
+            PTRACE_GETREGSET,
+            tid,
+            kind as usize,
+            std::ptr::addr_of_mut!(iov) as usize,
+        )
+    }?;
     Ok(iov.iov_len)
 }
 
@@ -178,7 +196,15 @@ pub(crate) fn set_regset(tid: u32, kind: u32, data: &[u8]) -> io::Result<()> {
     };
     // SAFETY: the kernel reads `iov_len` bytes from the buffer and does not
     // write through the pointer.
-    unsafe { request(PTRACE_SETREGSET, tid, kind as usize, std::ptr::from_ref(&iov) as usize) }.map(drop)
+    unsafe {
+        request(
+            PTRACE_SETREGSET,
+            tid,
+            kind as usize,
+            std::ptr::from_ref(&iov) as usize,
+        )
+    }
+    .map(drop)
 }
 
 /// `waitpid(tid, __WALL | WNOHANG)`: the next status change of one traced
@@ -225,7 +251,13 @@ pub(crate) fn tgsigqueueinfo(pid: u32, tid: u32, signal: i32, info: &RawSiginfo)
     let mut copy = *info;
     // SAFETY: the kernel reads one siginfo_t from `copy`.
     let result = unsafe {
-        libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, signal, std::ptr::addr_of_mut!(copy))
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid,
+            tid,
+            signal,
+            std::ptr::addr_of_mut!(copy),
+        )
     };
     if result == -1 {
         Err(io::Error::last_os_error())
@@ -246,7 +278,7 @@ pub(crate) enum WaitStatus {
     SignalStop(i32),
     /// A `PTRACE_EVENT_*` stop.
     EventStop {
-        /// The event (`EVENT_CLONE`, `EVENT_STOP`, ...).
+        /// The event (`EVENT_CLONE`, or 128 for `PTRACE_EVENT_STOP`, ...).
         event: i32,
         /// The stop signal (`SIGTRAP` for events and interrupts, the stop
         /// signal for a group stop).
@@ -302,7 +334,10 @@ mod tests {
     #[test]
     fn decodes_wait_statuses() {
         assert_eq!(WaitStatus::decode(0x0300), WaitStatus::Exited(3));
-        assert_eq!(WaitStatus::decode(libc::SIGKILL), WaitStatus::Killed(libc::SIGKILL));
+        assert_eq!(
+            WaitStatus::decode(libc::SIGKILL),
+            WaitStatus::Killed(libc::SIGKILL)
+        );
         assert_eq!(
             WaitStatus::decode((libc::SIGUSR1 << 8) | 0x7f),
             WaitStatus::SignalStop(libc::SIGUSR1)
@@ -315,9 +350,9 @@ mod tests {
             }
         );
         assert_eq!(
-            WaitStatus::decode((EVENT_STOP << 16) | (libc::SIGSTOP << 8) | 0x7f),
+            WaitStatus::decode((128 << 16) | (libc::SIGSTOP << 8) | 0x7f),
             WaitStatus::EventStop {
-                event: EVENT_STOP,
+                event: 128,
                 signal: libc::SIGSTOP
             }
         );
@@ -329,7 +364,10 @@ mod tests {
         raw.0[..4].copy_from_slice(&libc::SIGSYS.to_ne_bytes());
         raw.0[8..12].copy_from_slice(&1i32.to_ne_bytes());
         raw.0[24..28].copy_from_slice(&9i32.to_ne_bytes());
-        assert_eq!((raw.signo(), raw.code(), raw.syscall()), (libc::SIGSYS, 1, 9));
+        assert_eq!(
+            (raw.signo(), raw.code(), raw.syscall()),
+            (libc::SIGSYS, 1, 9)
+        );
     }
 
     #[test]

@@ -22,18 +22,19 @@
 //! Forked children inherit the target's memory, including our patches: the
 //! guard traces them just long enough to write the original bytes back into
 //! their copy, then detaches them. An `execve` replaces the program, so the
-//! guard stops touching memory and reports the target as gone.
+//! guard stops touching memory, detaches, and reports the target as gone
+//! ([`AttachError::TargetExited`]: the Python it was asked about is).
 //!
 //! All waiting uses `waitpid` on specific thread ids, never `-1`, so other
 //! children of our process are left alone.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::time::{Duration, Instant};
 
 use super::registers::{breakpoint_trap_pc, GeneralRegs, BREAKPOINT_SI_CODE};
 use super::requests::{self, RawSiginfo, WaitStatus};
+use super::tasks::{list_tasks, sigtrap_pending, thread_is_gone_or_zombie, traced_by_us};
 use crate::error::AttachError;
 use crate::memory::RemoteMemory;
 use crate::method::Method;
@@ -107,6 +108,18 @@ struct Tracee {
     current: Option<HeldSignal>,
     /// Signals held back while the thread ran code for us.
     held: Vec<HeldSignal>,
+    /// A `SIGTRAP` of ours is pending: the thread executed one of our
+    /// traps just before it stopped for another reason.
+    trap_pending: Option<OwnTrap>,
+}
+
+/// Which of our traps a thread executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnTrap {
+    /// The breakpoint at this address (the thread was moved back to it).
+    Breakpoint(u64),
+    /// The trap ending a remote call.
+    Scratch,
 }
 
 impl Tracee {
@@ -117,6 +130,7 @@ impl Tracee {
             in_signal_stop: false,
             current: None,
             held: Vec::new(),
+            trap_pending: None,
         }
     }
 }
@@ -134,6 +148,7 @@ pub(crate) struct TracedThreads {
     tracees: BTreeMap<u32, Tracee>,
     patches: CodePatches,
     breakpoints: Vec<u64>,
+    scratch_traps: Vec<u64>,
     exec_seen: bool,
     memory: RemoteMemory,
 }
@@ -145,6 +160,7 @@ impl TracedThreads {
             tracees: BTreeMap::new(),
             patches: CodePatches::default(),
             breakpoints: Vec::new(),
+            scratch_traps: Vec::new(),
             exec_seen: false,
             memory: RemoteMemory::new(pid),
         }
@@ -205,7 +221,9 @@ impl TracedThreads {
 
     /// Whether `tid` is traced and stopped.
     pub(crate) fn is_stopped(&self, tid: u32) -> bool {
-        self.tracees.get(&tid).is_some_and(|t| t.state == State::Stopped)
+        self.tracees
+            .get(&tid)
+            .is_some_and(|t| t.state == State::Stopped)
     }
 
     /// The target's memory.
@@ -263,7 +281,11 @@ impl TracedThreads {
         let started = Instant::now();
         let mut at_breakpoint = Vec::new();
         while let Some((&tid, _)) = self.tracees.iter().find(|(_, t)| t.state != State::Stopped) {
-            match self.next_event(deadline)? {
+            let event = self.next_event(deadline)?;
+            if event.is_none() && Instant::now() < deadline {
+                continue;
+            }
+            match event {
                 Some(Event::Breakpoint { tid, .. }) => at_breakpoint.push(tid),
                 Some(Event::Signal { tid, .. }) => {
                     // Only a thread we let run reports signals; it must stop now.
@@ -291,7 +313,8 @@ impl TracedThreads {
 
     /// Reports the next event that needs a decision, handling the others
     /// (clones, forks, interrupt and group stops, passed-through signals).
-    /// `Ok(None)` when `deadline` passes first.
+    /// `Ok(None)` when `deadline` passes first, or when every thread is
+    /// stopped (none can report anything).
     ///
     /// # Errors
     /// [`AttachError::TargetExited`] when the target ran `execve`, or a
@@ -306,6 +329,9 @@ impl TracedThreads {
                 .filter(|(_, t)| t.state != State::Stopped)
                 .map(|(&tid, _)| tid)
                 .collect();
+            if waiting.is_empty() {
+                return Ok(None);
+            }
             for tid in waiting {
                 let status = match requests::poll_status(tid) {
                     Ok(Some(status)) => status,
@@ -350,10 +376,28 @@ impl TracedThreads {
             }
             WaitStatus::SignalStop(signal) => {
                 let info = requests::siginfo(tid).map_err(|e| ptrace_error("getsiginfo", e))?;
-                if signal == libc::SIGTRAP && info.code() == BREAKPOINT_SI_CODE && !self.breakpoints.is_empty() {
-                    let mut regs = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregs", e))?;
-                    if let Some(&address) =
-                        self.breakpoints.iter().find(|&&b| breakpoint_trap_pc(b) == regs.pc())
+                if signal == libc::SIGTRAP {
+                    if let Some(own) = tracee.trap_pending.take() {
+                        // The trap we let it take after its other stop.
+                        tracee.state = State::Stopped;
+                        tracee.in_signal_stop = true;
+                        tracee.current = None;
+                        return Ok(Some(match own {
+                            OwnTrap::Breakpoint(address) => Event::Breakpoint { tid, address },
+                            OwnTrap::Scratch => Event::Signal { tid, signal, info },
+                        }));
+                    }
+                }
+                if signal == libc::SIGTRAP
+                    && info.code() == BREAKPOINT_SI_CODE
+                    && !self.breakpoints.is_empty()
+                {
+                    let mut regs =
+                        GeneralRegs::read(tid).map_err(|e| ptrace_error("getregs", e))?;
+                    if let Some(&address) = self
+                        .breakpoints
+                        .iter()
+                        .find(|&&b| breakpoint_trap_pc(b) == regs.pc())
                     {
                         regs.set_pc(address);
                         regs.write(tid).map_err(|e| ptrace_error("setregs", e))?;
@@ -381,19 +425,46 @@ impl TracedThreads {
                 let keep_running = tracee.keep_running;
                 match event {
                     requests::EVENT_EXEC => {
+                        // A new program: our patches went with the old one.
+                        // The thread that ran execve now has the process's
+                        // id and sits in this stop; the others are gone.
                         self.exec_seen = true;
                         self.patches.applied.clear();
+                        let mut execing = self
+                            .tracees
+                            .remove(&tid)
+                            .unwrap_or_else(|| Tracee::new(false));
+                        execing.state = State::Stopped;
+                        execing.keep_running = false;
+                        execing.in_signal_stop = false;
+                        execing.current = None;
+                        self.tracees.insert(self.pid, execing);
                         return Err(AttachError::TargetExited { pid: self.pid });
                     }
                     requests::EVENT_CLONE | requests::EVENT_FORK | requests::EVENT_VFORK => {
-                        let child = requests::event_message(tid).map_err(|e| ptrace_error("geteventmsg", e))?;
+                        let child = requests::event_message(tid)
+                            .map_err(|e| ptrace_error("geteventmsg", e))?;
                         let child = u32::try_from(child).unwrap_or(0);
                         self.adopt_child(child, event, keep_running);
                     }
                     // Interrupt stops, group stops, first stops of threads
                     // traced automatically. A group stop we end by resuming
                     // is re-established by the kernel when we detach.
-                    _ => {}
+                    _ => {
+                        if let Some(own) = self.executed_own_trap(tid)? {
+                            // Its SIGTRAP is queued behind this stop: let it
+                            // take it now (no instruction runs first), so
+                            // that it is never delivered once we are gone.
+                            if let Some(tracee) = self.tracees.get_mut(&tid) {
+                                tracee.trap_pending = Some(own);
+                                tracee.in_signal_stop = false;
+                                tracee.current = None;
+                                tracee.state = State::Stopping;
+                            }
+                            requests::cont(tid, 0).map_err(|e| ptrace_error("cont", e))?;
+                            return Ok(None);
+                        }
+                    }
                 }
                 let Some(tracee) = self.tracees.get_mut(&tid) else {
                     return Ok(None);
@@ -412,6 +483,36 @@ impl TracedThreads {
         }
     }
 
+    /// Whether stopped thread `tid` executed one of our traps whose
+    /// `SIGTRAP` is still pending (it was stopped, e.g. by an interrupt,
+    /// between the trap and the signal). A thread moved back over a
+    /// breakpoint this way is left at the breakpoint's address.
+    fn executed_own_trap(&self, tid: u32) -> Result<Option<OwnTrap>, AttachError> {
+        if self.breakpoints.is_empty() && self.scratch_traps.is_empty() {
+            return Ok(None);
+        }
+        let ptrace_error = |op, source| AttachError::Ptrace { op, tid, source };
+        let mut regs = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregset", e))?;
+        let pc = regs.pc();
+        let breakpoint = self
+            .breakpoints
+            .iter()
+            .copied()
+            .find(|&b| breakpoint_trap_pc(b) == pc);
+        let at_trap = breakpoint.is_some() || self.scratch_traps.contains(&pc);
+        if !at_trap || !sigtrap_pending(self.pid, tid) {
+            return Ok(None);
+        }
+        Ok(Some(match breakpoint {
+            Some(address) => {
+                regs.set_pc(address);
+                regs.write(tid).map_err(|e| ptrace_error("setregset", e))?;
+                OwnTrap::Breakpoint(address)
+            }
+            None => OwnTrap::Scratch,
+        }))
+    }
+
     /// Takes charge of a task created by a traced thread: a new thread is
     /// traced like its parent; a new process gets our patches undone in its
     /// copy of memory and is let go.
@@ -422,7 +523,8 @@ impl TracedThreads {
         let is_thread = event == requests::EVENT_CLONE
             && fs::metadata(format!("/proc/{}/task/{child}", self.pid)).is_ok();
         if is_thread {
-            self.tracees.insert(child, Tracee::new(parent_keeps_running));
+            self.tracees
+                .insert(child, Tracee::new(parent_keeps_running));
             return;
         }
         // A new process, attached automatically: wait for its first stop.
@@ -556,13 +658,21 @@ impl TracedThreads {
     fn restart(&mut self, tid: u32, detach: bool) -> Result<(), AttachError> {
         let pid = self.pid;
         let tracee = self.tracee_mut(tid)?;
-        let mut signals: Vec<HeldSignal> = tracee.current.take().into_iter().chain(tracee.held.drain(..)).collect();
+        let mut signals: Vec<HeldSignal> = tracee
+            .current
+            .take()
+            .into_iter()
+            .chain(tracee.held.drain(..))
+            .collect();
         let injected = if tracee.in_signal_stop && !signals.is_empty() {
             Some(signals.remove(0))
         } else {
             None
         };
-        if let Some(HeldSignal { info: Some(info), .. }) = &injected {
+        if let Some(HeldSignal {
+            info: Some(info), ..
+        }) = &injected
+        {
             // Deliver it exactly as it came (sender, code, value).
             let _ = requests::set_siginfo(tid, info);
         }
@@ -593,7 +703,9 @@ impl TracedThreads {
 
     fn tracee_mut(&mut self, tid: u32) -> Result<&mut Tracee, AttachError> {
         let pid = self.pid;
-        self.tracees.get_mut(&tid).ok_or(AttachError::TargetExited { pid })
+        self.tracees
+            .get_mut(&tid)
+            .ok_or(AttachError::TargetExited { pid })
     }
 
     /// Replaces the bytes at `address` with `bytes`, remembering the
@@ -627,9 +739,14 @@ impl TracedThreads {
         Ok(())
     }
 
-    /// Whether a patch is applied at `address`.
-    pub(crate) fn is_patched(&self, address: u64) -> bool {
-        self.patches.applied.contains_key(&address)
+    /// Records where the scratch code's traps leave the program counter, so
+    /// that a thread stopped right after one is recognised.
+    pub(crate) fn register_scratch_traps(&mut self, trap_pcs: &[u64]) {
+        for &pc in trap_pcs {
+            if !self.scratch_traps.contains(&pc) {
+                self.scratch_traps.push(pc);
+            }
+        }
     }
 
     /// Records that a breakpoint was armed at `address`, so that a thread
@@ -696,107 +813,31 @@ fn send_again(pid: u32, tid: u32, held: HeldSignal) {
     if let Some(info) = held.info {
         // The kernel lets us queue a siginfo to another process only for
         // negative codes other than SI_TKILL (sigqueue, timers, mq, aio).
-        if info.code() < 0 && info.code() != libc::SI_TKILL && requests::tgsigqueueinfo(pid, tid, held.signal, &info).is_ok() {
+        if info.code() < 0
+            && info.code() != libc::SI_TKILL
+            && requests::tgsigqueueinfo(pid, tid, held.signal, &info).is_ok()
+        {
             return;
         }
     }
     let _ = requests::tgkill(pid, tid, held.signal);
 }
 
-/// The thread ids of process `pid`.
-///
-/// # Errors
-/// [`AttachError::TargetExited`] when the process is gone.
-pub(crate) fn list_tasks(pid: u32) -> Result<Vec<u32>, AttachError> {
-    let entries = fs::read_dir(format!("/proc/{pid}/task")).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => AttachError::TargetExited { pid },
-        _ => AttachError::Io {
-            path: format!("/proc/{pid}/task").into(),
-            source,
-        },
-    })?;
-    let mut tids: Vec<u32> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect();
-    tids.sort_unstable();
-    Ok(tids)
-}
-
-/// What `/proc/PID/task/TID/syscall` says a thread is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ThreadActivity {
-    /// On a CPU (or runnable).
-    Running,
-    /// Blocked inside system call number `.0`.
-    InSyscall(i64),
-    /// Blocked outside a system call (e.g. stopped), or unknown.
-    Other,
-}
-
-/// Reads what thread `tid` of `pid` is doing, without stopping it.
-pub(crate) fn thread_activity(pid: u32, tid: u32) -> ThreadActivity {
-    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
-        return ThreadActivity::Other;
-    };
-    parse_activity(&text)
-}
-
-fn parse_activity(text: &str) -> ThreadActivity {
-    match text.split_whitespace().next() {
-        Some("running") => ThreadActivity::Running,
-        Some(first) => match first.parse::<i64>() {
-            Ok(number) if number >= 0 => ThreadActivity::InSyscall(number),
-            _ => ThreadActivity::Other,
-        },
-        None => ThreadActivity::Other,
-    }
-}
-
-/// Whether `tid` is traced by this process (automatically attached after a
-/// clone we have not processed yet).
-fn traced_by_us(pid: u32, tid: u32) -> bool {
-    let Ok(status) = task_status(pid, tid) else {
-        return false;
-    };
-    // TracerPid names the tracing thread; compare with our threads.
-    let tracer = status.tracer_pid;
-    tracer != 0 && fs::metadata(format!("/proc/self/task/{tracer}")).is_ok()
-}
-
-fn task_status(pid: u32, tid: u32) -> io::Result<crate::procfs::ProcStatus> {
-    Ok(crate::procfs::ProcStatus::parse(&fs::read_to_string(format!(
-        "/proc/{pid}/task/{tid}/status"
-    ))?))
-}
-
-fn thread_is_gone_or_zombie(pid: u32, tid: u32) -> bool {
-    match task_status(pid, tid) {
-        Ok(status) => status.is_zombie(),
-        Err(_) => true,
-    }
-}
-
 #[cfg(test)]
-mod tests {
+mod live_tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
-    fn parses_proc_syscall() {
-        assert_eq!(parse_activity("running\n"), ThreadActivity::Running);
-        assert_eq!(
-            parse_activity("230 0x1 0x0 0x7ffd 0x0 0x0 0x0 0x7ffc 0x7f12\n"),
-            ThreadActivity::InSyscall(230)
-        );
-        assert_eq!(parse_activity("-1 0x7ffd 0x7f12\n"), ThreadActivity::Other);
-        assert_eq!(parse_activity(""), ThreadActivity::Other);
-    }
-
-    #[test]
-    fn lists_own_threads() {
-        let me = std::process::id();
-        let tids = list_tasks(me).unwrap();
-        assert!(tids.contains(&me));
-        assert!(matches!(list_tasks(u32::MAX - 1), Err(AttachError::TargetExited { .. })));
+    fn stops_and_detaches_a_child() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        std::thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let threads = TracedThreads::stop_all(pid, deadline).unwrap();
+        assert!(threads.is_stopped(pid));
+        threads.detach_all().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

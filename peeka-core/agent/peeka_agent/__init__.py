@@ -15,10 +15,15 @@ Modules, one concept each:
 - :mod:`.streams`: :class:`~.streams.Stream`, the probe-facing hot path;
 - :mod:`.outbox`: the bounded per-connection queue and its writer thread;
 - :mod:`.capture`: bounded, never-raising conversion of values to JSON;
-- :mod:`.expr`: the safe expression language of ``--condition``;
+- :mod:`.expr`: the safe expression language of ``--condition`` (parsing,
+  checking, compiling to closures);
+- :mod:`.safe_values`: the operations expressions may perform on the
+  target's values, with type checks and resource caps;
+- :mod:`.introspect`: reading classes without running their code;
 - :mod:`.peercred`: peer credentials and who is admitted;
 - :mod:`.agent_threads`: the agent's threads, to keep them out of results;
-- :mod:`.builtin_commands`: ``ping``, ``info``, ``detach``.
+- :mod:`.builtin_commands`: ``ping``, ``info``, ``detach``;
+- :mod:`.version`: ``AGENT_VERSION``.
 
 Commands built on this core register themselves with
 :func:`register_command` when their module is imported (import them here,

@@ -46,8 +46,8 @@ other object, expanded       ``{"@type": "mod.Class", field: value, ...}``
                              only (no property, no ``__getattr__``); over 20
                              fields, key ``"@more"``
 other object, not expanded   its repr, truncated, or
-                             ``"<mod.Class object at 0x...>"`` when its class
-                             has no ``__repr__`` of its own
+(beyond the depth, or        ``"<mod.Class object at 0x...>"`` when its class
+without any field)           has no ``__repr__`` of its own
 container beyond the depth   ``"<list len=3>"``, ``"<dict len=2>"``...
 a container already being    ``"<cycle: list>"``
 expanded (a cycle)
@@ -86,6 +86,15 @@ import enum
 import itertools
 import types
 
+from .introspect import (
+    bounded_store,
+    class_mro,
+    class_name,
+    class_namespace,
+    class_qualname,
+    type_name,
+)
+
 DEFAULT_DEPTH = 1
 MAX_DEPTH = 4
 DEFAULT_MAX_STRING = 255
@@ -117,11 +126,10 @@ _INT_MAX = (1 << 64) - 1
 # (str() of big ints is quadratic and refused beyond 4300 digits on 3.11+).
 _INT_TEXT_BITS = 850
 
-_type_dict = type.__dict__["__dict__"].__get__
-_type_mro = type.__dict__["__mro__"].__get__
-_type_qualname = type.__dict__["__qualname__"].__get__
-_type_module = type.__dict__["__module__"].__get__
-_type_name_attr = type.__dict__["__name__"].__get__
+_type_dict = class_namespace
+_type_mro = class_mro
+_type_qualname = class_qualname
+_type_name_attr = class_name
 _GetSet = types.GetSetDescriptorType
 _Member = types.MemberDescriptorType
 _object_repr = object.__repr__
@@ -146,17 +154,8 @@ _REPR_TYPES = (
     memoryview,
 )
 
-_name_cache = {}
 _layout_cache = {}
 _secret_cache = {}
-_CACHE_LIMIT = 4096
-
-
-def _bounded_store(cache, key, value):
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 def is_secret_name(name):
@@ -176,30 +175,8 @@ def is_secret_name(name):
             found = True
             break
     if len(name) <= 100:
-        _bounded_store(_secret_cache, name, found)
+        bounded_store(_secret_cache, name, found)
     return found
-
-
-def type_name(tp):
-    """``module.QualName`` of a class, read without running user code."""
-    try:
-        return _name_cache[tp]
-    except KeyError:
-        pass
-    except TypeError:
-        return "?"
-    try:
-        qualname = _type_qualname(tp)
-        module = _type_module(tp)
-        if type(module) is not str or module == "builtins":
-            name = qualname
-        else:
-            name = module + "." + qualname
-        if type(name) is not str:
-            name = "?"
-    except Exception:
-        name = "?"
-    return _bounded_store(_name_cache, tp, name)
 
 
 def _mangle(klass, name):
@@ -249,7 +226,7 @@ def _layout(tp):
                     slots.append((name, member))
     except Exception:
         pass
-    return _bounded_store(_layout_cache, tp, (dict_getter, slots))
+    return bounded_store(_layout_cache, tp, (dict_getter, slots))
 
 
 def _defines_repr(tp):
@@ -261,6 +238,80 @@ def _defines_repr(tp):
     except Exception:
         return True
     return False
+
+
+# Kinds of types that are not handled by an exact-type check (see _classify).
+K_STR = 0
+K_INT = 1
+K_FLOAT = 2
+K_DICT = 3
+K_LIST = 4
+K_TUPLE = 5
+K_SET = 6
+K_FROZENSET = 7
+K_DEQUE = 8
+K_BYTES = 9
+K_BYTEARRAY = 10
+K_OBJECT = 20  # kinds from here on are rendered by render_object
+K_ENUM = 21
+K_NAMEDTUPLE = 22
+K_REPR = 23  # shown by repr only: exceptions, classes, functions, modules...
+
+_SEQUENCE_BASES = {
+    K_LIST: list,
+    K_TUPLE: tuple,
+    K_SET: set,
+    K_FROZENSET: frozenset,
+    K_DEQUE: collections.deque,
+}
+
+_kind_cache = {}
+_repr_cache = {}
+
+
+def _classify(tp):
+    """The kind of a type that is not one of the exact builtins (cached)."""
+    try:
+        if issubclass(tp, _Enum):
+            kind = K_ENUM
+        elif issubclass(tp, (BaseException, type) + _REPR_TYPES):
+            kind = K_REPR
+        elif issubclass(tp, str):
+            kind = K_STR
+        elif issubclass(tp, int):
+            kind = K_INT
+        elif issubclass(tp, float):
+            kind = K_FLOAT
+        elif issubclass(tp, dict):
+            kind = K_DICT
+        elif issubclass(tp, list):
+            kind = K_LIST
+        elif issubclass(tp, tuple):
+            kind = K_NAMEDTUPLE if _has_fields(tp) else K_TUPLE
+        elif issubclass(tp, set):
+            kind = K_SET
+        elif issubclass(tp, frozenset):
+            kind = K_FROZENSET
+        elif issubclass(tp, collections.deque):
+            kind = K_DEQUE
+        elif issubclass(tp, bytes):
+            kind = K_BYTES
+        elif issubclass(tp, bytearray):
+            kind = K_BYTEARRAY
+        else:
+            kind = K_OBJECT
+    except Exception:
+        kind = K_REPR
+    return bounded_store(_kind_cache, tp, kind)
+
+
+def defines_repr(tp):
+    """Whether a class (or a base other than ``object``) defines ``__repr__`` (cached)."""
+    try:
+        return _repr_cache[tp]
+    except KeyError:
+        pass
+    return bounded_store(_repr_cache, tp, _defines_repr(tp))
 
 
 def _exception_text(exc):
@@ -278,7 +329,15 @@ def _exception_text(exc):
 class CaptureLimits(object):
     """The bounds of one capture configuration (validated, clamped to the maxima)."""
 
-    __slots__ = ("depth", "max_string", "max_items", "max_fields", "max_bytes", "redact", "call_repr")
+    __slots__ = (
+        "depth",
+        "max_string",
+        "max_items",
+        "max_fields",
+        "max_bytes",
+        "redact",
+        "call_repr",
+    )
 
     def __init__(
         self,
@@ -340,7 +399,10 @@ class Capturer(object):
     def capture(self, value, budget=None):
         """One value as JSON data; never raises (KeyboardInterrupt aside)."""
         if budget is None:
-            budget = Budget(self.limits.max_bytes)
+            if type(value) in _SCALARS:
+                budget = _SCALAR_BUDGET
+            else:
+                budget = Budget(self.limits.max_bytes)
         try:
             return self._render(value, 0, budget, None)
         except KeyboardInterrupt:
@@ -356,23 +418,23 @@ class Capturer(object):
         """
         budget = Budget(self.limits.max_bytes)
         render = self._render
-        redact = self.limits.redact
-        params = []
         try:
-            index = 0
-            for value in args:
-                if redact and names is not None and index < len(names) and is_secret_name(
-                    names[index]
-                ):
-                    params.append(REDACTED)
-                else:
-                    params.append(render(value, 0, budget, None))
-                index += 1
+            if names is None or not self.limits.redact:
+                params = [render(value, 0, budget, None) for value in args]
+            else:
+                params = []
+                for index, value in enumerate(args):
+                    if index < len(names) and is_secret_name(names[index]):
+                        params.append(REDACTED)
+                    else:
+                        params.append(render(value, 0, budget, None))
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            params.append("<capture failed: %s>" % _exception_text(exc))
-        return params, self.capture_fields(kwargs, budget) if kwargs else {}
+            params = ["<capture failed: %s>" % _exception_text(exc)]
+        if not kwargs:
+            return params, {}
+        return params, self.capture_fields(kwargs, budget)
 
     def capture_fields(self, fields, budget=None):
         """A dict of named values (names checked for secrets), sharing one budget."""
@@ -395,15 +457,30 @@ class Capturer(object):
         return result
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+# Scalars never look at the budget; they may share this one (it cannot run out).
+_SCALAR_BUDGET = Budget(1 << 62)
+
+
 def _make_renderer(limits):
-    """Builds the recursive render(value, level, budget, path) for ``limits``."""
+    """Builds the recursive ``render(value, level, budget, path)`` for ``limits``.
+
+    ``level`` is the expansion level of ``value`` (0 for the captured value);
+    ``path`` is the set of ids of the containers being expanded above it
+    (None at the top; only tracked when depth >= 2, the only case in which a
+    cycle can be met again).
+    """
     depth = limits.depth
     max_string = limits.max_string
     max_items = limits.max_items
     max_fields = limits.max_fields
     redact = limits.redact
     call_repr = limits.call_repr
-    secret = is_secret_name
+    track_cycles = depth >= 2
+    secret_get = _secret_cache.get
+    int_min = _INT_MIN
+    int_max = _INT_MAX
+    kind_get = _kind_cache.get
 
     def text(value):
         size = len(value)
@@ -418,9 +495,9 @@ def _make_renderer(limits):
         return text(int.__repr__(value))
 
     def object_text(value, tp):
-        if tp is type or issubclass(tp, type):
+        if issubclass(tp, type):
             return "<class '%s'>" % type_name(value)
-        if not call_repr or not _defines_repr(tp):
+        if not call_repr or not defines_repr(tp):
             return "<%s object at 0x%x>" % (type_name(tp), id(value))
         try:
             shown = repr(value)
@@ -431,7 +508,8 @@ def _make_renderer(limits):
         except BaseException as exc:
             return "<repr failed: %s>" % _exception_text(exc)
         if type(shown) is not str:
-            return "<repr failed: returned %s>" % type_name(type(shown))
+            # repr() itself refuses non-str results; a str subclass gets here.
+            shown = str.__getitem__(shown, slice(0, max_string + 1))
         return text(shown)
 
     def key_text(key):
@@ -445,9 +523,8 @@ def _make_renderer(limits):
         if tp is bytes:
             return text(repr(key[:max_string]))
         if tp is tuple:
-            return text(
-                "(" + ", ".join(key_text(item) for item in key[:10]) + (", ...)" if len(key) > 10 else ")")
-            )
+            inner = ", ".join(key_text(item) for item in key[:10])
+            return text("(" + inner + (", ...)" if len(key) > 10 else ")"))
         return text(object_text(key, tp))
 
     def bytes_text(value, base):
@@ -457,31 +534,169 @@ def _make_renderer(limits):
             return "%s...<truncated, %d bytes>" % (shown, size)
         return shown
 
-    def render_sequence(value, tp, base, level, budget, path):
-        size = base.__len__(value)
+    def fill_mapping(result, pairs, size, level, budget, path, started=False, done=0):
+        """Renders (key, value) pairs into ``result`` and returns it.
+
+        ``size`` counts the pairs not yet rendered; ``done`` those already in
+        ``result`` (by the caller's fast loop, ``started`` then being True).
+        """
+        if not started:
+            budget.remaining -= 2
+        next_level = level + 1
+        count = 0
+        checked = len(result) > 0
+        limit = max_items - done
+        for name, item in pairs:
+            if count >= limit:
+                break
+            if budget.remaining <= 0:
+                result["@more"] = BUDGET_EXHAUSTED
+                return result
+            count += 1
+            if type(name) is str and len(name) <= max_string:
+                key = name
+            else:
+                key = key_text(name)
+                checked = True
+            if checked and key in result:
+                suffix = 2
+                while "%s#%d" % (key, suffix) in result:
+                    suffix += 1
+                key = "%s#%d" % (key, suffix)
+            budget.remaining -= len(key) + 3
+            if redact:
+                found = secret_get(key)
+                if found is None:
+                    found = is_secret_name(key)
+                if found:
+                    result[key] = REDACTED
+                    continue
+            item_type = type(item)
+            if item_type is str and len(item) <= max_string:
+                budget.remaining -= len(item) + 2
+                result[key] = item
+            elif item_type is int and int_min <= item <= int_max:
+                budget.remaining -= 8
+                result[key] = item
+            elif item is None or item_type is bool:
+                budget.remaining -= 5
+                result[key] = item
+            else:
+                result[key] = render(item, next_level, budget, path)
+        if size > count:
+            result["@more"] = "<%d more of %d>" % (size - count, size + done)
+        return result
+
+    def render_dict(value, tp, level, budget, path):
+        size = len(value) if tp is dict else dict.__len__(value)
         if level >= depth:
             return "<%s len=%d>" % (type_name(tp), size)
-        key = id(value)
-        if path is None:
-            path = set()
-        elif key in path:
-            return "<cycle: %s>" % type_name(tp)
-        path.add(key)
+        key = None
+        if track_cycles:
+            key = id(value)
+            if path is None:
+                path = set()
+            elif key in path:
+                return "<cycle: %s>" % type_name(tp)
+            path.add(key)
         try:
-            items = []
-            append = items.append
-            budget.remaining -= 2
+            if tp is not dict:
+                return fill_mapping({}, dict.items(value), size, level, budget, path)
+            # The common case, inlined: an exact dict with short string keys
+            # and scalar values costs no call per item.
+            result = {}
+            remaining = budget.remaining - 2
             next_level = level + 1
-            if base is list or base is tuple:
+            count = 0
+            for name, item in value.items():
+                if (
+                    count >= max_items
+                    or remaining <= 0
+                    or type(name) is not str
+                    or len(name) > max_string
+                ):
+                    # Anything unusual: hand the rest over to the general loop.
+                    budget.remaining = remaining
+                    rest = _islice(value.items(), count, None)
+                    return fill_mapping(
+                        result, rest, size - count, level, budget, path, True, count
+                    )
+                count += 1
+                remaining -= len(name) + 3
+                found = secret_get(name)
+                if found is None:
+                    found = is_secret_name(name)
+                if redact and found:
+                    result[name] = REDACTED
+                    continue
+                item_type = type(item)
+                if item_type is str and len(item) <= max_string:
+                    remaining -= len(item) + 2
+                    result[name] = item
+                elif item_type is int and int_min <= item <= int_max:
+                    remaining -= 8
+                    result[name] = item
+                elif item is None or item_type is bool:
+                    remaining -= 5
+                    result[name] = item
+                else:
+                    budget.remaining = remaining
+                    result[name] = render(item, next_level, budget, path)
+                    remaining = budget.remaining
+            budget.remaining = remaining
+            return result
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return "<unreadable %s: %s>" % (type_name(tp), _exception_text(exc))
+        finally:
+            if key is not None:
+                path.discard(key)
+
+    def render_sequence(value, tp, base, level, budget, path):
+        size = len(value) if tp is base else base.__len__(value)
+        if level >= depth:
+            return "<%s len=%d>" % (type_name(tp), size)
+        key = None
+        if track_cycles:
+            key = id(value)
+            if path is None:
+                path = set()
+            elif key in path:
+                return "<cycle: %s>" % type_name(tp)
+            path.add(key)
+        try:
+            if tp is list or tp is tuple:
+                source = value if size <= max_items else value[:max_items]
+            elif base is list or base is tuple:
                 source = base.__getitem__(value, slice(0, max_items))
             else:
                 source = _islice(base.__iter__(value), max_items)
+            items = []
+            append = items.append
+            remaining = budget.remaining - 2
+            next_level = level + 1
             for item in source:
-                if budget.remaining <= 0:
+                if remaining <= 0:
                     append(BUDGET_EXHAUSTED)
-                    break
-                append(render(item, next_level, budget, path))
-            if size > len(items) and (not items or items[-1] is not BUDGET_EXHAUSTED):
+                    budget.remaining = remaining
+                    return items
+                item_type = type(item)
+                if item_type is str and len(item) <= max_string:
+                    remaining -= len(item) + 2
+                    append(item)
+                elif item_type is int and int_min <= item <= int_max:
+                    remaining -= 8
+                    append(item)
+                elif item is None or item_type is bool:
+                    remaining -= 5
+                    append(item)
+                else:
+                    budget.remaining = remaining
+                    append(render(item, next_level, budget, path))
+                    remaining = budget.remaining
+            budget.remaining = remaining
+            if size > len(items):
                 append("<%d more items of %d>" % (size - len(items), size))
             return items
         except KeyboardInterrupt:
@@ -489,120 +704,81 @@ def _make_renderer(limits):
         except BaseException as exc:
             return "<unreadable %s: %s>" % (type_name(tp), _exception_text(exc))
         finally:
-            path.discard(key)
+            if key is not None:
+                path.discard(key)
 
-    def render_mapping(pairs, size, tp, label, level, budget, path, key_of):
-        result = {}
-        if label is not None:
-            result["@type"] = label
-        budget.remaining -= 2
-        next_level = level + 1
-        count = 0
-        for name, item in pairs:
-            if budget.remaining <= 0:
-                result["@more"] = BUDGET_EXHAUSTED
-                return result
-            key = key_of(name)
-            if key in result:
-                suffix = 2
-                while "%s#%d" % (key, suffix) in result:
-                    suffix += 1
-                key = "%s#%d" % (key, suffix)
-            budget.remaining -= len(key) + 3
-            if redact and secret(key):
-                result[key] = REDACTED
-            else:
-                result[key] = render(item, next_level, budget, path)
-            count += 1
-        if size > count:
-            result["@more"] = "<%d more of %d>" % (size - count, size)
-        return result
+    def named_tuple_fields(value, tp):
+        """(fields, total) of a named tuple, from its class's ``_fields``."""
+        declared = None
+        for klass in _type_mro(tp):
+            declared = _type_dict(klass).get("_fields")
+            if declared is not None:
+                break
+        if type(declared) is not tuple:
+            return None
+        values = tuple.__getitem__(value, slice(0, max_fields))
+        return list(zip(declared, values)), tuple.__len__(value)
 
-    def render_dict(value, tp, level, budget, path):
-        size = dict.__len__(value)
-        if level >= depth:
-            return "<%s len=%d>" % (type_name(tp), size)
-        key = id(value)
-        if path is None:
-            path = set()
-        elif key in path:
-            return "<cycle: %s>" % type_name(tp)
-        path.add(key)
-        try:
-            return render_mapping(
-                _islice(dict.items(value), max_items), size, tp, None, level, budget, path, key_text
-            )
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:
-            return "<unreadable %s: %s>" % (type_name(tp), _exception_text(exc))
-        finally:
-            path.discard(key)
-
-    def render_object(value, tp, level, budget, path):
-        if issubclass(tp, BaseException) or issubclass(tp, _REPR_TYPES) or issubclass(tp, type):
-            shown = object_text(value, tp)
-            budget.remaining -= len(shown)
-            return shown
-        if issubclass(tp, _Enum):
+    def object_fields(value, tp):
+        """(fields, total) read from __dict__ and __slots__, or None if there are none."""
+        dict_getter, slots = _layout(tp)
+        fields = []
+        for name, member in slots:
+            if len(fields) >= max_fields:
+                break
             try:
-                member = _layout(tp)[0]
-                name = dict.get(member.__get__(value, tp), "_name_") if member is not None else None
+                fields.append((name, member.__get__(value, tp)))
+            except AttributeError:
+                continue
+        total = len(fields)
+        if dict_getter is not None:
+            try:
+                namespace = dict_getter.__get__(value, tp)
+            except Exception:
+                namespace = None
+            if isinstance(namespace, dict):
+                total += dict.__len__(namespace)
+                room = max_fields - len(fields)
+                if room > 0:
+                    fields.extend(_islice(dict.items(namespace), room))
+        if total == 0:
+            return None
+        return fields, total
+
+    def render_object(value, tp, kind, level, budget, path):
+        if kind == K_ENUM:
+            try:
+                getter = _layout(tp)[0]
+                name = dict.get(getter.__get__(value, tp), "_name_") if getter else None
             except Exception:
                 name = None
             if type(name) is str:
-                return "%s.%s" % (type_name(tp), name)
-        if level < depth:
-            fields = None
-            if issubclass(tp, tuple):
-                declared = None
+                shown = "%s.%s" % (_type_qualname(tp), name)
+                budget.remaining -= len(shown)
+                return shown
+        elif level < depth and kind != K_REPR:
+            if kind == K_NAMEDTUPLE:
+                found = named_tuple_fields(value, tp)
+            else:
+                found = object_fields(value, tp)
+            if found is not None:
+                key = None
+                if track_cycles:
+                    key = id(value)
+                    if path is None:
+                        path = set()
+                    elif key in path:
+                        return "<cycle: %s>" % type_name(tp)
+                    path.add(key)
                 try:
-                    for klass in _type_mro(tp):
-                        declared = _type_dict(klass).get("_fields")
-                        if declared is not None:
-                            break
-                except Exception:
-                    declared = None
-                if type(declared) is tuple:
-                    values = tuple.__getitem__(value, slice(0, max_fields))
-                    fields = list(zip(declared, values))
-                    total = tuple.__len__(value)
-            if fields is None:
-                dict_getter, slots = _layout(tp)
-                fields = []
-                for name, member in slots:
-                    if len(fields) >= max_fields:
-                        break
-                    try:
-                        fields.append((name, member.__get__(value, tp)))
-                    except AttributeError:
-                        continue
-                total = len(fields)
-                if dict_getter is not None:
-                    try:
-                        namespace = dict_getter.__get__(value, tp)
-                    except Exception:
-                        namespace = None
-                    if isinstance(namespace, dict):
-                        total += dict.__len__(namespace)
-                        room = max_fields - len(fields)
-                        if room > 0:
-                            fields.extend(_islice(dict.items(namespace), room))
-                if dict_getter is None and not slots:
-                    fields = None
-            if fields is not None:
-                key = id(value)
-                if path is None:
-                    path = set()
-                elif key in path:
-                    return "<cycle: %s>" % type_name(tp)
-                path.add(key)
-                try:
-                    return render_mapping(
-                        fields, total, tp, type_name(tp), level, budget, path, key_text
-                    )
+                    fields, total = found
+                    result = {"@type": type_name(tp)}
+                    return fill_mapping(result, fields, total, level, budget, path)
                 finally:
-                    path.discard(key)
+                    if key is not None:
+                        path.discard(key)
+        elif kind == K_NAMEDTUPLE:
+            return "<%s len=%d>" % (type_name(tp), tuple.__len__(value))
         shown = object_text(value, tp)
         budget.remaining -= len(shown)
         return shown
@@ -616,7 +792,7 @@ def _make_renderer(limits):
             return "%s...<truncated, %d chars>" % (value[:max_string], len(value))
         if tp is int:
             budget.remaining -= 8
-            if _INT_MIN <= value <= _INT_MAX:
+            if int_min <= value <= int_max:
                 return value
             return int_text(value)
         if value is None or tp is bool:
@@ -631,56 +807,46 @@ def _make_renderer(limits):
             return "Infinity" if value > 0 else "-Infinity"
         if budget.remaining <= 0:
             return BUDGET_EXHAUSTED
-        if tp is list:
-            return render_sequence(value, tp, list, level, budget, path)
         if tp is dict:
             return render_dict(value, tp, level, budget, path)
-        if tp is tuple:
-            return render_sequence(value, tp, tuple, level, budget, path)
+        if tp is list or tp is tuple:
+            return render_sequence(value, tp, tp, level, budget, path)
         if tp is bytes or tp is bytearray:
             shown = bytes_text(value, tp)
             budget.remaining -= len(shown)
             return shown
-        if tp is set or tp is frozenset:
+        if tp is set or tp is frozenset or tp is _deque:
             return render_sequence(value, tp, tp, level, budget, path)
         if tp is complex:
             budget.remaining -= 24
             return repr(value)
-        # Subclasses of the builtins: read with the base type's own methods,
-        # so an override (of __iter__, __getitem__, __str__...) never runs.
-        if issubclass(tp, _Enum):
-            return render_object(value, tp, level, budget, path)
-        if issubclass(tp, str):
+        # Anything else is classified once per type (see _classify).
+        kind = kind_get(tp)
+        if kind is None:
+            kind = _classify(tp)
+        if kind >= K_OBJECT:
+            return render_object(value, tp, kind, level, budget, path)
+        # Subclasses of the builtins are read with the base type's own
+        # methods, so that an override (__iter__, __getitem__, __str__...)
+        # never runs.
+        if kind == K_STR:
             size = str.__len__(value)
             budget.remaining -= min(size, max_string) + 2
             head = str.__getitem__(value, slice(0, max_string))
             if size > max_string:
                 return "%s...<truncated, %d chars>" % (head, size)
             return head
-        if issubclass(tp, int):
+        if kind == K_INT:
             return render(int.__index__(value), level, budget, path)
-        if issubclass(tp, float):
+        if kind == K_FLOAT:
             return render(float.__float__(value), level, budget, path)
-        if issubclass(tp, dict):
+        if kind == K_DICT:
             return render_dict(value, tp, level, budget, path)
-        if issubclass(tp, list):
-            return render_sequence(value, tp, list, level, budget, path)
-        if issubclass(tp, tuple):
-            if not _has_fields(tp):
-                return render_sequence(value, tp, tuple, level, budget, path)
-            if level >= depth:
-                return "<%s len=%d>" % (type_name(tp), tuple.__len__(value))
-            return render_object(value, tp, level, budget, path)
-        if issubclass(tp, (set, frozenset)):
-            base = set if issubclass(tp, set) else frozenset
-            return render_sequence(value, tp, base, level, budget, path)
-        if tp is _deque:
-            return render_sequence(value, tp, _deque, level, budget, path)
-        if issubclass(tp, (bytes, bytearray)):
-            shown = bytes_text(value, bytes if issubclass(tp, bytes) else bytearray)
+        if kind == K_BYTES or kind == K_BYTEARRAY:
+            shown = bytes_text(value, bytes if kind == K_BYTES else bytearray)
             budget.remaining -= len(shown)
             return shown
-        return render_object(value, tp, level, budget, path)
+        return render_sequence(value, tp, _SEQUENCE_BASES[kind], level, budget, path)
 
     return render
 

@@ -44,6 +44,12 @@ from .outbox import OP_FRAME
 from .streams import Stream
 from .wire import ErrorCode, FrameTooLarge, encode_frame, response_error, response_ok
 
+
+#: Longest error message and traceback sent in a response (characters).
+MAX_MESSAGE = 4096
+MAX_TRACEBACK = 65536
+
+
 class CommandError(Exception):
     """A command failed in a way the client should see as ``code`` + ``message``."""
 
@@ -266,6 +272,13 @@ class RequestContext(object):
         self._fail_now(code, message, traceback)
 
     def _fail_now(self, code, message, traceback):
+        message = str(message)
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "..."
+        if traceback is not None:
+            traceback = str(traceback)
+            if len(traceback) > MAX_TRACEBACK:
+                traceback = "...(earlier frames cut)\n" + traceback[-MAX_TRACEBACK:]
         frame = encode_frame(response_error(self.request_id, code, message, traceback))
         self._answer(frame, False)
 

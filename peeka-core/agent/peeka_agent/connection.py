@@ -155,9 +155,7 @@ class Connection(object):
         try:
             self._serve_messages(reader)
         except ProtocolError as exc:
-            self.agent.record_error(
-                "connection %d closed: protocol error: %s" % (self.number, exc)
-            )
+            self.agent.record_error("connection %d closed: protocol error: %s" % (self.number, exc))
         except OSError:
             pass
         finally:
@@ -258,4 +256,3 @@ class Connection(object):
             )
             return
         ctx.fail(code, message, text)
-

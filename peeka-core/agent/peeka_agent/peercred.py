@@ -68,7 +68,8 @@ def admits(uid):
 
 def describe_refusal(credentials):
     """A one-line reason for refusing ``credentials``, for the agent's log."""
-    return (
-        "refused a connection from uid %d (pid %s): only root and uid %d may use this agent"
-        % (credentials.uid, credentials.pid, os.getuid())
+    return "refused a connection from uid %d (pid %s): only root and uid %d may use this agent" % (
+        credentials.uid,
+        credentials.pid,
+        os.getuid(),
     )

@@ -19,7 +19,8 @@ closed at once and counted.
 3. ``before_close`` runs (the ``detach`` command queues its response there);
 4. every connection flushes what it has queued (bounded wait) and closes;
 5. the socket, every file in the private directory and the directory itself
-   are removed, and the ``atexit`` hook is unregistered;
+   are removed (:func:`remove_private_directory` says how a directory not
+   named ``peeka-...`` is treated), and the ``atexit`` hook is unregistered;
 6. the agent's threads are joined (bounded) and the agent's modules are
    removed from ``sys.modules``.
 
@@ -84,7 +85,7 @@ def check_private_directory(directory):
         raise AgentStartError(
             "the private directory %s does not exist; the client must create it (mode 0700, "
             "owned by uid %d) before loading the agent" % (directory, os.geteuid())
-        )
+        ) from None
     if stat.S_ISLNK(info.st_mode):
         raise AgentStartError(
             "%s is a symbolic link; the agent only uses a real private directory" % directory
@@ -132,6 +133,50 @@ def remove_tree(path):
         failure = exc
     if failure is not None:
         raise failure
+
+
+def remove_private_directory(directory):
+    """Removes the private directory on detach; returns the names it had to leave.
+
+    A directory named the way the client names it (``peeka-...``, such as
+    ``/tmp/peeka-<pid>``) is dedicated to Peeka and removed with everything
+    in it. Any other directory is treated with suspicion, since removing it
+    whole could destroy someone's files: only what Peeka puts there is
+    removed (the socket, the bootstrap's ``bootstrap-*.py``, ``status.*`` and
+    ``claimed-*`` entries, and this agent package), then the directory if it
+    is empty.
+    """
+    if os.path.basename(os.path.normpath(directory)).startswith("peeka"):
+        remove_tree(directory)
+        return []
+    package = os.path.dirname(os.path.abspath(__file__))
+    left = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        name = entry.name
+        path = entry.path
+        ours = (
+            name == SOCKET_NAME
+            or name.startswith(("bootstrap-", "status.", "claimed-"))
+            or os.path.abspath(path) == package
+            or (
+                package == os.path.abspath(directory)
+                and (name.endswith(".py") or name == "__pycache__")
+            )
+        )
+        if not ours:
+            left.append(name)
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(path)
+        else:
+            os.unlink(path)
+    if not left:
+        os.rmdir(directory)
+    return left
 
 
 class Agent(object):
@@ -476,6 +521,7 @@ class Agent(object):
                 poke.close()
 
     def _cleanup_files(self):
+        """Removes the socket and the private directory (see remove_private_directory)."""
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:
@@ -483,9 +529,15 @@ class Agent(object):
         except OSError as exc:
             self.record_error("could not remove the socket", exc)
         try:
-            remove_tree(self.directory)
+            left = remove_private_directory(self.directory)
         except OSError as exc:
             self.record_error("could not remove the private directory", exc)
+        else:
+            if left:
+                self.record_error(
+                    "left %s in place: it holds files the agent did not expect (%s)"
+                    % (self.directory, ", ".join(sorted(left)[:10]))
+                )
 
     def _forget_modules(self):
         name = self.package_name

@@ -46,6 +46,15 @@ and it belongs to that request's connection. The interface a probe uses:
 
 ``stream.labels`` is a free dict for the command (pattern, probe id...), shown
 by :meth:`Stream.describe` (for ``reset --list``).
+
+Observations and events emitted after ``open_stream()`` but before the
+command has replied are held back by the writer and sent right after the
+response, so a probe may be installed (and fire) before the reply.
+
+Every method is thread-safe. ``emit`` is a closure over the connection's
+queue (about 0.15-0.25 us per call here, about what a bare
+``perf_counter()`` timing wrapper costs); probes should fetch
+``stream.emit`` once and call it, rather than look it up on every call.
 """
 
 import itertools
@@ -290,9 +299,7 @@ class Stream(object):
         try:
             callback()
         except BaseException as exc:
-            self.connection.agent.record_error(
-                "cleanup of stream %d failed" % self.id, exc
-            )
+            self.connection.agent.record_error("cleanup of stream %d failed" % self.id, exc)
 
 
 def new_lock():

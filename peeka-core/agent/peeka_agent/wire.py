@@ -98,9 +98,51 @@ _ENCODER = json.JSONEncoder(
     separators=(",", ":"),
 )
 
-#: Serialises one JSON value to compact text (raises ValueError on NaN,
-#: infinities and cycles, TypeError on values JSON cannot hold).
-encode_json = _ENCODER.encode
+
+def _make_fast_encoder():
+    """The C encoder of the json module, built once, or None where unavailable.
+
+    ``JSONEncoder.encode`` builds a new C encoder (and a dict of markers for
+    cycle detection) on every call, which doubles the cost of encoding a
+    small observation. This one is built once, without markers: a cyclic
+    value fails with RecursionError instead of ValueError. It is checked on
+    a sample before use and the public encoder is used if anything differs.
+    """
+    try:
+        from json import encoder as json_encoder
+
+        make = getattr(json_encoder, "c_make_encoder", None)
+        escape = getattr(json_encoder, "c_encode_basestring", None)
+        if make is None or escape is None:
+            return None
+
+        def default(value):
+            raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+        # markers, default, encoder, indent, key separator, item separator,
+        # sort_keys, skipkeys, allow_nan
+        encoder = make(None, default, escape, None, ":", ",", False, False, False)
+        join = "".join
+
+        def encode(value):
+            return join(encoder(value, 0))
+
+        sample = {"a": [1, "\u00e9\n", None, True, 1.5, {"b": -2}], "c": ""}
+        if encode(sample) != _ENCODER.encode(sample):
+            return None
+        try:
+            encode(float("nan"))
+        except ValueError:
+            return encode
+        return None
+    except Exception:
+        return None
+
+
+#: Serialises one JSON value to compact text (raises ValueError on NaN and
+#: infinities, TypeError on values JSON cannot hold, ValueError or
+#: RecursionError on cycles).
+encode_json = _make_fast_encoder() or _ENCODER.encode
 
 
 def utf8(text):
@@ -167,13 +209,13 @@ def decode_payload(payload):
     try:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProtocolError("payload is not valid UTF-8: %s" % exc)
+        raise ProtocolError("payload is not valid UTF-8: %s" % exc) from None
     try:
         value = _DECODER.decode(text)
     except RecursionError:
-        raise ProtocolError("payload nests deeper than %d levels" % MAX_NESTING)
+        raise ProtocolError("payload nests deeper than %d levels" % MAX_NESTING) from None
     except ValueError as exc:
-        raise ProtocolError("payload is not valid JSON: %s" % exc)
+        raise ProtocolError("payload is not valid JSON: %s" % exc) from None
     if type(value) is not dict:
         raise ProtocolError("payload is not a JSON object")
     if not _nesting_ok(value, MAX_NESTING):

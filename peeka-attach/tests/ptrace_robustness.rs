@@ -1,0 +1,275 @@
+//! The ptrace method under conditions that stress its bookkeeping: signals
+//! arriving during the attach, children forked while a breakpoint is armed.
+#![cfg(target_os = "linux")]
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+mod common;
+mod ptrace_support;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::{marker_agent, marker_runs, target_script};
+use peeka_attach::ptrace::PtraceInjector;
+use peeka_attach::{AttachError, InjectRequest, Injector, Staging, Target};
+use peeka_testkit::{Manifest, TargetProcess};
+use ptrace_support::{assert_code_restored, patchable_code, tracer_of, wait_until_main_blocks_in};
+
+/// Sends `signal` to the main thread of `pid` (a process-directed signal
+/// may land on any thread, and only a signal to the main thread wakes it
+/// from `Event.wait()` to run the Python handler).
+fn send(pid: u32, signal: i32) {
+    // SAFETY: tgkill takes three integers.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            pid as libc::pid_t,
+            pid as libc::pid_t,
+            signal,
+        )
+    };
+    assert_eq!(result, 0, "tgkill({pid}, {pid}, {signal})");
+}
+
+fn read_number_file(path: &std::path::Path) -> Option<String> {
+    fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// Signals sent while the attach runs (threads stopped, traced, running our
+/// calls) all reach the target's handler, once each.
+#[test]
+fn signals_sent_during_the_attach_are_delivered_once_each() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    const SIGNALS: u32 = 10;
+    manifest.for_each_interpreter(|python| {
+        let what = format!("{} ptrace_signal_counter.py", python.id);
+        let mut process =
+            TargetProcess::spawn(python, &target_script("ptrace_signal_counter.py"), &[], &[])
+                .unwrap();
+        let pid = process.pid();
+        let target = Target::inspect(pid).unwrap();
+        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let request = InjectRequest {
+            target: &target,
+            staging: &staging,
+            deadline: Instant::now() + Duration::from_secs(10),
+        };
+        let result = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..SIGNALS {
+                    send(pid, libc::SIGUSR1);
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+            });
+            PtraceInjector::new().inject(&request)
+        });
+        let timeline = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+        eprintln!("ptrace {what}: {:?}", timeline.steps);
+        let counter = process.host_dir().join("signals.bin");
+        let delivered = || fs::metadata(&counter).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while delivered() < u64::from(SIGNALS) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            delivered(),
+            u64::from(SIGNALS),
+            "{what}: every SIGUSR1 must be delivered exactly once"
+        );
+        assert!(
+            staging
+                .wait_status(Instant::now() + Duration::from_secs(5))
+                .is_some(),
+            "{what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(marker_runs(&staging), 1, "{what}");
+        assert_eq!(tracer_of(pid), 0, "{what}");
+        assert!(process.is_alive(), "{what}: the target died");
+        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        staging.remove_all();
+    });
+}
+
+/// 3.8-3.11: while the breakpoint is armed (the main thread is blocked and
+/// the only other thread never calls `PyEval_SaveThread`), the process
+/// forks children that do call it. Their copy of memory must not keep the
+/// breakpoint, or they die of `SIGTRAP`.
+#[test]
+fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    for minor in ["3.8", "3.9", "3.10", "3.11"] {
+        for python in manifest.of_minor(minor) {
+            let what = format!("{} ptrace_forker.py", python.id);
+            let mut process =
+                TargetProcess::spawn(python, &target_script("ptrace_forker.py"), &[], &[]).unwrap();
+            let pid = process.pid();
+            // Past `ready`, the main thread still runs Python (and calls
+            // PyEval_SaveThread) on its way into Event.wait(): wait for it
+            // to park in futex().
+            wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
+            let target = Target::inspect(pid).unwrap();
+            let code_before = patchable_code(&target);
+            let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+            let request = InjectRequest {
+                target: &target,
+                staging: &staging,
+                deadline: Instant::now() + Duration::from_millis(1500),
+            };
+            let result = PtraceInjector::new().inject(&request);
+            assert!(
+                matches!(result, Err(AttachError::Timeout { .. })),
+                "{what}: {result:?}"
+            );
+            assert_eq!(tracer_of(pid), 0, "{what}");
+            assert_code_restored(&target, &code_before, &what);
+            let report = process.host_dir().join("children.txt");
+            send(pid, libc::SIGUSR1);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while read_number_file(&report).is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let counts = read_number_file(&report).unwrap_or_else(|| {
+                let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+                    .unwrap()
+                    .flatten()
+                    .map(|t| {
+                        let syscall =
+                            fs::read_to_string(t.path().join("syscall")).unwrap_or_default();
+                        let status =
+                            fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                        let state = status
+                            .lines()
+                            .find(|l| l.starts_with("State"))
+                            .unwrap_or("")
+                            .to_owned();
+                        format!("{:?}: {state} {}", t.file_name(), syscall.trim())
+                    })
+                    .collect();
+                panic!(
+                    "{what}: no report; threads: {tasks:#?}; stderr: {}",
+                    process.stderr()
+                )
+            });
+            let (ok, bad) = counts.split_once(' ').unwrap();
+            let (ok, bad): (u32, u32) = (ok.parse().unwrap(), bad.parse().unwrap());
+            assert_eq!(bad, 0, "{what}: children died: {}", process.stderr());
+            assert!(
+                ok >= 10,
+                "{what}: only {ok} children were forked during the attach"
+            );
+            assert!(process.is_alive(), "{what}: the target died");
+            assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+            eprintln!("ptrace {what}: {ok} children forked while attached, all exited normally");
+            staging.remove_all();
+        }
+    }
+}
+
+/// 3.8-3.11: the process runs `execve` while the breakpoint is armed. The
+/// attach reports the target gone, and the new program runs untraced.
+#[test]
+fn a_program_replaced_during_the_attach_starts_clean() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    for minor in ["3.8", "3.9", "3.10", "3.11"] {
+        for python in manifest.of_minor(minor) {
+            let what = format!("{} ptrace_execer.py", python.id);
+            let mut process =
+                TargetProcess::spawn(python, &target_script("ptrace_execer.py"), &[], &[]).unwrap();
+            let pid = process.pid();
+            wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
+            let target = Target::inspect(pid).unwrap();
+            let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+            let request = InjectRequest {
+                target: &target,
+                staging: &staging,
+                deadline: Instant::now() + Duration::from_secs(3),
+            };
+            let result = PtraceInjector::new().inject(&request);
+            assert!(
+                matches!(result, Err(AttachError::TargetExited { .. })),
+                "{what}: {result:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            assert!(
+                String::from_utf8_lossy(&cmdline).contains("time.sleep(60)"),
+                "{what}: the new program is not running"
+            );
+            assert!(process.is_alive(), "{what}: the new program died");
+            assert_eq!(tracer_of(pid), 0, "{what}: the new program is traced");
+            assert!(
+                !matches!(process.state(), Some('T' | 't')),
+                "{what}: the new program is stopped"
+            );
+            assert_eq!(process.stderr(), "", "{what}: errors were printed");
+            assert_eq!(marker_runs(&staging), 0, "{what}");
+            staging.remove_all();
+        }
+    }
+}
+
+/// A seccomp filter that refuses the backend's `mmap`, by failing it
+/// (`SECCOMP_RET_ERRNO`) or by raising `SIGSYS` (`SECCOMP_RET_TRAP`): the
+/// attach fails with [`AttachError::Seccomp`] and the target carries on,
+/// untouched.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_seccomp_filter_refusing_mmap_is_reported() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    for minor in ["3.8", "3.11", "3.13", "3.14"] {
+        let Some(python) = manifest.require(minor) else {
+            continue;
+        };
+        for mode in ["errno", "trap"] {
+            let what = format!("{} ptrace_seccomp.py {mode}", python.id);
+            let mut process =
+                TargetProcess::spawn(python, &target_script("ptrace_seccomp.py"), &[mode], &[])
+                    .unwrap();
+            let pid = process.pid();
+            let target = Target::inspect(pid).unwrap();
+            let code_before = patchable_code(&target);
+            let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+            let request = InjectRequest {
+                target: &target,
+                staging: &staging,
+                deadline: Instant::now() + Duration::from_secs(5),
+            };
+            let err = PtraceInjector::new().inject(&request).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    AttachError::Seccomp {
+                        syscall: "mmap",
+                        ..
+                    }
+                ),
+                "{what}: {err}"
+            );
+            assert!(err.to_string().contains("seccomp"), "{what}: {err}");
+            assert_eq!(tracer_of(pid), 0, "{what}");
+            assert_code_restored(&target, &code_before, &what);
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(process.is_alive(), "{what}: the target died");
+            assert!(
+                ptrace_support::keeps_working(pid),
+                "{what}: the target stalled"
+            );
+            assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+            assert_eq!(marker_runs(&staging), 0, "{what}");
+            staging.remove_all();
+        }
+    }
+}

@@ -1,0 +1,52 @@
+# Test target for the ptrace method's breakpoint route: the main thread is
+# blocked in Event().wait() and a worker runs pure Python (it never releases
+# the GIL, so it never calls PyEval_SaveThread) and forks a child every
+# 50 ms. Each child calls time.sleep, which does call PyEval_SaveThread: a
+# child that inherited a breakpoint would die of SIGTRAP.
+#
+# SIGUSR1 makes the main thread reap the children and write "<ok> <bad>" to
+# children.txt next to this script; a child that did not exit with status 0
+# is reported on stderr.
+import os
+import signal
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def collect(signum, frame):
+    ok = bad = 0
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            ok += 1
+        else:
+            bad += 1
+            sys.stderr.write("child %d ended with status %#x\n" % (pid, status))
+    with open(os.path.join(HERE, "children.txt"), "w") as handle:
+        handle.write("%d %d\n" % (ok, bad))
+
+
+def fork_loop():
+    total = 0
+    next_fork = time.monotonic()
+    while True:
+        total = (total + 1) % 1000003
+        if time.monotonic() >= next_fork:
+            next_fork += 0.05
+            if os.fork() == 0:
+                time.sleep(0.001)
+                os._exit(0)
+
+
+signal.signal(signal.SIGUSR1, collect)
+threading.Thread(target=fork_loop, name="forker", daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()

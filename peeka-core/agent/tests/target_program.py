@@ -1,0 +1,135 @@
+"""A target process for the isolation tests, driven by JSON lines on stdin.
+
+Each input line is a command; each answer is one JSON line on stdout:
+
+- ``{"op": "snapshot"}``: thread names and loaded module names;
+- ``{"op": "setuid", "uid": N}``: drops to uid/gid N (everything the agent
+  imports is imported beforehand, since the interpreter's files may be
+  unreadable to N);
+- ``{"op": "bootstrap", "path", "directory", "token", "entry"}``: runs the
+  real bootstrap (peeka-attach/src/bootstrap.py) with its placeholders
+  filled in, and waits for its status file;
+- ``{"op": "start", "directory", "token"}``: loads the agent copy found in
+  ``directory/peeka_agent`` as the bootstrap would and calls start();
+- ``{"op": "spin"}``: starts a CPU-bound thread (the target being busy);
+- ``{"op": "native_ids"}``: the OS thread ids of the ``peeka-*`` threads;
+- ``{"op": "exit"}``: exits normally (atexit handlers run).
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+
+# Everything the agent imports, imported while the interpreter's files are
+# readable (before a setuid to an unprivileged uid).
+import ast  # noqa: F401
+import atexit  # noqa: F401
+import collections  # noqa: F401
+import enum  # noqa: F401
+import errno  # noqa: F401
+import io  # noqa: F401
+import itertools  # noqa: F401
+import operator  # noqa: F401
+import queue  # noqa: F401
+import socket  # noqa: F401
+import stat  # noqa: F401
+import tokenize  # noqa: F401
+import traceback  # noqa: F401
+import types  # noqa: F401
+
+
+def answer(value):
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
+def snapshot():
+    return {
+        "threads": sorted(thread.name for thread in threading.enumerate()),
+        "modules": sorted(sys.modules),
+    }
+
+
+def spin():
+    def burn():
+        total = 0
+        while True:
+            total += 1
+
+    threading.Thread(target=burn, name="spinner", daemon=True).start()
+
+
+def bootstrap(command):
+    with open(command["path"]) as handle:
+        text = handle.read()
+    replacements = {
+        "__PEEKA_DIRECTORY__": command["directory"],
+        "__PEEKA_TOKEN__": command["token"],
+        "__PEEKA_ENTRY_FILE__": command["entry"],
+        "__PEEKA_ENTRY_FUNCTION__": "start",
+    }
+    for placeholder, value in replacements.items():
+        text = text.replace(placeholder, repr(value))
+    exec(compile(text, "<peeka-bootstrap>", "exec"), {"__name__": "__peeka_bootstrap__"})
+    status = os.path.join(command["directory"], "status." + command["token"])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(status) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(status) as handle:
+        return json.load(handle)
+
+
+def start(command):
+    directory = command["directory"]
+    entry = os.path.join(directory, "peeka_agent", "__init__.py")
+    name = "_peeka_agent_" + command["token"]
+    spec = importlib.util.spec_from_file_location(
+        name, entry, submodule_search_locations=[os.path.dirname(entry)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.start(directory, command["token"])
+
+
+def main():
+    for line in sys.stdin:
+        command = json.loads(line)
+        op = command["op"]
+        try:
+            if op == "snapshot":
+                answer(snapshot())
+            elif op == "setuid":
+                os.setgid(command["uid"])
+                os.setuid(command["uid"])
+                answer({"uid": os.getuid()})
+            elif op == "bootstrap":
+                answer(bootstrap(command))
+            elif op == "start":
+                answer(start(command))
+            elif op == "spin":
+                spin()
+                answer({"spinning": True})
+            elif op == "native_ids":
+                answer(
+                    dict(
+                        (thread.name, getattr(thread, "native_id", None))
+                        for thread in threading.enumerate()
+                        if thread.name.startswith("peeka-")
+                    )
+                )
+            elif op == "exit":
+                answer({"exiting": True})
+                return 0
+            else:
+                answer({"error": "unknown op %r" % op})
+        except Exception as exc:
+            answer({"error": "%s: %s" % (type(exc).__name__, exc)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
