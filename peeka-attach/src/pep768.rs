@@ -26,6 +26,7 @@ use crate::error::AttachError;
 use crate::memory::RemoteMemory;
 use crate::method::{InjectRequest, Injector, Method, Timeline};
 use crate::remote_debug_optout::likely_opt_out;
+use crate::runtime_state::main_interpreter;
 use crate::target::{RemoteDebug, Target};
 use crate::thread_pause::ThreadPause;
 
@@ -43,7 +44,6 @@ pub struct Pep768Injector;
 /// Where the remote-exec fields live, resolved from the debug offsets.
 #[derive(Debug, Clone, Copy)]
 struct Fields {
-    interpreters_head: u64,
     threads_head: u64,
     thread_next: u64,
     enabled: u64,
@@ -57,7 +57,6 @@ impl Fields {
     fn resolve(offsets: &DebugOffsets) -> Result<Self, AttachError> {
         let get = |group, field| offsets.require(group, field);
         Ok(Self {
-            interpreters_head: get("runtime_state", "interpreters_head")?,
             threads_head: get("interpreter_state", "threads_head")?,
             thread_next: get("thread_state", "next")?,
             enabled: get("debugger_support", "remote_debugging_enabled")?,
@@ -70,7 +69,7 @@ impl Fields {
 }
 
 /// Checks that the method can work for `target`, and returns its fields and
-/// `_PyRuntime`'s address.
+/// the main interpreter's address.
 fn preflight(target: &Target) -> Result<(Fields, u64), AttachError> {
     let unavailable = |why: String| AttachError::MethodUnavailable {
         method: Method::Pep768,
@@ -98,19 +97,16 @@ fn preflight(target: &Target) -> Result<(Fields, u64), AttachError> {
         }
         _ => return Err(unavailable("its debug offsets could not be read".into())),
     };
-    let runtime = target
-        .runtime_address()
-        .ok_or_else(|| unavailable("the interpreter exports no _PyRuntime symbol".into()))?;
-    Ok((Fields::resolve(offsets)?, runtime))
+    let interp = main_interpreter(target).map_err(|e| unavailable(e.to_string()))?;
+    Ok((Fields::resolve(offsets)?, interp))
 }
 
-/// The thread states of the main interpreter.
+/// The thread states of interpreter `interp`.
 fn thread_states(
     memory: &RemoteMemory,
     fields: &Fields,
-    runtime: u64,
+    interp: u64,
 ) -> Result<Vec<u64>, AttachError> {
-    let interp = memory.read_u64(runtime + fields.interpreters_head)?;
     let mut states = Vec::new();
     let mut ts = memory.read_u64(interp + fields.threads_head)?;
     while ts != 0 && states.len() < MAX_THREADS {
@@ -124,17 +120,16 @@ fn thread_states(
 fn request_everywhere(
     memory: &RemoteMemory,
     fields: &Fields,
-    runtime: u64,
+    interp: u64,
     path: &[u8],
 ) -> Result<usize, AttachError> {
-    let interp = memory.read_u64(runtime + fields.interpreters_head)?;
     if memory.read_u32(interp + fields.enabled)? != 1 {
         return Err(AttachError::RemoteDebugDisabled {
             pid: memory.pid(),
             likely: likely_opt_out(memory.pid()),
         });
     }
-    let states = thread_states(memory, fields, runtime)?;
+    let states = thread_states(memory, fields, interp)?;
     for &ts in &states {
         let support = ts + fields.support;
         memory.write(support + fields.script_path, path)?;
@@ -151,10 +146,10 @@ fn request_everywhere(
 fn withdraw_everywhere(
     memory: &RemoteMemory,
     fields: &Fields,
-    runtime: u64,
+    interp: u64,
 ) -> Result<usize, AttachError> {
     let mut withdrawn = 0;
-    for ts in thread_states(memory, fields, runtime)? {
+    for ts in thread_states(memory, fields, interp)? {
         let pending = ts + fields.support + fields.pending_call;
         if memory.read_u32(pending)? != 0 {
             memory.write_u32(pending, 0)?;
@@ -173,7 +168,7 @@ impl Injector for Pep768Injector {
         let started = Instant::now();
         let target = request.target;
         let mut timeline = Timeline::default();
-        let (fields, runtime) = timeline.time("read debug offsets", || preflight(target))?;
+        let (fields, interp) = timeline.time("read debug offsets", || preflight(target))?;
         let path = script_path_bytes(request.staging, target.pid)?;
         let memory = &target.memory;
 
@@ -182,7 +177,7 @@ impl Injector for Pep768Injector {
                 ThreadPause::all(target.pid, request.deadline)
             })?;
             let result = timeline.time("write requests", || {
-                request_everywhere(memory, &fields, runtime, &path)
+                request_everywhere(memory, &fields, interp, &path)
             });
             timeline.time("resume threads", || pause.resume())?;
             result?
@@ -198,7 +193,7 @@ impl Injector for Pep768Injector {
             let pause =
                 timeline.time("pause threads", || ThreadPause::all(target.pid, deadline))?;
             let result = timeline.time("withdraw leftovers", || {
-                withdraw_everywhere(memory, &fields, runtime)
+                withdraw_everywhere(memory, &fields, interp)
             });
             timeline.time("resume threads", || pause.resume())?;
             result?;

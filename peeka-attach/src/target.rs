@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::debug_offsets::{DebugOffsets, DebugOffsetsError};
+use crate::debug_offsets::DebugOffsets;
 use crate::memory::RemoteMemory;
 use crate::permissions::PtraceAccess;
 use crate::procfs::{MapEntry, ProcStatus};
@@ -225,16 +225,7 @@ impl Target {
         } else {
             None
         };
-        let remote_debug = if python.version.minor < 14 {
-            RemoteDebug::Unsupported
-        } else {
-            match remote_debug_state(&memory, &python, debug_offsets.as_ref()) {
-                Ok(true) => RemoteDebug::Enabled,
-                Ok(false) => RemoteDebug::Disabled,
-                Err(why) => RemoteDebug::Unknown(why),
-            }
-        };
-        Ok(Self {
+        let mut target = Self {
             pid,
             ns_pid: status.ns_pid.last().copied().unwrap_or(pid),
             status,
@@ -244,10 +235,18 @@ impl Target {
             maps,
             python,
             debug_offsets,
-            remote_debug,
+            remote_debug: RemoteDebug::Unsupported,
             access,
             memory,
-        })
+        };
+        if target.python.version.minor >= 14 {
+            target.remote_debug = match remote_debug_enabled(&target) {
+                Ok(true) => RemoteDebug::Enabled,
+                Ok(false) => RemoteDebug::Disabled,
+                Err(why) => RemoteDebug::Unknown(why),
+            };
+        }
+        Ok(target)
     }
 
     /// The target's uid (effective).
@@ -273,28 +272,18 @@ impl Target {
 }
 
 /// Reads `interp->config.remote_debug` of the main interpreter.
-fn remote_debug_state(
-    memory: &RemoteMemory,
-    python: &Interpreter,
-    offsets: Option<&DebugOffsets>,
-) -> Result<bool, String> {
-    let offsets = offsets.ok_or("the debug offsets could not be read")?;
-    let runtime = python
-        .symbol_address("_PyRuntime")
-        .ok_or("no _PyRuntime symbol")?;
-    let field = |group, name| {
-        offsets
-            .require(group, name)
-            .map_err(|e: DebugOffsetsError| e.to_string())
-    };
-    let interp = memory
-        .read_u64(runtime + field("runtime_state", "interpreters_head")?)
+fn remote_debug_enabled(target: &Target) -> Result<bool, String> {
+    let offsets = target
+        .debug_offsets
+        .as_ref()
+        .ok_or("the debug offsets could not be read")?;
+    let field = offsets
+        .require("debugger_support", "remote_debugging_enabled")
         .map_err(|e| e.to_string())?;
-    if interp == 0 {
-        return Err("the interpreter is not initialized yet (or already finalized)".into());
-    }
-    let enabled = memory
-        .read_u32(interp + field("debugger_support", "remote_debugging_enabled")?)
+    let interp = crate::runtime_state::main_interpreter(target).map_err(|e| e.to_string())?;
+    let enabled = target
+        .memory
+        .read_u32(interp + field)
         .map_err(|e| e.to_string())?;
     Ok(enabled != 0)
 }

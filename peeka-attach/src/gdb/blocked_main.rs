@@ -58,7 +58,7 @@ use super::INTERRUPT_GRACE;
 /// How long a bootstrap call gdb has started may run past the deadline
 /// before gdb is interrupted anyway. The bootstrap only starts a thread, so
 /// it takes milliseconds; interrupting it would leave Python half-way.
-pub(super) const CALL_GRACE: Duration = Duration::from_secs(2);
+const CALL_GRACE: Duration = Duration::from_secs(2);
 
 /// How many bytes of `PyEval_SaveThread` are checked after the session.
 const CODE_CHECKED: usize = 16;

@@ -1,11 +1,13 @@
 # Test target for signal delivery during a ptrace attach: the main thread is
-# blocked in Event().wait() while a worker runs Python. Every SIGUSR1 the
-# process receives makes CPython's C-level signal handler append one byte to
-# signals.bin next to this script (through signal.set_wakeup_fd), so the
-# file's size counts deliveries exactly, even when the Python-level handler
-# runs once for several signals.
+# blocked in Event().wait() while a worker runs Python. Every delivery of the
+# signal numbered argv[1] (a real-time signal, which the kernel queues once
+# per sending instead of merging) makes CPython's C-level signal handler
+# append one byte to signals.bin next to this script (through
+# signal.set_wakeup_fd), so the file's size counts deliveries exactly, even
+# when the Python-level handler runs once for several signals.
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -26,7 +28,7 @@ wakeup = os.open(
     0o644,
 )
 signal.set_wakeup_fd(wakeup)
-signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+signal.signal(int(sys.argv[1]), lambda signum, frame: None)
 threading.Thread(target=work, name="worker", daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()

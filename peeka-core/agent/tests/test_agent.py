@@ -134,6 +134,7 @@ class StartTests(AgentTestCase):
 
     def test_another_copy_of_the_agent_sees_the_running_one(self):
         other_directory = make_private_dir()
+        self.addCleanup(shutil.rmtree, other_directory, True)
         other = load_agent(other_directory, new_token())
         self.addCleanup(remove_modules_of, other.__name__)
         details = other.start(other_directory, "other")
