@@ -14,7 +14,7 @@ use peeka_attach::{AttachError, BootstrapStatus, InjectRequest, Injector, Stagin
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 use ptrace_support::{
     assert_code_restored, keeps_working, patchable_code, read_only_anonymous_pages, tracer_of,
-    wait_until_main_blocks_in,
+    wait_until_main_blocks_in, StagingDir,
 };
 
 /// Attaches to `script` run by `python` and checks everything the contract
@@ -27,7 +27,7 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
     let target = Target::inspect(pid).unwrap_or_else(|e| panic!("{what}: {e}"));
     let code_before = patchable_code(&target);
     let pages_before = read_only_anonymous_pages(pid);
-    let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+    let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
     let started = Instant::now();
     let request = InjectRequest {
         target: &target,
@@ -81,7 +81,6 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
     }
     assert_eq!(process.stderr(), "", "{what}: the target printed errors");
     eprintln!("ptrace {what}: inject returned after {injected:?}; steps {steps:?}");
-    staging.remove_all();
     injected
 }
 
@@ -140,7 +139,7 @@ fn times_out_cleanly_and_leaves_nothing_that_fires_later() {
         wait_until_main_blocks_in(pid, PAUSE_SYSCALL);
         let target = Target::inspect(pid).unwrap();
         let code_before = patchable_code(&target);
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
         let request = InjectRequest {
             target: &target,
             staging: &staging,
@@ -170,7 +169,6 @@ fn times_out_cleanly_and_leaves_nothing_that_fires_later() {
         assert!(process.is_alive(), "{what}: the target died");
         assert_eq!(process.stderr(), "", "{what}: the target printed errors");
         eprintln!("ptrace {what}: {err}");
-        staging.remove_all();
     });
 }
 

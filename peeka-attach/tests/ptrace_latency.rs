@@ -18,7 +18,7 @@ use common::{marker_agent, target_script};
 use peeka_attach::ptrace::PtraceInjector;
 use peeka_attach::{InjectRequest, Injector, Staging, Target};
 use peeka_testkit::{Manifest, TargetProcess};
-use ptrace_support::median;
+use ptrace_support::{median, StagingDir};
 
 const ATTACHES: usize = 15;
 
@@ -29,7 +29,7 @@ fn claim_latencies(python: &peeka_testkit::Interpreter, script: &str) -> Vec<Dur
     let target = Target::inspect(process.pid()).unwrap();
     let mut latencies = Vec::new();
     for _ in 0..ATTACHES {
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
         let request = InjectRequest {
             target: &target,
             staging: &staging,

@@ -13,7 +13,9 @@ use common::{marker_agent, marker_runs, target_script};
 use peeka_attach::ptrace::PtraceInjector;
 use peeka_attach::{AttachError, InjectRequest, Injector, Staging, Target};
 use peeka_testkit::{Manifest, TargetProcess};
-use ptrace_support::{assert_code_restored, patchable_code, tracer_of, wait_until_main_blocks_in};
+use ptrace_support::{
+    assert_code_restored, patchable_code, tracer_of, wait_until_main_blocks_in, StagingDir,
+};
 
 /// Sends `signal` to the main thread of `pid` (a process-directed signal
 /// may land on any thread, and only a signal to the main thread wakes it
@@ -60,7 +62,7 @@ fn signals_sent_during_the_attach_are_delivered_once_each() {
         .unwrap();
         let pid = process.pid();
         let target = Target::inspect(pid).unwrap();
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
         let request = InjectRequest {
             target: &target,
             staging: &staging,
@@ -100,7 +102,6 @@ fn signals_sent_during_the_attach_are_delivered_once_each() {
         assert_eq!(tracer_of(pid), 0, "{what}");
         assert!(process.is_alive(), "{what}: the target died");
         assert_eq!(process.stderr(), "", "{what}: the target printed errors");
-        staging.remove_all();
     });
 }
 
@@ -125,7 +126,7 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
             wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
             let target = Target::inspect(pid).unwrap();
             let code_before = patchable_code(&target);
-            let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+            let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
             let request = InjectRequest {
                 target: &target,
                 staging: &staging,
@@ -176,7 +177,6 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
             assert!(process.is_alive(), "{what}: the target died");
             assert_eq!(process.stderr(), "", "{what}: the target printed errors");
             eprintln!("ptrace {what}: {ok} children forked while attached, all exited normally");
-            staging.remove_all();
         }
     }
 }
@@ -196,7 +196,7 @@ fn a_program_replaced_during_the_attach_starts_clean() {
             let pid = process.pid();
             wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
             let target = Target::inspect(pid).unwrap();
-            let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+            let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
             let request = InjectRequest {
                 target: &target,
                 staging: &staging,
@@ -221,7 +221,6 @@ fn a_program_replaced_during_the_attach_starts_clean() {
             );
             assert_eq!(process.stderr(), "", "{what}: errors were printed");
             assert_eq!(marker_runs(&staging), 0, "{what}");
-            staging.remove_all();
         }
     }
 }
@@ -248,7 +247,7 @@ fn a_seccomp_filter_refusing_mmap_is_reported() {
             let pid = process.pid();
             let target = Target::inspect(pid).unwrap();
             let code_before = patchable_code(&target);
-            let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+            let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
             let request = InjectRequest {
                 target: &target,
                 staging: &staging,
@@ -276,7 +275,6 @@ fn a_seccomp_filter_refusing_mmap_is_reported() {
             );
             assert_eq!(process.stderr(), "", "{what}: the target printed errors");
             assert_eq!(marker_runs(&staging), 0, "{what}");
-            staging.remove_all();
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use peeka_attach::elf::ElfFile;
 use peeka_attach::procfs::MapEntry;
-use peeka_attach::Target;
+use peeka_attach::{Staging, Target};
 
 /// The thread that traces `pid` (0 when none).
 pub(crate) fn tracer_of(pid: u32) -> u32 {
@@ -141,5 +141,23 @@ pub(crate) fn wait_until_main_blocks_in(pid: u32, number: u32) {
             0
         };
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A private directory that is removed when the test ends, even when it
+/// fails.
+pub(crate) struct StagingDir(pub(crate) Staging);
+
+impl std::ops::Deref for StagingDir {
+    type Target = Staging;
+
+    fn deref(&self) -> &Staging {
+        &self.0
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        self.0.remove_all();
     }
 }

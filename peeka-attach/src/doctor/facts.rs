@@ -1,0 +1,128 @@
+//! Everything the doctor's decision depends on, in plain values: gathered
+//! from the system by [`Facts::gather`], turned into findings by
+//! [`Facts::diagnose`].
+
+use std::path::PathBuf;
+
+use crate::permissions::PtraceAccess;
+use crate::procfs::ProcStatus;
+use crate::python::{Layout, PythonVersion};
+use crate::remote_debug_optout::OptOutEvidence;
+use crate::target::{Arch, InspectError, RemoteDebug};
+
+/// How a namespace of the target relates to ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NsRelation {
+    Same,
+    Different,
+    Unknown(String),
+}
+
+/// The target's namespaces and root, compared with ours.
+#[derive(Debug, Clone)]
+pub(super) struct NamespaceFacts {
+    /// `NSpid`: the target's pid in each nested pid namespace.
+    pub(super) ns_pid: Vec<u32>,
+    /// `/proc/PID/root`, or why it could not be read.
+    pub(super) root: Result<PathBuf, String>,
+    pub(super) pid: NsRelation,
+    pub(super) mount: NsRelation,
+    pub(super) user: NsRelation,
+}
+
+/// The private directory the attach would prepare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum StagingFacts {
+    /// `/tmp` can take it; it does not exist yet.
+    Fresh {
+        target_dir: PathBuf,
+        host_dir: PathBuf,
+    },
+    /// It exists from an earlier attach and is private to the target's uid.
+    Reused { target_dir: PathBuf },
+    /// Something else is there; the attach would refuse it.
+    Untrusted {
+        host_dir: PathBuf,
+        uid: u32,
+        owner: u32,
+        mode: u32,
+    },
+    /// `/tmp` is missing, read-only or not writable for us.
+    TmpUnusable { host_tmp: PathBuf, why: String },
+}
+
+/// What [`Target::inspect`](crate::Target::inspect) found, in plain values.
+#[derive(Debug, Clone)]
+pub(super) struct Inspected {
+    pub(super) exe: PathBuf,
+    pub(super) version: PythonVersion,
+    pub(super) layout: Layout,
+    pub(super) interpreter_file: PathBuf,
+    pub(super) deleted: bool,
+    pub(super) arch: Arch,
+    pub(super) remote_debug: RemoteDebug,
+    pub(super) missing_symbols: Vec<&'static str>,
+}
+
+/// The facts about a live (or at least not reaped) process.
+#[derive(Debug)]
+pub(super) struct LiveFacts {
+    pub(super) status: ProcStatus,
+    pub(super) caller: ProcStatus,
+    pub(super) access: PtraceAccess,
+    /// `/proc/PID/cmdline`, arguments separated by spaces.
+    pub(super) command_line: String,
+    /// The tracer's command name, when another process traces the target.
+    pub(super) tracer_name: Option<String>,
+    pub(super) inspected: Result<Inspected, InspectError>,
+    pub(super) namespaces: NamespaceFacts,
+    /// Read when remote debugging is disabled.
+    pub(super) opt_out: Option<OptOutEvidence>,
+    /// Only when the target was inspected.
+    pub(super) staging: Option<StagingFacts>,
+}
+
+#[derive(Debug)]
+pub(super) enum ProcessFacts {
+    /// No such process.
+    Missing,
+    /// `/proc/PID/status` could not be read, and why.
+    Unreadable(String),
+    /// Exited, not reaped.
+    Zombie(ProcStatus),
+    /// Running (or stopped).
+    Alive(Box<LiveFacts>),
+}
+
+/// Everything the decision depends on. Gathering reads the system;
+/// [`diagnose`](Facts::diagnose) is pure.
+#[derive(Debug)]
+pub(super) struct Facts {
+    pub(super) pid: u32,
+    pub(super) own_pid: u32,
+    pub(super) host_arch: Arch,
+    pub(super) on_linux: bool,
+    /// The platform debugger's name, and where it was found in `PATH`.
+    pub(super) debugger: (&'static str, Option<PathBuf>),
+    pub(super) process: ProcessFacts,
+}
+
+impl Facts {
+    /// Whether the target is the process running the doctor.
+    pub(super) fn is_self(&self) -> bool {
+        self.pid == self.own_pid
+    }
+}
+
+impl LiveFacts {
+    /// Whether the target is stopped (job control or `SIGSTOP`).
+    pub(super) fn is_stopped(&self) -> bool {
+        self.status.state == 'T'
+    }
+
+    /// What the environment and command line say about the opt-out of
+    /// remote debugging (nothing found when they were not read).
+    pub(super) fn opt_out_evidence(&self) -> OptOutEvidence {
+        self.opt_out.clone().unwrap_or_default()
+    }
+}
