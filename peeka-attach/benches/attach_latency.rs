@@ -19,6 +19,9 @@ use peeka_attach::attach::{attach, AttachOptions};
 use peeka_attach::{AgentFiles, Method, MethodChoice};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 
+/// One way of attaching, timed once against a target pid.
+type Round<'a> = Box<dyn Fn(u32) -> Result<Duration, String> + 'a>;
+
 const SHAPES: [(&str, &str); 2] = [("busy", "busy.py"), ("sleeping", "sleeper.py")];
 
 fn agent() -> AgentFiles {
@@ -140,7 +143,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for python in &manifest.interpreters {
         let minor: u32 = python.minor.trim_start_matches("3.").parse().unwrap_or(0);
-        let mut cells: Vec<(&str, Box<dyn Fn(u32) -> Result<Duration, String>>)> = Vec::new();
+        let mut cells: Vec<(&str, Round<'_>)> = Vec::new();
         if minor >= 14 {
             cells.push((
                 "pep768 (peeka)",
