@@ -12,8 +12,12 @@
 //!   plus the same API as `futures::Stream`s behind the optional `tokio`
 //!   feature.
 //!
-//! It is a skeleton for now: the wire codec it will build on is complete in
-//! [`peeka_protocol`].
+//! Today it holds the agent's core ([`agent`]: socket server, handshake,
+//! streams with bounded queues, value capture, the safe expression
+//! language, `ping`/`info`/`detach`); the commands and the typed client
+//! arrive with issue 4.
 #![deny(missing_docs)]
+
+pub mod agent;
 
 pub use peeka_protocol as protocol;
