@@ -158,6 +158,30 @@ impl Staging {
             .exists()
     }
 
+    /// Polls [`claimed`](Self::claimed) until it holds or `deadline`
+    /// passes, pausing 100 µs at first and twice as long each time, up to
+    /// 5 ms. Returns whether the attach was claimed.
+    pub(crate) fn wait_claimed(&self, deadline: Instant) -> bool {
+        self.wait_claimed_polling(deadline, Duration::from_millis(5))
+    }
+
+    /// [`wait_claimed`](Self::wait_claimed) with the longest pause between
+    /// two looks at `max_pause`.
+    pub(crate) fn wait_claimed_polling(&self, deadline: Instant, max_pause: Duration) -> bool {
+        let mut pause = Duration::from_micros(100);
+        loop {
+            if self.claimed() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(max_pause);
+        }
+    }
+
     /// Polls [`status`](Self::status) until it is written or `deadline` passes.
     pub fn wait_status(&self, deadline: Instant) -> Option<BootstrapStatus> {
         let mut pause = Duration::from_micros(200);

@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bootstrap::Staging;
-
 /// At most this much of each output stream is kept (the rest is drained).
 const MAX_CAPTURE: usize = 1 << 20;
 
@@ -284,23 +282,6 @@ pub(crate) fn process_alive(pid: u32) -> bool {
         // SAFETY: kill with signal 0 only checks that the process exists.
         let result = unsafe { libc::kill(pid, 0) };
         result == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-}
-
-/// Polls `staging.claimed()` with a short, growing pause until it holds or
-/// `deadline` passes.
-pub(crate) fn wait_claimed(deadline: Instant, staging: &Staging) -> bool {
-    let mut pause = Duration::from_micros(100);
-    loop {
-        if staging.claimed() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 

@@ -148,6 +148,19 @@ impl ElfFile {
     }
 }
 
+/// Whether a mapped file is a C library: glibc's `libc.so.6` or
+/// `libc-2.X.so`, or musl's `ld-musl-<arch>.so.1` / `libc.musl-<arch>.so.1`.
+pub(crate) fn is_libc(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.starts_with("libc.so")
+        || (name.starts_with("libc-") && name.ends_with(".so"))
+        || name.starts_with("ld-musl-")
+        || name.starts_with("libc.musl-")
+}
+
 /// The system page size.
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
@@ -180,5 +193,14 @@ mod tests {
         assert_eq!(getpid, libc::getpid as *const () as u64);
         assert!(elf.exports("getpid"));
         assert!(!elf.exports("no_such_symbol_anywhere"));
+    }
+
+    #[test]
+    fn recognizes_c_libraries() {
+        assert!(is_libc(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")));
+        assert!(is_libc(Path::new("/lib/libc-2.31.so")));
+        assert!(is_libc(Path::new("/lib/ld-musl-x86_64.so.1")));
+        assert!(!is_libc(Path::new("/usr/lib/libcrypto.so.3")));
+        assert!(!is_libc(Path::new("/usr/lib/libc++.so.1")));
     }
 }

@@ -31,6 +31,7 @@ pub mod pep768;
 pub mod remote_debug_optout;
 pub mod thread_pause;
 pub use doctor::{doctor, Diagnosis, Finding, Severity};
+mod armed_runner;
 mod debugger_process;
 #[cfg(target_os = "linux")]
 pub mod gdb;

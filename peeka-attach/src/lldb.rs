@@ -157,7 +157,7 @@ impl Injector for LldbInjector {
             return Err(diagnose(pid, &run, &report));
         }
         let claimed = timeline.time("wait for the main thread", || {
-            debugger_process::wait_claimed(request.deadline, request.staging)
+            request.staging.wait_claimed(request.deadline)
         });
         if claimed {
             return Ok(timeline);

@@ -184,7 +184,7 @@ impl Injector for Pep768Injector {
         };
 
         let claimed = timeline.time(format!("wait for a thread ({requested} asked)"), || {
-            wait_until(request.deadline, || request.staging.claimed())
+            request.staging.wait_claimed(request.deadline)
         });
 
         // Withdraw the requests the other threads did not take, in every case.
@@ -228,20 +228,4 @@ fn script_path_bytes(staging: &Staging, pid: u32) -> Result<Vec<u8>, AttachError
         });
     }
     Ok(path)
-}
-
-/// Polls `done` with a short, growing pause until it holds or `deadline`.
-pub(crate) fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
-    let mut pause = Duration::from_micros(100);
-    loop {
-        if done() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(5));
-    }
 }

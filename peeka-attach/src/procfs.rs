@@ -170,6 +170,18 @@ impl MapEntry {
     }
 }
 
+/// The thread ids of process `pid` (`/proc/PID/task`), sorted.
+///
+/// # Errors
+/// The error reading the directory (`NotFound` when the process is gone).
+pub(crate) fn task_ids(pid: u32) -> io::Result<Vec<u32>> {
+    let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

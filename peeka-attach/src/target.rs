@@ -28,6 +28,17 @@ pub enum Arch {
     Other,
 }
 
+impl Arch {
+    /// The architecture this build of Peeka runs on.
+    pub const HOST: Self = if cfg!(target_arch = "x86_64") {
+        Self::X86_64
+    } else if cfg!(target_arch = "aarch64") {
+        Self::Aarch64
+    } else {
+        Self::Other
+    };
+}
+
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -6,13 +6,38 @@
 //! no new thread appears. Signals that arrive while a thread is held are
 //! remembered and handed back when it is released, so the target loses none.
 //! Dropping the guard releases every thread, whatever happened meanwhile.
+//!
+//! # Why not the ptrace backend's thread tracker
+//!
+//! The ptrace backend's `TracedThreads` (`ptrace/threads.rs`) also seizes
+//! and interrupts every thread, and handles more: threads cloned and
+//! processes forked while traced (`PTRACE_O_TRACECLONE`/`TRACEFORK`), an
+//! `execve`, breakpoints, signals re-delivered with their `siginfo`. The
+//! PEP 768 method does not go through it, on purpose:
+//!
+//! - It must work on every Linux architecture: it only writes memory. The
+//!   tracker is built with the ptrace backend, which exists only for
+//!   x86-64 and aarch64 (it reads and writes registers to recognise its
+//!   breakpoints), so using it here would take the `pep768` method away
+//!   from every other architecture.
+//! - Its needs are smaller: threads are held for a few memory writes and
+//!   never run while traced, so there are no clones, forks or breakpoints
+//!   to follow. Seizing without trace options keeps it that way: a thread
+//!   that clones between its seize and its stop is not stopped by an event
+//!   this guard would have to understand.
+//! - Signals: the tracker passes a signal that arrives before a thread's
+//!   stop straight through and keeps waiting; this guard holds it (with
+//!   its number only) and hands it back on release. Either way the target
+//!   gets it once.
+//!
+//! Both read the thread list with `procfs::task_ids`.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::time::{Duration, Instant};
 
 use crate::error::AttachError;
+use crate::procfs::task_ids;
 
 /// Every thread of one process, stopped.
 #[derive(Debug)]
@@ -159,15 +184,6 @@ impl Drop for ThreadPause {
     fn drop(&mut self) {
         let _ = self.release_all();
     }
-}
-
-/// The thread ids of `pid`.
-fn task_ids(pid: u32) -> io::Result<Vec<u32>> {
-    let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    tids.sort_unstable();
-    Ok(tids)
 }
 
 /// Waits until a seized, interrupted thread reports a stop.

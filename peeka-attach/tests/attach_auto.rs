@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{marker_agent, marker_runs, target_script};
+use common::{assert_alive_and_quiet, marker_agent, marker_runs, spawn_target, spawn_target_with};
 use peeka_attach::attach::{attach, AttachOptions};
 use peeka_attach::{
     AgentFiles, AttachError, BootstrapStatus, InspectError, Method, Staging, Target,
 };
-use peeka_testkit::{Manifest, TargetProcess};
+use peeka_testkit::Manifest;
 
 fn resident_agent() -> AgentFiles {
     AgentFiles {
@@ -31,8 +31,7 @@ fn auto_picks_the_right_method_and_reports_every_step() {
         return;
     };
     manifest.for_each_interpreter(|python| {
-        let mut process =
-            TargetProcess::spawn(python, &target_script("busy.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "busy.py");
         let attached = attach(process.pid(), &AttachOptions::new(marker_agent()))
             .unwrap_or_else(|e| panic!("{}: {e}", python.id));
         let minor: u32 = python.minor.trim_start_matches("3.").parse().unwrap();
@@ -66,8 +65,7 @@ fn auto_picks_the_right_method_and_reports_every_step() {
             .host_dir
             .join(attached.staging.script.file_name().unwrap())
             .exists());
-        assert!(process.is_alive(), "{}", python.id);
-        assert_eq!(process.stderr(), "", "{}", python.id);
+        assert_alive_and_quiet(&mut process, &python.id);
         eprintln!(
             "{}: {:?} in {:?}",
             python.id,
@@ -87,7 +85,7 @@ fn a_second_attach_finds_the_resident_agent() {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
-        let process = TargetProcess::spawn(python, &target_script("sleeper.py"), &[], &[]).unwrap();
+        let process = spawn_target(python, "sleeper.py");
         let options = AttachOptions::new(resident_agent());
         let first = attach(process.pid(), &options).unwrap();
         assert!(
@@ -139,13 +137,12 @@ fn bad_targets_are_refused_and_left_alone() {
     let Some(python) = manifest.require("3.14") else {
         return;
     };
-    let mut process = TargetProcess::spawn(
+    let mut process = spawn_target_with(
         python,
-        &target_script("sleeper.py"),
+        "sleeper.py",
         &[],
         &[("PYTHON_DISABLE_REMOTE_DEBUG", "1")],
-    )
-    .unwrap();
+    );
     let err = attach(process.pid(), &options).unwrap_err();
     assert!(
         matches!(err, AttachError::RemoteDebugDisabled { .. }),

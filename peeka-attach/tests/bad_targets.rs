@@ -12,19 +12,22 @@
 //! if missing and re-runs this test binary as that user. Without root it
 //! skips with a banner, or fails under `CI=true` / `PEEKA_REQUIRE_ALL_PYTHONS=1`.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::target_script;
 use peeka_attach::doctor::{check, doctor, Diagnosis, Severity};
 use peeka_attach::procfs::ProcStatus;
 use peeka_attach::{InspectError, Method, RemoteDebug, Target};
-use peeka_testkit::{Interpreter, Manifest, TargetProcess};
+use peeka_testkit::{skip_test, Interpreter, Manifest, TargetProcess};
 
 /// The unprivileged user of the permission case.
 const TEST_USER: &str = "peeka-test";
@@ -34,26 +37,6 @@ const CHILD_PID_ENV: &str = "PEEKA_BAD_TARGETS_INSPECT_PID";
 
 /// Marks the child's report line on its stdout.
 const CHILD_REPORT: &str = "PEEKA_CHILD_REPORT ";
-
-/// A target script from `tests/targets/`.
-fn target_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/targets")
-        .join(name)
-}
-
-/// Prints a skip banner that libtest does not capture, or panics when CI
-/// requires every test to run.
-fn skip_or_fail(what: &str) {
-    let test = std::thread::current().name().unwrap_or("?").to_owned();
-    if peeka_testkit::require_all() {
-        panic!(
-            "{what}; failing instead of skipping because CI=true or {}=1 (test {test})",
-            peeka_testkit::REQUIRE_ALL_ENV
-        );
-    }
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what} (test {test})\n");
-}
 
 /// What must not change in a target while it is inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +93,12 @@ fn severity(diagnosis: &Diagnosis, id: &str) -> Severity {
 }
 
 /// A process started by a test, killed (and reaped) when dropped.
+///
+/// Targets are started with [`TargetProcess`] wherever it fits. This guard
+/// is for the two command lines it cannot express: interpreter options
+/// before the code (`-X disable-remote-debug`, with the script passed as
+/// `-c` text rather than copied into the target's root) and a wrapper
+/// program (`unshare`) whose child, not the process started, is the target.
 struct Spawned {
     child: Child,
     /// The pid to examine when it is not the child itself.
@@ -362,7 +351,7 @@ fn test_user() -> (u32, u32) {
 fn another_users_target_is_refused_with_the_fix() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        skip_or_fail("this test needs root: it creates the user peeka-test and drops to it");
+        skip_test("this test needs root: it creates the user peeka-test and drops to it");
         return;
     }
     let Some(manifest) = Manifest::load_or_skip() else {
@@ -583,7 +572,7 @@ fn healthy_targets_of_every_interpreter_have_no_blocker() {
 fn a_target_in_another_pid_namespace() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        skip_or_fail("this test needs root: it creates a pid namespace with unshare");
+        skip_test("this test needs root: it creates a pid namespace with unshare");
         return;
     }
     let Some(manifest) = Manifest::load_or_skip() else {

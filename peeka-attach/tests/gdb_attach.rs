@@ -5,21 +5,21 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 mod common;
-mod ptrace_support;
 
 use std::fs;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{marker_agent, marker_runs, target_script, TARGETS};
+use common::{
+    assert_code_restored, assert_forked_children_survived, assert_loaded_exactly_once, marker_runs,
+    min_median_max, patchable_code, signal_main_thread, spawn_target, tracer_of, wait_for_report,
+    wait_until_main_blocks_in, StagingDir, TARGETS,
+};
 use peeka_attach::gdb::GdbInjector;
 use peeka_attach::runtime_state::main_interpreter;
-use peeka_attach::{AttachError, BootstrapStatus, InjectRequest, Injector, Staging, Target};
-use peeka_testkit::{require_all, Interpreter, Manifest, TargetProcess};
-use ptrace_support::{
-    assert_code_restored, median, patchable_code, tracer_of, wait_until_main_blocks_in,
-};
+use peeka_attach::{AttachError, BootstrapStatus, InjectRequest, Injector, Target};
+use peeka_testkit::{skip_test, Interpreter, Manifest, TargetProcess};
 
 /// Whether gdb is installed; prints a banner (or fails under CI) if not.
 fn gdb_available() -> bool {
@@ -28,11 +28,7 @@ fn gdb_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(
-            !require_all(),
-            "gdb is not installed, and every test must run"
-        );
-        eprintln!("*** SKIPPED: gdb is not installed (apt-get install gdb)");
+        skip_test("gdb is not installed (apt-get install gdb)");
     }
     found
 }
@@ -83,8 +79,7 @@ fn assert_left_clean(process: &mut TargetProcess, what: &str) {
 /// which ends when the bootstrap claimed the attach.
 fn attach_once(python: &Interpreter, script: &str) -> Duration {
     let what = format!("{} {script}", python.id);
-    let mut process = TargetProcess::spawn(python, &target_script(script), &[], &[])
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut process = spawn_target(python, script);
     if script == "blocked_main.py" {
         // Past `ready` the main thread still runs Python on its way into
         // Event.wait(): attach once it is parked there.
@@ -92,7 +87,7 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
     }
     let target = Target::inspect(process.pid()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let code_before = patchable_code(&target);
-    let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+    let staging = StagingDir::marker(&target);
     let started = Instant::now();
     let request = InjectRequest {
         target: &target,
@@ -107,17 +102,12 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
         staging.claimed(),
         "{what}: inject returned before the bootstrap claimed the attach"
     );
-    let status = staging.wait_status(Instant::now() + Duration::from_secs(10));
-    assert!(
-        matches!(status, Some(BootstrapStatus::Loaded(_))),
-        "{what}: {status:?}"
-    );
     // Let a duplicate run show up if there were one.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        marker_runs(&staging),
-        1,
-        "{what}: the agent must load exactly once"
+    assert_loaded_exactly_once(
+        &staging,
+        Duration::from_secs(10),
+        Duration::from_millis(300),
+        &what,
     );
     assert_left_clean(&mut process, &what);
     assert_code_restored(&target, &code_before, &what);
@@ -131,7 +121,6 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
         "gdb {what}: claimed after {latency:.1?} ({})",
         steps.join(", ")
     );
-    staging.remove_all();
     latency
 }
 
@@ -183,14 +172,10 @@ fn attaches_to_every_interpreter_and_every_shape() {
 
 fn latency_report(python: &Interpreter, script: &str) {
     let samples: Vec<Duration> = (0..5).map(|_| attach_once(python, script)).collect();
-    let (min, max) = (
-        samples.iter().min().copied().unwrap_or_default(),
-        samples.iter().max().copied().unwrap_or_default(),
-    );
+    let (min, median, max) = min_median_max(samples);
     eprintln!(
-        "gdb latency {} {script}: min {min:.0?} median {:.0?} max {max:.0?} (inject() until claimed, 5 runs)",
+        "gdb latency {} {script}: min {min:.0?} median {median:.0?} max {max:.0?} (inject() until claimed, 5 runs)",
         python.id,
-        median(samples.clone())
     );
 }
 
@@ -235,9 +220,9 @@ fn a_missing_gdb_is_reported_and_the_target_untouched() {
     let Some(python) = manifest.require("3.11") else {
         return;
     };
-    let mut process = TargetProcess::spawn(python, &target_script("sleeper.py"), &[], &[]).unwrap();
+    let mut process = spawn_target(python, "sleeper.py");
     let target = Target::inspect(process.pid()).unwrap();
-    let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+    let staging = StagingDir::marker(&target);
     let request = InjectRequest {
         target: &target,
         staging: &staging,
@@ -256,7 +241,6 @@ fn a_missing_gdb_is_reported_and_the_target_untouched() {
     assert!(!staging.claimed());
     assert_left_clean(&mut process, "missing gdb");
     assert_eq!(process.stderr(), "");
-    staging.remove_all();
 }
 
 #[test]
@@ -270,7 +254,7 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
     let Some(python) = manifest.require("3.11") else {
         return;
     };
-    let mut process = TargetProcess::spawn(python, &target_script("sleeper.py"), &[], &[]).unwrap();
+    let mut process = spawn_target(python, "sleeper.py");
     let pid = process.pid();
     // Another tracer: a thread of ours seizes the target (without stopping
     // it) and holds it until told to let go; its exit detaches it.
@@ -285,7 +269,7 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
     assert_eq!(seized_rx.recv().unwrap(), 0, "PTRACE_SEIZE failed");
 
     let target = Target::inspect(pid).unwrap();
-    let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+    let staging = StagingDir::marker(&target);
     let request = InjectRequest {
         target: &target,
         staging: &staging,
@@ -304,7 +288,6 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
     assert_eq!(marker_runs(&staging), 0);
     assert_left_clean(&mut process, "traced by another process");
     assert_eq!(process.stderr(), "");
-    staging.remove_all();
 }
 
 /// When no thread runs Python at all (main thread in `Event().wait()`, a
@@ -324,13 +307,12 @@ fn a_target_where_no_thread_runs_python_times_out_cleanly() {
             continue;
         };
         let what = format!("{minor} all_blocked.py");
-        let mut process =
-            TargetProcess::spawn(python, &target_script("all_blocked.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "all_blocked.py");
         let pid = process.pid();
         wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
         let target = Target::inspect(pid).unwrap();
         let code_before = patchable_code(&target);
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir::marker(&target);
         let script_on_host = staging.host_dir.join(staging.script.file_name().unwrap());
         let script = fs::read(&script_on_host).unwrap();
         let started = Instant::now();
@@ -363,16 +345,7 @@ fn a_target_where_no_thread_runs_python_times_out_cleanly() {
         // The queued call is disarmed: with the script put back, waking the
         // main thread (it runs its pending calls) must not load the agent.
         fs::write(&script_on_host, script).unwrap();
-        // SAFETY: tgkill takes three integers.
-        let sent = unsafe {
-            libc::syscall(
-                libc::SYS_tgkill,
-                pid as libc::pid_t,
-                pid as libc::pid_t,
-                libc::SIGUSR1,
-            )
-        };
-        assert_eq!(sent, 0);
+        assert!(signal_main_thread(pid, libc::SIGUSR1));
         std::thread::sleep(Duration::from_millis(500));
         assert!(
             !staging.claimed(),
@@ -382,7 +355,6 @@ fn a_target_where_no_thread_runs_python_times_out_cleanly() {
         assert_left_clean(&mut process, &what);
         assert_eq!(process.stderr(), "", "{what}: the target printed errors");
         eprintln!("gdb {what}: timed out cleanly after {waited:.1?}");
-        staging.remove_all();
     }
 }
 
@@ -418,13 +390,12 @@ fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
             continue;
         };
         let what = format!("{minor} all_blocked.py + SIGINT");
-        let mut process =
-            TargetProcess::spawn(python, &target_script("all_blocked.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "all_blocked.py");
         let pid = process.pid();
         wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
         let target = Target::inspect(pid).unwrap();
         let code_before = patchable_code(&target);
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir::marker(&target);
         let request = InjectRequest {
             target: &target,
             staging: &staging,
@@ -444,16 +415,7 @@ fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
                 };
                 std::thread::sleep(Duration::from_millis(10));
             }
-            // SAFETY: tgkill takes three integers.
-            let sent = unsafe {
-                libc::syscall(
-                    libc::SYS_tgkill,
-                    pid as libc::pid_t,
-                    pid as libc::pid_t,
-                    libc::SIGINT,
-                )
-            };
-            sent == 0
+            signal_main_thread(pid, libc::SIGINT)
         });
         let result = GdbInjector::default().inject(&request);
         assert!(
@@ -473,7 +435,6 @@ fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
         assert_code_restored(&target, &code_before, &what);
         assert_eq!(process.stderr(), "", "{what}: the target printed errors");
         eprintln!("gdb {what}: {:?}", timeline.steps);
-        staging.remove_all();
     }
 }
 
@@ -493,13 +454,12 @@ fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
             continue;
         };
         let what = format!("{minor} pauser.py");
-        let mut process =
-            TargetProcess::spawn(python, &target_script("pauser.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "pauser.py");
         let pid = process.pid();
         wait_until_main_blocks_in(pid, libc::SYS_pause as u32);
         let target = Target::inspect(pid).unwrap();
         let code_before = patchable_code(&target);
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir::marker(&target);
         let started = Instant::now();
         let request = InjectRequest {
             target: &target,
@@ -536,7 +496,6 @@ fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
             "gdb {what}: claimed after {waited:.1?}: {:?}",
             timeline.steps
         );
-        staging.remove_all();
     }
 }
 
@@ -556,13 +515,12 @@ fn children_forked_during_the_breakpoint_wait_survive() {
             continue;
         };
         let what = format!("{minor} ptrace_forker.py");
-        let mut process =
-            TargetProcess::spawn(python, &target_script("ptrace_forker.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "ptrace_forker.py");
         let pid = process.pid();
         wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
         let target = Target::inspect(pid).unwrap();
         let code_before = patchable_code(&target);
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir::marker(&target);
         let request = InjectRequest {
             target: &target,
             staging: &staging,
@@ -578,22 +536,11 @@ fn children_forked_during_the_breakpoint_wait_survive() {
         let report = process.host_dir().join("children.txt");
         // SAFETY: kill takes no pointers.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR1) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let counts = loop {
-            let text = fs::read_to_string(&report).unwrap_or_default();
-            if !text.trim().is_empty() {
-                break text;
-            }
-            assert!(Instant::now() < deadline, "{what}: no report");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let (ok, bad) = counts.trim().split_once(' ').unwrap();
-        let (ok, bad): (u32, u32) = (ok.parse().unwrap(), bad.parse().unwrap());
-        assert_eq!(bad, 0, "{what}: children died: {}", process.stderr());
-        assert!(ok >= 10, "{what}: only {ok} children were forked");
+        let counts = wait_for_report(&report, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{what}: no report"));
+        let ok = assert_forked_children_survived(&counts, &process, &what);
         assert_eq!(process.stderr(), "", "{what}: the target printed errors");
         eprintln!("gdb {what}: {ok} children forked during the attach, all exited normally");
-        staging.remove_all();
     }
 }
 
@@ -613,8 +560,7 @@ fn the_main_interpreter_is_found_without_debug_info() {
             continue;
         };
         let what = format!("{} sleeper.py", python.id);
-        let mut process =
-            TargetProcess::spawn(python, &target_script("sleeper.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "sleeper.py");
         let pid = process.pid();
         let target = Target::inspect(pid).unwrap();
         let found = main_interpreter(&target).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -658,11 +604,10 @@ fn a_late_pending_call_is_disarmed() {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
-        let mut process =
-            TargetProcess::spawn(python, &target_script("pauser.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "pauser.py");
         let pid = process.pid();
         let target = Target::inspect(pid).unwrap();
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir::marker(&target);
         let script_on_host = staging.host_dir.join(staging.script.file_name().unwrap());
         let script = fs::read(&script_on_host).unwrap();
         let request = InjectRequest {
@@ -690,7 +635,7 @@ fn a_late_pending_call_is_disarmed() {
 
         // The same target accepts a new attach once its main thread runs:
         // keep waking it while gdb queues the call.
-        let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+        let staging = StagingDir::marker(&target);
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let waker = std::thread::spawn(move || {
             while stop_rx.recv_timeout(Duration::from_millis(20)).is_err() {
@@ -713,6 +658,5 @@ fn a_late_pending_call_is_disarmed() {
         ));
         assert_eq!(marker_runs(&staging), 1, "{minor}");
         assert_left_clean(&mut process, &format!("{minor} pauser.py, second attach"));
-        staging.remove_all();
     }
 }

@@ -4,10 +4,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{marker_agent, marker_runs, target_script, TARGETS};
+use common::{
+    assert_alive_and_quiet, assert_loaded_exactly_once, marker_runs, spawn_target,
+    spawn_target_with, StagingDir, TARGETS,
+};
 use peeka_attach::pep768::Pep768Injector;
-use peeka_attach::{AttachError, BootstrapStatus, InjectRequest, Injector, Staging, Target};
-use peeka_testkit::{Manifest, TargetProcess};
+use peeka_attach::{AttachError, InjectRequest, Injector, Target};
+use peeka_testkit::Manifest;
 
 #[test]
 fn runs_the_bootstrap_exactly_once_on_every_target_shape() {
@@ -19,10 +22,10 @@ fn runs_the_bootstrap_exactly_once_on_every_target_shape() {
             continue;
         };
         for script in TARGETS {
-            let mut process =
-                TargetProcess::spawn(python, &target_script(script), &[], &[]).unwrap();
+            let what = format!("{minor} {script}");
+            let mut process = spawn_target(python, script);
             let target = Target::inspect(process.pid()).unwrap();
-            let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+            let staging = StagingDir::marker(&target);
             let started = Instant::now();
             let request = InjectRequest {
                 target: &target,
@@ -31,28 +34,17 @@ fn runs_the_bootstrap_exactly_once_on_every_target_shape() {
             };
             Pep768Injector
                 .inject(&request)
-                .unwrap_or_else(|e| panic!("{minor} {script}: {e}"));
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             let claimed_after = started.elapsed();
-            let status = staging.wait_status(Instant::now() + Duration::from_secs(5));
-            assert!(
-                matches!(status, Some(BootstrapStatus::Loaded(_))),
-                "{minor} {script}: {status:?}"
-            );
             // Let any leftover request fire if one was not withdrawn.
-            std::thread::sleep(Duration::from_millis(200));
-            assert_eq!(
-                marker_runs(&staging),
-                1,
-                "{minor} {script}: the agent must load exactly once"
+            assert_loaded_exactly_once(
+                &staging,
+                Duration::from_secs(5),
+                Duration::from_millis(200),
+                &what,
             );
-            assert!(process.is_alive(), "{minor} {script}: target died");
-            assert_eq!(
-                process.stderr(),
-                "",
-                "{minor} {script}: target printed errors"
-            );
-            eprintln!("pep768 {minor} {script}: claimed after {claimed_after:?}");
-            staging.remove_all();
+            assert_alive_and_quiet(&mut process, &what);
+            eprintln!("pep768 {what}: claimed after {claimed_after:?}");
         }
     }
 }
@@ -65,15 +57,14 @@ fn refuses_a_target_that_disabled_remote_debugging() {
     let Some(python) = manifest.require("3.14") else {
         return;
     };
-    let mut process = TargetProcess::spawn(
+    let mut process = spawn_target_with(
         python,
-        &target_script("sleeper.py"),
+        "sleeper.py",
         &[],
         &[("PYTHON_DISABLE_REMOTE_DEBUG", "1")],
-    )
-    .unwrap();
+    );
     let target = Target::inspect(process.pid()).unwrap();
-    let staging = Staging::prepare(&target, &marker_agent()).unwrap();
+    let staging = StagingDir::marker(&target);
     let request = InjectRequest {
         target: &target,
         staging: &staging,
@@ -91,5 +82,4 @@ fn refuses_a_target_that_disabled_remote_debugging() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(marker_runs(&staging), 0);
     assert!(process.is_alive());
-    staging.remove_all();
 }

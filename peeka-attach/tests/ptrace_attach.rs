@@ -4,30 +4,28 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 mod common;
-mod ptrace_support;
 
 use std::time::{Duration, Instant};
 
-use common::{marker_agent, marker_runs, target_script};
-use peeka_attach::ptrace::PtraceInjector;
-use peeka_attach::{AttachError, BootstrapStatus, InjectRequest, Injector, Staging, Target};
-use peeka_testkit::{Interpreter, Manifest, TargetProcess};
-use ptrace_support::{
-    assert_code_restored, keeps_working, patchable_code, read_only_anonymous_pages, tracer_of,
-    wait_until_main_blocks_in, StagingDir,
+use common::{
+    assert_alive_and_quiet, assert_code_restored, assert_loaded_exactly_once,
+    assert_running_untraced, keeps_working, marker_runs, patchable_code, read_only_anonymous_pages,
+    spawn_target, tracer_of, wait_until_main_blocks_in, StagingDir,
 };
+use peeka_attach::ptrace::PtraceInjector;
+use peeka_attach::{AttachError, InjectRequest, Injector, Target};
+use peeka_testkit::{Interpreter, Manifest};
 
 /// Attaches to `script` run by `python` and checks everything the contract
 /// promises. Returns how long the bootstrap took to be claimed.
 fn attach_once(python: &Interpreter, script: &str) -> Duration {
     let what = format!("{} {script}", python.id);
-    let mut process = TargetProcess::spawn(python, &target_script(script), &[], &[])
-        .unwrap_or_else(|e| panic!("{what}: cannot start the target: {e}"));
+    let mut process = spawn_target(python, script);
     let pid = process.pid();
     let target = Target::inspect(pid).unwrap_or_else(|e| panic!("{what}: {e}"));
     let code_before = patchable_code(&target);
     let pages_before = read_only_anonymous_pages(pid);
-    let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
+    let staging = StagingDir::marker(&target);
     let started = Instant::now();
     let request = InjectRequest {
         target: &target,
@@ -42,25 +40,14 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
         staging.claimed(),
         "{what}: inject returned before the claim"
     );
-    let status = staging.wait_status(Instant::now() + Duration::from_secs(10));
-    assert!(
-        matches!(status, Some(BootstrapStatus::Loaded(_))),
-        "{what}: {status:?}"
-    );
-
     // Leave time for a second run, if something were left to fire.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        marker_runs(&staging),
-        1,
-        "{what}: the agent must load exactly once"
+    assert_loaded_exactly_once(
+        &staging,
+        Duration::from_secs(10),
+        Duration::from_millis(300),
+        &what,
     );
-    assert!(process.is_alive(), "{what}: the target died");
-    assert_eq!(tracer_of(pid), 0, "{what}: the target is still traced");
-    assert!(
-        !matches!(process.state(), Some('T' | 't')),
-        "{what}: the target is left stopped"
-    );
+    assert_running_untraced(&mut process, &what);
     assert!(
         keeps_working(pid),
         "{what}: the target stopped making progress"
@@ -132,14 +119,13 @@ fn times_out_cleanly_and_leaves_nothing_that_fires_later() {
     };
     manifest.for_each_interpreter(|python| {
         let what = format!("{} pauser.py", python.id);
-        let mut process =
-            TargetProcess::spawn(python, &target_script("pauser.py"), &[], &[]).unwrap();
+        let mut process = spawn_target(python, "pauser.py");
         let pid = process.pid();
         // Wait until it is parked for good, past the code after `ready`.
         wait_until_main_blocks_in(pid, PAUSE_SYSCALL);
         let target = Target::inspect(pid).unwrap();
         let code_before = patchable_code(&target);
-        let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
+        let staging = StagingDir::marker(&target);
         let request = InjectRequest {
             target: &target,
             staging: &staging,
@@ -166,8 +152,7 @@ fn times_out_cleanly_and_leaves_nothing_that_fires_later() {
             0,
             "{what}: the agent loaded after the timeout"
         );
-        assert!(process.is_alive(), "{what}: the target died");
-        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        assert_alive_and_quiet(&mut process, &what);
         eprintln!("ptrace {what}: {err}");
     });
 }

@@ -9,27 +9,25 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 mod common;
-mod ptrace_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{marker_agent, target_script};
+use common::{assert_alive_and_quiet, min_median_max, spawn_target, StagingDir};
 use peeka_attach::ptrace::PtraceInjector;
-use peeka_attach::{InjectRequest, Injector, Staging, Target};
-use peeka_testkit::{Manifest, TargetProcess};
-use ptrace_support::{median, StagingDir};
+use peeka_attach::{InjectRequest, Injector, Target};
+use peeka_testkit::Manifest;
 
 const ATTACHES: usize = 15;
 
 /// Attaches `ATTACHES` times to one target and returns the times from the
 /// call of `inject()` to the first sight of the claim.
 fn claim_latencies(python: &peeka_testkit::Interpreter, script: &str) -> Vec<Duration> {
-    let mut process = TargetProcess::spawn(python, &target_script(script), &[], &[]).unwrap();
+    let mut process = spawn_target(python, script);
     let target = Target::inspect(process.pid()).unwrap();
     let mut latencies = Vec::new();
     for _ in 0..ATTACHES {
-        let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
+        let staging = StagingDir::marker(&target);
         let request = InjectRequest {
             target: &target,
             staging: &staging,
@@ -55,13 +53,7 @@ fn claim_latencies(python: &peeka_testkit::Interpreter, script: &str) -> Vec<Dur
         // Let the target settle back into its loop.
         std::thread::sleep(Duration::from_millis(30));
     }
-    assert!(process.is_alive());
-    assert_eq!(
-        process.stderr(),
-        "",
-        "{} {script}: the target printed errors",
-        python.id
-    );
+    assert_alive_and_quiet(&mut process, &format!("{} {script}", python.id));
     latencies
 }
 
@@ -76,11 +68,7 @@ fn claim_latency_on_311_and_313() {
         };
         for script in ["busy.py", "sleeper.py"] {
             let latencies = claim_latencies(python, script);
-            let (min, max) = (
-                latencies.iter().min().copied().unwrap_or_default(),
-                latencies.iter().max().copied().unwrap_or_default(),
-            );
-            let median = median(latencies);
+            let (min, median, max) = min_median_max(latencies);
             eprintln!(
                 "ptrace latency {minor} {script}: median {median:.1?}, min {min:.1?}, max {max:.1?} ({ATTACHES} attaches)"
             );

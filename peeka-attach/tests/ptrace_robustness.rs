@@ -4,40 +4,26 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 mod common;
-mod ptrace_support;
 
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{marker_agent, marker_runs, target_script};
-use peeka_attach::ptrace::PtraceInjector;
-use peeka_attach::{AttachError, InjectRequest, Injector, Staging, Target};
-use peeka_testkit::{Manifest, TargetProcess};
-use ptrace_support::{
-    assert_code_restored, patchable_code, tracer_of, wait_until_main_blocks_in, StagingDir,
+use common::{
+    assert_alive_and_quiet, assert_code_restored, assert_forked_children_survived,
+    assert_running_untraced, keeps_working, marker_runs, patchable_code, signal_main_thread,
+    spawn_target, spawn_target_with, tracer_of, wait_for_report, wait_until_main_blocks_in,
+    StagingDir,
 };
+use peeka_attach::ptrace::PtraceInjector;
+use peeka_attach::{AttachError, InjectRequest, Injector, Target};
+use peeka_testkit::Manifest;
 
-/// Sends `signal` to the main thread of `pid` (a process-directed signal
-/// may land on any thread, and only a signal to the main thread wakes it
-/// from `Event.wait()` to run the Python handler).
+/// Sends `signal` to the main thread of `pid` (see [`signal_main_thread`]).
 fn send(pid: u32, signal: i32) {
-    // SAFETY: tgkill takes three integers.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            pid as libc::pid_t,
-            pid as libc::pid_t,
-            signal,
-        )
-    };
-    assert_eq!(result, 0, "tgkill({pid}, {pid}, {signal})");
-}
-
-fn read_number_file(path: &std::path::Path) -> Option<String> {
-    fs::read_to_string(path)
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
+    assert!(
+        signal_main_thread(pid, signal),
+        "tgkill({pid}, {pid}, {signal})"
+    );
 }
 
 /// Signals sent while the attach runs (threads stopped, traced, running our
@@ -53,16 +39,10 @@ fn signals_sent_during_the_attach_are_delivered_once_each() {
     manifest.for_each_interpreter(|python| {
         let what = format!("{} ptrace_signal_counter.py", python.id);
         let number = signal.to_string();
-        let mut process = TargetProcess::spawn(
-            python,
-            &target_script("ptrace_signal_counter.py"),
-            &[&number],
-            &[],
-        )
-        .unwrap();
+        let mut process = spawn_target_with(python, "ptrace_signal_counter.py", &[&number], &[]);
         let pid = process.pid();
         let target = Target::inspect(pid).unwrap();
-        let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
+        let staging = StagingDir::marker(&target);
         let request = InjectRequest {
             target: &target,
             staging: &staging,
@@ -100,8 +80,7 @@ fn signals_sent_during_the_attach_are_delivered_once_each() {
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(marker_runs(&staging), 1, "{what}");
         assert_eq!(tracer_of(pid), 0, "{what}");
-        assert!(process.is_alive(), "{what}: the target died");
-        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        assert_alive_and_quiet(&mut process, &what);
     });
 }
 
@@ -117,8 +96,7 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
     for minor in ["3.8", "3.9", "3.10", "3.11"] {
         for python in manifest.of_minor(minor) {
             let what = format!("{} ptrace_forker.py", python.id);
-            let mut process =
-                TargetProcess::spawn(python, &target_script("ptrace_forker.py"), &[], &[]).unwrap();
+            let mut process = spawn_target(python, "ptrace_forker.py");
             let pid = process.pid();
             // Past `ready`, the main thread still runs Python (and calls
             // PyEval_SaveThread) on its way into Event.wait(): wait for it
@@ -126,7 +104,7 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
             wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
             let target = Target::inspect(pid).unwrap();
             let code_before = patchable_code(&target);
-            let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
+            let staging = StagingDir::marker(&target);
             let request = InjectRequest {
                 target: &target,
                 staging: &staging,
@@ -141,11 +119,7 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
             assert_code_restored(&target, &code_before, &what);
             let report = process.host_dir().join("children.txt");
             send(pid, libc::SIGUSR1);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while read_number_file(&report).is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let counts = read_number_file(&report).unwrap_or_else(|| {
+            let counts = wait_for_report(&report, Duration::from_secs(5)).unwrap_or_else(|| {
                 let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
                     .unwrap()
                     .flatten()
@@ -167,15 +141,8 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
                     process.stderr()
                 )
             });
-            let (ok, bad) = counts.split_once(' ').unwrap();
-            let (ok, bad): (u32, u32) = (ok.parse().unwrap(), bad.parse().unwrap());
-            assert_eq!(bad, 0, "{what}: children died: {}", process.stderr());
-            assert!(
-                ok >= 10,
-                "{what}: only {ok} children were forked during the attach"
-            );
-            assert!(process.is_alive(), "{what}: the target died");
-            assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+            let ok = assert_forked_children_survived(&counts, &process, &what);
+            assert_alive_and_quiet(&mut process, &what);
             eprintln!("ptrace {what}: {ok} children forked while attached, all exited normally");
         }
     }
@@ -191,12 +158,11 @@ fn a_program_replaced_during_the_attach_starts_clean() {
     for minor in ["3.8", "3.9", "3.10", "3.11"] {
         for python in manifest.of_minor(minor) {
             let what = format!("{} ptrace_execer.py", python.id);
-            let mut process =
-                TargetProcess::spawn(python, &target_script("ptrace_execer.py"), &[], &[]).unwrap();
+            let mut process = spawn_target(python, "ptrace_execer.py");
             let pid = process.pid();
             wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
             let target = Target::inspect(pid).unwrap();
-            let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
+            let staging = StagingDir::marker(&target);
             let request = InjectRequest {
                 target: &target,
                 staging: &staging,
@@ -213,12 +179,8 @@ fn a_program_replaced_during_the_attach_starts_clean() {
                 String::from_utf8_lossy(&cmdline).contains("time.sleep(60)"),
                 "{what}: the new program is not running"
             );
-            assert!(process.is_alive(), "{what}: the new program died");
-            assert_eq!(tracer_of(pid), 0, "{what}: the new program is traced");
-            assert!(
-                !matches!(process.state(), Some('T' | 't')),
-                "{what}: the new program is stopped"
-            );
+            // The new program runs on its own.
+            assert_running_untraced(&mut process, &what);
             assert_eq!(process.stderr(), "", "{what}: errors were printed");
             assert_eq!(marker_runs(&staging), 0, "{what}");
         }
@@ -241,13 +203,11 @@ fn a_seccomp_filter_refusing_mmap_is_reported() {
         };
         for mode in ["errno", "trap"] {
             let what = format!("{} ptrace_seccomp.py {mode}", python.id);
-            let mut process =
-                TargetProcess::spawn(python, &target_script("ptrace_seccomp.py"), &[mode], &[])
-                    .unwrap();
+            let mut process = spawn_target_with(python, "ptrace_seccomp.py", &[mode], &[]);
             let pid = process.pid();
             let target = Target::inspect(pid).unwrap();
             let code_before = patchable_code(&target);
-            let staging = StagingDir(Staging::prepare(&target, &marker_agent()).unwrap());
+            let staging = StagingDir::marker(&target);
             let request = InjectRequest {
                 target: &target,
                 staging: &staging,
@@ -269,10 +229,7 @@ fn a_seccomp_filter_refusing_mmap_is_reported() {
             assert_code_restored(&target, &code_before, &what);
             std::thread::sleep(Duration::from_millis(200));
             assert!(process.is_alive(), "{what}: the target died");
-            assert!(
-                ptrace_support::keeps_working(pid),
-                "{what}: the target stalled"
-            );
+            assert!(keeps_working(pid), "{what}: the target stalled");
             assert_eq!(process.stderr(), "", "{what}: the target printed errors");
             assert_eq!(marker_runs(&staging), 0, "{what}");
         }

@@ -100,7 +100,7 @@ mod target_process;
 pub use error::Error;
 pub use interpreter::{Interpreter, Layout};
 pub use manifest::{Manifest, Missing, MANIFEST_ENV, SCHEMA};
-pub use policy::{require_all, REQUIRE_ALL_ENV};
+pub use policy::{require_all, skip_test, REQUIRE_ALL_ENV};
 pub use target_process::{TargetProcess, READY_TIMEOUT};
 
 /// Every CPython minor version Peeka supports, oldest first.

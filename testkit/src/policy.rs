@@ -20,6 +20,18 @@ fn strict_from(ci: Option<&str>, require_all: Option<&str>) -> bool {
     ci == Some("true") || require_all == Some("1")
 }
 
+/// Reports that a test cannot run because `what` is missing (e.g. "gdb is
+/// not installed"): a `SKIPPED` banner naming the test on stderr, or a
+/// panic when [`require_all`] is set. The test should return early after
+/// this call.
+///
+/// # Panics
+///
+/// When [`require_all`] is set, deliberately: CI must not pass by skipping.
+pub fn skip_test(what: &str) {
+    skip_or_fail(what, require_all(), &mut stderr_banner());
+}
+
 /// Where skip banners go in real use: the stderr handle.
 ///
 /// The banner is the point of a skip: a skipped test passes, so without it

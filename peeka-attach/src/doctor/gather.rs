@@ -23,22 +23,11 @@ impl Facts {
         Self {
             pid,
             own_pid: std::process::id(),
-            host_arch: host_arch(),
+            host_arch: Arch::HOST,
             on_linux: cfg!(target_os = "linux"),
             debugger: (debugger_name, find_in_path(debugger_name)),
             process: gather_process(pid),
         }
-    }
-}
-
-/// The architecture this build of Peeka runs on.
-fn host_arch() -> Arch {
-    if cfg!(target_arch = "x86_64") {
-        Arch::X86_64
-    } else if cfg!(target_arch = "aarch64") {
-        Arch::Aarch64
-    } else {
-        Arch::Other
     }
 }
 

@@ -2,9 +2,9 @@
 //! from the target's ELF files (so gdb needs no symbols or debug info), and
 //! the checks made before gdb is started.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::elf::ElfFile;
+use crate::elf::{is_libc, ElfFile};
 use crate::error::AttachError;
 use crate::method::Method;
 use crate::procfs::{MapEntry, ProcStatus};
@@ -151,19 +151,6 @@ pub(super) fn preflight(target: &Target) -> Result<Addresses, AttachError> {
     })
 }
 
-/// Whether a mapped file is a C library: glibc's `libc.so.6` or
-/// `libc-2.X.so`, or musl's `ld-musl-<arch>.so.1` / `libc.musl-<arch>.so.1`.
-pub(super) fn is_libc(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    name.starts_with("libc.so")
-        || (name.starts_with("libc-") && name.ends_with(".so"))
-        || name.starts_with("ld-musl-")
-        || name.starts_with("libc.musl-")
-}
-
 /// The run-time address of a C library function in the target: from its
 /// mapped libc, else from the interpreter itself (a statically linked build).
 fn libc_function(target: &Target, name: &str) -> Option<u64> {
@@ -198,18 +185,4 @@ fn libc_function(target: &Target, name: &str) -> Option<u64> {
         }
     }
     target.python.symbol_address(name).filter(|&a| a != 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognizes_c_libraries() {
-        assert!(is_libc(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")));
-        assert!(is_libc(Path::new("/lib/libc-2.31.so")));
-        assert!(is_libc(Path::new("/lib/ld-musl-x86_64.so.1")));
-        assert!(!is_libc(Path::new("/usr/lib/libcrypto.so.3")));
-        assert!(!is_libc(Path::new("/usr/lib/libc++.so.1")));
-    }
 }

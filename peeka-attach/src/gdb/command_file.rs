@@ -9,16 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bootstrap::python_string;
+use crate::armed_runner::{armed_source, Body};
 use crate::elf::page_size;
 use crate::error::AttachError;
 use crate::method::Method;
 
 use super::addresses::{Queue, SaveThreadRoute};
-
-/// Offset of the switch byte (the `1` of `if 1 and ...`), overwritten with
-/// `0` to disarm the statement.
-pub(super) const SWITCH_OFFSET: u64 = 3;
 
 /// The first lines of every command file: restore the thread if an
 /// injected call gets a signal, and pass the application's signals straight
@@ -36,16 +32,10 @@ handle all nostop noprint pass
 const STOP_ON_FAULTS: &str = "handle SIGSEGV SIGBUS SIGILL SIGFPE SIGABRT stop print nopass
 ";
 
-/// The statement written into the page: the runner code behind a one-byte
-/// switch and a process check.
-///
-/// `if 1 and __import__('os').getpid()==NSPID:exec('<runner code>')`
-/// - writing `0` over the `1` makes it a statement that compiles and does
-///   nothing (one byte is written atomically, so a thread reading it sees
-///   either version): a queued call that is no longer wanted is disarmed;
-/// - the pid check (the pid in the target's own namespace) keeps a child
-///   forked while the call is queued from running it: the child inherits
-///   the queue, and the forking thread becomes its main thread.
+/// The statement written into the page: the runner code behind the switch
+/// and process check of [`crate::armed_runner`], passed to `exec` on the
+/// same line ([`Body::Exec`]):
+/// `if 1 and __import__('os').getpid()==NSPID:exec('<runner code>')`.
 ///
 /// # Errors
 /// [`AttachError::MethodUnavailable`] when the code contains a NUL byte.
@@ -54,19 +44,12 @@ pub(super) fn armed_statement(
     pid: u32,
     ns_pid: u32,
 ) -> Result<String, AttachError> {
-    if runner_code.contains('\0') {
-        return Err(AttachError::MethodUnavailable {
-            method: Method::Gdb,
-            pid,
-            why:
-                "the bootstrap statement contains a NUL byte, which PyRun_SimpleString cannot take"
-                    .into(),
-        });
-    }
-    Ok(format!(
-        "if 1 and __import__('os').getpid()=={ns_pid}:exec({})\n",
-        python_string(runner_code)
-    ))
+    armed_source(runner_code, ns_pid, Body::Exec).map_err(|_| AttachError::MethodUnavailable {
+        method: Method::Gdb,
+        pid,
+        why: "the bootstrap statement contains a NUL byte, which PyRun_SimpleString cannot take"
+            .into(),
+    })
 }
 
 /// Where things go in the page gdb allocates in the target.
@@ -343,6 +326,7 @@ impl BreakpointReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::armed_runner::SWITCH_OFFSET;
 
     fn queue_plan(queue: Queue) -> QueuePlan {
         QueuePlan {

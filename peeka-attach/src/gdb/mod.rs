@@ -57,7 +57,7 @@
 //!
 //! A pending call cannot be withdrawn. The page therefore holds
 //! `if 1 and <this process>:exec('<bootstrap statement>')` (see
-//! `armed_statement` in `gdb/command_file.rs`): Peeka overwrites the `1` with `0`
+//! `armed_statement` in `gdb/command_file.rs` and `armed_runner.rs`): Peeka overwrites the `1` with `0`
 //! (one byte, written atomically, so the interpreter reads either the old
 //! or the new statement, never a torn one), and the late call becomes a
 //! no-op. On a timeout the bootstrap script is also removed, as for every
@@ -83,7 +83,8 @@ mod diagnose;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::debugger_process::{self, wait_claimed, DebuggerRun, Ending, ScratchDir};
+use crate::armed_runner;
+use crate::debugger_process::{self, DebuggerRun, Ending, ScratchDir};
 use crate::error::AttachError;
 use crate::method::{InjectRequest, Injector, Method, Step, Timeline};
 use crate::target::Target;
@@ -91,7 +92,7 @@ use crate::target::Target;
 use addresses::{preflight, Addresses, Queue, SaveThreadRoute};
 use blocked_main::{BreakpointRoute, RouteOutcome};
 use command_file::{
-    armed_statement, gdb_command, queue_commands, PageLayout, QueuePlan, QueueReport, SWITCH_OFFSET,
+    armed_statement, gdb_command, queue_commands, PageLayout, QueuePlan, QueueReport,
 };
 use diagnose::{queue_failure, spawn_error};
 
@@ -184,7 +185,7 @@ impl Injector for GdbInjector {
             }
             _ => Waited {
                 claimed: timeline.time("wait for a thread to run it", || {
-                    wait_claimed(request.deadline, request.staging)
+                    request.staging.wait_claimed(request.deadline)
                 }),
                 ..Waited::default()
             },
@@ -267,7 +268,7 @@ impl GdbInjector {
         let grace_end = deadline.min(Instant::now() + self.grace);
         let mut waited = Waited {
             claimed: timeline.time("wait for the main thread", || {
-                wait_claimed(grace_end, request.staging)
+                request.staging.wait_claimed(grace_end)
             }),
             ..Waited::default()
         };
@@ -311,7 +312,7 @@ impl GdbInjector {
         }
         if !waited.claimed {
             waited.claimed = timeline.time("wait for the claim", || {
-                wait_claimed(deadline, request.staging)
+                request.staging.wait_claimed(deadline)
             });
         }
         Ok(waited)
@@ -406,7 +407,7 @@ fn redeliver_foreign_sigint(pid: u32, run: &DebuggerRun) -> bool {
 
 /// Makes the queued statement a no-op (see the module documentation).
 fn disarm(target: &Target, page: u64) -> bool {
-    target.memory.write(page + SWITCH_OFFSET, b"0").is_ok()
+    armed_runner::disarm(&target.memory, page).is_ok()
 }
 
 fn route_step_name(outcome: &Result<RouteOutcome, AttachError>) -> String {

@@ -1,29 +1,12 @@
-//! The Python source the target runs: the staging's runner statement,
-//! behind a one-byte switch and a process check.
-//!
-//! The text is `if 1 and __import__('os').getpid()==PID:` followed by the
-//! runner statement indented by one space.
-//!
-//! - Writing `0` over the `1` turns it into a block that compiles and does
-//!   nothing. One byte is written atomically, so a thread reading the text
-//!   at that moment sees either version, and both are valid Python. That
-//!   is how a queued pending call we no longer want is disabled.
-//! - The pid check (the target's pid in its own pid namespace) keeps a
-//!   forked child from running it: a child forked while the call is queued
-//!   inherits the interpreter's pending-call queue, and the forking thread
-//!   becomes the child's main thread, which runs it.
+//! The Python source the target runs: the staging's runner statement
+//! under the switch and process check of [`crate::armed_runner`], as a
+//! block ([`Body::Block`]), NUL-terminated for `PyRun_SimpleString`.
 
+use crate::armed_runner::{armed_source, Body};
 use crate::bootstrap::Staging;
 use crate::error::AttachError;
-use crate::memory::{MemoryError, RemoteMemory};
 use crate::method::Method;
 use crate::target::Target;
-
-/// Offset of the switch byte (the `1` of `if 1:`).
-const SWITCH_OFFSET: u64 = 3;
-
-/// The byte that disables the code.
-const DISABLED: u8 = b'0';
 
 /// The runner source, NUL-terminated, ready to be copied into the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,19 +25,13 @@ impl RunnerCode {
     }
 
     fn wrap(statement: &str, pid: u32, ns_pid: u32) -> Result<Self, AttachError> {
-        if statement.contains('\0') {
-            return Err(AttachError::MethodUnavailable {
+        let text = armed_source(statement, ns_pid, Body::Block).map_err(|_| {
+            AttachError::MethodUnavailable {
                 method: Method::Ptrace,
                 pid,
                 why: format!("the runner code contains a NUL byte and cannot be passed as a C string: {statement:?}"),
-            });
-        }
-        let mut text = format!("if 1 and __import__('os').getpid()=={ns_pid}:\n");
-        for line in statement.lines().filter(|l| !l.trim().is_empty()) {
-            text.push(' ');
-            text.push_str(line);
-            text.push('\n');
-        }
+            }
+        })?;
         let mut bytes = text.into_bytes();
         bytes.push(0);
         Ok(Self { bytes })
@@ -66,17 +43,11 @@ impl RunnerCode {
     }
 }
 
-/// Disables the runner code copied to `address` in the target.
-///
-/// # Errors
-/// The memory error.
-pub(crate) fn disable(memory: &RemoteMemory, address: u64) -> Result<(), MemoryError> {
-    memory.write(address + SWITCH_OFFSET, &[DISABLED])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::armed_runner::{disarm, SWITCH_OFFSET};
+    use crate::memory::RemoteMemory;
 
     #[test]
     fn wraps_the_statement_behind_a_switch() {
@@ -97,7 +68,7 @@ mod tests {
     fn disabling_flips_one_byte() {
         let mut buffer = RunnerCode::wrap("pass\n", 1, 1).unwrap().bytes().to_vec();
         let memory = RemoteMemory::new(std::process::id());
-        disable(&memory, buffer.as_mut_ptr() as u64).unwrap();
+        disarm(&memory, buffer.as_mut_ptr() as u64).unwrap();
         // SAFETY: the kernel wrote into our own buffer; read it back volatilely.
         let switched =
             unsafe { std::ptr::read_volatile(buffer.as_ptr().add(SWITCH_OFFSET as usize)) };

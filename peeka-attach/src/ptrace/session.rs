@@ -6,24 +6,22 @@ use std::time::{Duration, Instant};
 use super::breakpoint::BreakpointRoute;
 use super::pending_call::queue_runner;
 use super::remote_call::{let_others_run, HijackedThread, ScratchCode};
-use super::runner::{self, RunnerCode};
+use super::runner::RunnerCode;
 use super::scratch_page::ScratchPage;
 use super::symbols::{Functions, PendingCallQueue};
 use super::tasks::{list_tasks, pick_thread, thread_activity, ThreadActivity};
 use super::threads::TracedThreads;
+use crate::armed_runner;
 use crate::bootstrap::Staging;
 use crate::error::AttachError;
 use crate::method::{InjectRequest, Method, Step, Timeline};
 use crate::target::{Arch, Target};
 
+/// The longest pause between two looks at the claim.
+const CLAIM_POLL_MAX: Duration = Duration::from_millis(2);
+
 /// How long freeing the runner page may take once the attach succeeded.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The architecture this build can trace.
-#[cfg(target_arch = "x86_64")]
-const HOST_ARCH: Arch = Arch::X86_64;
-#[cfg(target_arch = "aarch64")]
-const HOST_ARCH: Arch = Arch::Aarch64;
 
 /// Runs one attach (see [`PtraceInjector`](super::PtraceInjector)).
 pub(crate) fn inject(
@@ -33,13 +31,15 @@ pub(crate) fn inject(
     let target = request.target;
     let started = Instant::now();
     let mut timeline = Timeline::default();
-    if target.arch != HOST_ARCH {
+    if target.arch != Arch::HOST {
         return Err(AttachError::MethodUnavailable {
             method: Method::Ptrace,
             pid: target.pid,
             why: format!(
-                "the target is {} but this Peeka is built for {HOST_ARCH}; use a Peeka built for {}",
-                target.arch, target.arch
+                "the target is {} but this Peeka is built for {}; use a Peeka built for {}",
+                target.arch,
+                Arch::HOST,
+                target.arch
             ),
         });
     }
@@ -82,7 +82,8 @@ impl Session<'_> {
     fn any_thread(&self, timeline: &mut Timeline) -> Result<(), AttachError> {
         let page = self.queue(timeline)?;
         let claimed = timeline.time("wait for a thread to run it", || {
-            wait_claimed(self.staging, self.deadline)
+            self.staging
+                .wait_claimed_polling(self.deadline, CLAIM_POLL_MAX)
         });
         if claimed {
             self.free_page(page, timeline);
@@ -107,7 +108,7 @@ impl Session<'_> {
                 None => self.deadline,
             };
             let claimed = timeline.time("wait for the main thread to run it", || {
-                wait_claimed(self.staging, until)
+                self.staging.wait_claimed_polling(until, CLAIM_POLL_MAX)
             });
             if claimed {
                 self.free_page(page, timeline);
@@ -199,7 +200,7 @@ impl Session<'_> {
         let name = match &result {
             Ok(()) => "free the runner page".to_owned(),
             Err(e) => {
-                let _ = runner::disable(&self.target.memory, address);
+                let _ = armed_runner::disarm(&self.target.memory, address);
                 format!("free the runner page: failed ({e}); it stays mapped, disabled")
             }
         };
@@ -230,7 +231,7 @@ impl Session<'_> {
     fn disable_leftover(&self, page: Option<ScratchPage>, timeline: &mut Timeline) {
         let Some(page) = page else { return };
         let started = Instant::now();
-        let outcome = match runner::disable(&self.target.memory, page.address()) {
+        let outcome = match armed_runner::disarm(&self.target.memory, page.address()) {
             Ok(()) => "disabled".to_owned(),
             Err(e) => format!("could not be disabled ({e})"),
         };
@@ -273,22 +274,6 @@ impl Session<'_> {
             waited: self.started.elapsed(),
             advice,
         })
-    }
-}
-
-/// Polls `staging.claimed()` until it holds or `until` passes.
-fn wait_claimed(staging: &Staging, until: Instant) -> bool {
-    let mut pause = Duration::from_micros(100);
-    loop {
-        if staging.claimed() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return false;
-        }
-        std::thread::sleep(pause.min(until - now));
-        pause = (pause * 2).min(Duration::from_millis(2));
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::registers::SCRATCH_CODE;
-use crate::elf::ElfFile;
+use crate::elf::{is_libc, ElfFile};
 use crate::error::AttachError;
 use crate::method::Method;
 use crate::procfs::MapEntry;
@@ -103,11 +103,6 @@ impl Functions {
 /// library): code that ran once at start-up and never runs again, inside
 /// an executable mapping with room for the scratch code.
 fn scratch_address(target: &Target) -> Result<u64, AttachError> {
-    let is_libc = |path: &Path| {
-        path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-            n.starts_with("libc.so") || (n.starts_with("libc-") && n.ends_with(".so"))
-        })
-    };
     let exe = target.exe.as_path();
     let is_exe = |path: &Path| path == exe;
     let choices: [&dyn Fn(&Path) -> bool; 2] = [&is_exe, &is_libc];

@@ -5,27 +5,20 @@ use std::fs;
 use std::io;
 
 use crate::error::AttachError;
-use crate::procfs::ProcStatus;
+use crate::procfs::{task_ids, ProcStatus};
 
 /// The thread ids of process `pid`.
 ///
 /// # Errors
 /// [`AttachError::TargetExited`] when the process is gone.
 pub(crate) fn list_tasks(pid: u32) -> Result<Vec<u32>, AttachError> {
-    let entries =
-        fs::read_dir(format!("/proc/{pid}/task")).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => AttachError::TargetExited { pid },
-            _ => AttachError::Io {
-                path: format!("/proc/{pid}/task").into(),
-                source,
-            },
-        })?;
-    let mut tids: Vec<u32> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect();
-    tids.sort_unstable();
-    Ok(tids)
+    task_ids(pid).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => AttachError::TargetExited { pid },
+        _ => AttachError::Io {
+            path: format!("/proc/{pid}/task").into(),
+            source,
+        },
+    })
 }
 
 /// What `/proc/PID/task/TID/syscall` says a thread is doing.

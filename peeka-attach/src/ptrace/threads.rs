@@ -27,6 +27,9 @@
 //!
 //! All waiting uses `waitpid` on specific thread ids, never `-1`, so other
 //! children of our process are left alone.
+//!
+//! The `pep768` method holds threads with a smaller guard of its own,
+//! [`crate::thread_pause::ThreadPause`]; its module documentation says why.
 
 use std::collections::BTreeMap;
 use std::fs;

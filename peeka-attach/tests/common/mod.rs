@@ -1,9 +1,17 @@
-//! Shared pieces of the attach integration tests.
+//! Shared pieces of the attach integration tests: the marker agent and the
+//! target scripts, starting targets, reading `/proc` about them, and the
+//! checks every attach test makes.
 #![allow(dead_code)] // each test file uses its own subset
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
 
+use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use peeka_attach::{AgentFiles, Staging};
+use peeka_attach::elf::ElfFile;
+use peeka_attach::procfs::MapEntry;
+use peeka_attach::{AgentFiles, BootstrapStatus, Staging, Target};
+use peeka_testkit::{Interpreter, TargetProcess};
 
 /// The test agent: its entry function appends one line to `runs.txt` in
 /// the private directory, so a test can count how often it was loaded.
@@ -34,3 +42,284 @@ pub(crate) fn target_script(name: &str) -> PathBuf {
 
 /// The four target shapes every attach method is tested against.
 pub(crate) const TARGETS: [&str; 4] = ["busy.py", "sleeper.py", "blocked_main.py", "threads20.py"];
+
+/// Starts target script `script` (from `tests/targets/`) with `python`,
+/// with `args` after the script and `env` added to its environment.
+///
+/// # Panics
+/// When the target does not start or announce `ready`.
+pub(crate) fn spawn_target_with(
+    python: &Interpreter,
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> TargetProcess {
+    TargetProcess::spawn(python, &target_script(script), args, env)
+        .unwrap_or_else(|e| panic!("{} {script}: cannot start the target: {e}", python.id))
+}
+
+/// Starts target script `script` (from `tests/targets/`) with `python`.
+///
+/// # Panics
+/// As [`spawn_target_with`].
+pub(crate) fn spawn_target(python: &Interpreter, script: &str) -> TargetProcess {
+    spawn_target_with(python, script, &[], &[])
+}
+
+/// A private directory that is removed when the test ends, even when it
+/// fails.
+pub(crate) struct StagingDir(pub(crate) Staging);
+
+impl StagingDir {
+    /// Stages the marker agent for `target`.
+    pub(crate) fn marker(target: &Target) -> Self {
+        Self(Staging::prepare(target, &marker_agent()).unwrap())
+    }
+}
+
+impl std::ops::Deref for StagingDir {
+    type Target = Staging;
+
+    fn deref(&self) -> &Staging {
+        &self.0
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        self.0.remove_all();
+    }
+}
+
+/// What every successful attach promises: the bootstrap reports the agent
+/// loaded within `status_wait` and, after `settle` (time for a second run
+/// to show, had something been left to fire), the agent ran exactly once.
+pub(crate) fn assert_loaded_exactly_once(
+    staging: &Staging,
+    status_wait: Duration,
+    settle: Duration,
+    what: &str,
+) {
+    let status = staging.wait_status(Instant::now() + status_wait);
+    assert!(
+        matches!(status, Some(BootstrapStatus::Loaded(_))),
+        "{what}: {status:?}"
+    );
+    std::thread::sleep(settle);
+    assert_eq!(
+        marker_runs(staging),
+        1,
+        "{what}: the agent must load exactly once"
+    );
+}
+
+/// The target is still running and printed nothing on stderr.
+pub(crate) fn assert_alive_and_quiet(process: &mut TargetProcess, what: &str) {
+    assert!(process.is_alive(), "{what}: the target died");
+    assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+}
+
+/// The target runs on its own: alive, traced by nobody, not stopped.
+pub(crate) fn assert_running_untraced(process: &mut TargetProcess, what: &str) {
+    assert!(process.is_alive(), "{what}: the target died");
+    assert_eq!(
+        tracer_of(process.pid()),
+        0,
+        "{what}: the target is still traced"
+    );
+    assert!(
+        !matches!(process.state(), Some('T' | 't')),
+        "{what}: the target is left stopped"
+    );
+}
+
+/// The thread that traces `pid` (0 when none).
+pub(crate) fn tracer_of(pid: u32) -> u32 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends `signal` to the main thread of `pid` (a process-directed signal
+/// may land on any thread, and only a signal to the main thread wakes it
+/// from `Event.wait()` to run the Python handler). Whether it was sent.
+pub(crate) fn signal_main_thread(pid: u32, signal: i32) -> bool {
+    // SAFETY: tgkill takes three integers.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            pid as libc::pid_t,
+            pid as libc::pid_t,
+            signal,
+        )
+    };
+    result == 0
+}
+
+/// A measure of work done by every thread of `pid`: CPU time in clock ticks
+/// plus context switches. It grows while any thread runs or wakes up.
+pub(crate) fn work_done(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let dir = task.path();
+        if let Ok(stat) = fs::read_to_string(dir.join("stat")) {
+            // Fields after the command name, which is in parentheses.
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            // utime and stime are fields 14 and 15 (1-based); 12 and 13 here.
+            for index in [11, 12] {
+                total += fields
+                    .get(index)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        if let Ok(status) = fs::read_to_string(dir.join("status")) {
+            for line in status.lines() {
+                if let Some(value) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    total += value.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Whether `pid` keeps doing work for a short while.
+pub(crate) fn keeps_working(pid: u32) -> bool {
+    let before = work_done(pid);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        if work_done(pid) > before {
+            return true;
+        }
+    }
+    false
+}
+
+/// The code bytes the backend may patch: the entry of `PyEval_SaveThread`
+/// and the executable's ELF entry point, with what is there now.
+pub(crate) fn patchable_code(target: &Target) -> Vec<(&'static str, u64, Vec<u8>)> {
+    let mut places = Vec::new();
+    if let Some(address) = target.python.symbol_address("PyEval_SaveThread") {
+        places.push(("PyEval_SaveThread", address));
+    }
+    let maps = MapEntry::read_all(target.pid).unwrap();
+    let exe_maps: Vec<&MapEntry> = maps
+        .iter()
+        .filter(|m| m.path.as_deref() == Some(target.exe.as_path()))
+        .collect();
+    let elf = ElfFile::open_mapped(target.pid, exe_maps[0]).unwrap();
+    let bias = elf.load_bias(&exe_maps).unwrap();
+    places.push(("the executable's entry point", bias.apply(elf.entry())));
+    places
+        .into_iter()
+        .map(|(name, address)| (name, address, target.memory.read_vec(address, 16).unwrap()))
+        .collect()
+}
+
+/// Asserts that the patchable code is back to `before`.
+pub(crate) fn assert_code_restored(
+    target: &Target,
+    before: &[(&'static str, u64, Vec<u8>)],
+    what: &str,
+) {
+    for (name, address, bytes) in before {
+        let now = target.memory.read_vec(*address, bytes.len()).unwrap();
+        assert_eq!(
+            &now, bytes,
+            "{what}: the code at {name} ({address:#x}) was not restored"
+        );
+    }
+}
+
+/// Anonymous read-only mappings (what a runner page looks like).
+pub(crate) fn read_only_anonymous_pages(pid: u32) -> Vec<(u64, u64)> {
+    MapEntry::read_all(pid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.read && !m.write && !m.exec && m.path.is_none())
+        .map(|m| (m.start, m.end))
+        .collect()
+}
+
+/// The smallest, median and largest of some durations.
+pub(crate) fn min_median_max(mut values: Vec<Duration>) -> (Duration, Duration, Duration) {
+    values.sort();
+    let at = |index: usize| values.get(index).copied().unwrap_or_default();
+    (
+        at(0),
+        at(values.len() / 2),
+        at(values.len().saturating_sub(1)),
+    )
+}
+
+/// Waits until the main thread of `pid` has been blocked in system call
+/// `number` for a while (the target reached its parking spot, past the
+/// start-up code that runs after it printed `ready`).
+pub(crate) fn wait_until_main_blocks_in(pid: u32, number: u32) {
+    let prefix = format!("{number} ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut settled = 0;
+    while settled < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} never blocked in system call {number}"
+        );
+        let now = fs::read_to_string(format!("/proc/{pid}/task/{pid}/syscall")).unwrap_or_default();
+        settled = if now.starts_with(&prefix) {
+            settled + 1
+        } else {
+            0
+        };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The trimmed contents of a report file the target writes, once it is
+/// there and not empty; `None` if that does not happen within `timeout`.
+pub(crate) fn wait_for_report(path: &Path, timeout: Duration) -> Option<String> {
+    let read = || {
+        fs::read_to_string(path)
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    };
+    let deadline = Instant::now() + timeout;
+    while read().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    read()
+}
+
+/// Checks the `children.txt` report of `ptrace_forker.py` (`OK BAD`: how
+/// many forked children exited normally, how many died): none died, and at
+/// least 10 were forked. Returns how many exited normally.
+pub(crate) fn assert_forked_children_survived(
+    counts: &str,
+    process: &TargetProcess,
+    what: &str,
+) -> u32 {
+    let (ok, bad) = counts.trim().split_once(' ').unwrap();
+    let (ok, bad): (u32, u32) = (ok.parse().unwrap(), bad.parse().unwrap());
+    assert_eq!(bad, 0, "{what}: children died: {}", process.stderr());
+    assert!(
+        ok >= 10,
+        "{what}: only {ok} children were forked during the attach"
+    );
+    ok
+}
