@@ -5,9 +5,12 @@
 //!
 //! Run with `cargo bench -p peeka-attach --bench attach_latency`; set
 //! `PEEKA_BENCH_ROUNDS` (default 10) to change the number of attaches per
-//! cell. It prints a Markdown table of the median and the 90th percentile.
-//! Latency is measured from the call until the agent reported back (for
-//! `sys.remote_exec`: until the script's marker file appeared).
+//! cell. It prints a Markdown table with two latencies per cell: until the
+//! injected code runs in the target (Peeka: the bootstrap has been claimed
+//! and every request withdrawn, i.e. everything but waiting for the agent;
+//! `sys.remote_exec`: until the script's marker file appeared; classic gdb:
+//! until gdb returned) and until the agent reported it is loaded (the
+//! references load no agent, so both figures are the same for them).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a bench reports on stdout
 
 use std::fs;
@@ -19,8 +22,17 @@ use peeka_attach::attach::{attach, AttachOptions};
 use peeka_attach::{AgentFiles, Method, MethodChoice};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 
+/// One attach: the time until the bootstrap (or script) ran in the target,
+/// and the time until the agent reported that it is loaded (the same for
+/// the references, which load no agent).
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    bootstrap: Duration,
+    ready: Duration,
+}
+
 /// One way of attaching, timed once against a target pid.
-type Round<'a> = Box<dyn Fn(u32) -> Result<Duration, String> + 'a>;
+type Round<'a> = Box<dyn Fn(u32) -> Result<Sample, String> + 'a>;
 
 const SHAPES: [(&str, &str); 2] = [("busy", "busy.py"), ("sleeping", "sleeper.py")];
 
@@ -41,20 +53,14 @@ fn target_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Median and 90th percentile, in milliseconds.
-fn summarize(mut samples: Vec<Duration>) -> Option<(f64, f64)> {
-    if samples.is_empty() {
-        return None;
-    }
+/// The `q` quantile of `samples`, in milliseconds.
+fn quantile_ms(samples: &mut [Duration], q: f64) -> f64 {
     samples.sort();
-    let at = |q: f64| {
-        let index = ((samples.len() - 1) as f64 * q).round() as usize;
-        samples[index].as_secs_f64() * 1000.0
-    };
-    Some((at(0.5), at(0.9)))
+    let index = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[index].as_secs_f64() * 1000.0
 }
 
-fn peeka_round(pid: u32, method: Method) -> Result<Duration, String> {
+fn peeka_round(pid: u32, method: Method) -> Result<Sample, String> {
     let options = AttachOptions {
         method: MethodChoice::Only(method),
         timeout: Duration::from_secs(10),
@@ -62,14 +68,33 @@ fn peeka_round(pid: u32, method: Method) -> Result<Duration, String> {
     };
     let started = Instant::now();
     let attached = attach(pid, &options).map_err(|e| e.to_string())?;
-    let elapsed = started.elapsed();
+    let ready = started.elapsed();
+    let loading: Duration = attached
+        .timeline
+        .steps
+        .iter()
+        .filter(|s| s.name == "wait for the agent")
+        .map(|s| s.elapsed)
+        .sum();
+    if std::env::var_os("PEEKA_BENCH_STEPS").is_some() {
+        for step in &attached.timeline.steps {
+            eprintln!(
+                "{method} {:<40} {:>8.2} ms",
+                step.name,
+                step.elapsed.as_secs_f64() * 1000.0
+            );
+        }
+    }
     attached.staging.remove_all();
-    Ok(elapsed)
+    Ok(Sample {
+        bootstrap: ready.saturating_sub(loading),
+        ready,
+    })
 }
 
 /// `sys.remote_exec` from a Python 3.14 client in the target's root; the
 /// client times itself from the call until the script's marker appears.
-fn remote_exec_round(python: &Interpreter, pid: u32) -> Result<Duration, String> {
+fn remote_exec_round(python: &Interpreter, pid: u32) -> Result<Sample, String> {
     let dir = format!("/tmp/peeka-bench-{pid}");
     let host_dir = python.host_path(Path::new(&dir));
     fs::create_dir_all(&host_dir).map_err(|e| e.to_string())?;
@@ -99,12 +124,16 @@ fn remote_exec_round(python: &Interpreter, pid: u32) -> Result<Duration, String>
             String::from_utf8_lossy(&output.stderr)
         )
     })?;
-    Ok(Duration::from_secs_f64(ms / 1000.0))
+    let elapsed = Duration::from_secs_f64(ms / 1000.0);
+    Ok(Sample {
+        bootstrap: elapsed,
+        ready: elapsed,
+    })
 }
 
 /// The classic debugger injection: gdb attaches, takes the GIL with
 /// `PyGILState_Ensure`, runs `PyRun_SimpleString`, releases, detaches.
-fn classic_gdb_round(pid: u32) -> Result<Duration, String> {
+fn classic_gdb_round(pid: u32) -> Result<Sample, String> {
     let started = Instant::now();
     let output = Command::new("gdb")
         .args(["--batch", "--nx", "-p", &pid.to_string()])
@@ -124,7 +153,10 @@ fn classic_gdb_round(pid: u32) -> Result<Duration, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    Ok(elapsed)
+    Ok(Sample {
+        bootstrap: elapsed,
+        ready: elapsed,
+    })
 }
 
 fn main() {
@@ -139,8 +171,8 @@ fn main() {
     let Some(manifest) = Manifest::load_or_skip() else {
         return;
     };
-    println!("| interpreter | method | target | median ms | p90 ms | rounds |");
-    println!("|---|---|---|---|---|---|");
+    println!("| interpreter | method | target | code runs: median ms | agent ready: median ms | agent ready: p90 ms | rounds |");
+    println!("|---|---|---|---|---|---|---|");
     for python in &manifest.interpreters {
         let minor: u32 = python.minor.trim_start_matches("3.").parse().unwrap_or(0);
         let mut cells: Vec<(&str, Round<'_>)> = Vec::new();
@@ -178,22 +210,30 @@ fn main() {
                 let mut failure = None;
                 for _ in 0..rounds {
                     match round(process.pid()) {
-                        Ok(elapsed) => samples.push(elapsed),
+                        Ok(sample) => samples.push(sample),
                         Err(e) => failure = Some(e),
                     }
                 }
-                match summarize(samples) {
-                    Some((median, p90)) => println!(
-                        "| {} ({}) | {label} | {shape} | {median:.1} | {p90:.1} | {rounds} |",
-                        python.id, python.version
-                    ),
-                    None => println!(
-                        "| {} ({}) | {label} | {shape} | failed | | {} |",
+                if samples.is_empty() {
+                    println!(
+                        "| {} ({}) | {label} | {shape} | failed: {} | | | {rounds} |",
                         python.id,
                         python.version,
                         failure.unwrap_or_default().lines().next().unwrap_or("")
-                    ),
+                    );
+                    continue;
                 }
+                let mut bootstrap: Vec<Duration> = samples.iter().map(|s| s.bootstrap).collect();
+                let mut ready: Vec<Duration> = samples.iter().map(|s| s.ready).collect();
+                println!(
+                    "| {} ({}) | {label} | {shape} | {:.1} | {:.1} | {:.1} | {} |",
+                    python.id,
+                    python.version,
+                    quantile_ms(&mut bootstrap, 0.5),
+                    quantile_ms(&mut ready, 0.5),
+                    quantile_ms(&mut ready, 0.9),
+                    samples.len()
+                );
             }
         }
     }
