@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_alive_and_quiet, marker_agent, marker_runs, spawn_target, spawn_target_with};
+use common::{
+    assert_alive_and_quiet, marker_agent, marker_runs, spawn_target,
+    spawn_with_remote_debug_disabled,
+};
 use peeka_attach::attach::{attach, AttachOptions};
 use peeka_attach::{
     AgentFiles, AttachError, BootstrapStatus, InspectError, Method, Staging, Target,
@@ -137,12 +140,7 @@ fn bad_targets_are_refused_and_left_alone() {
     let Some(python) = manifest.require("3.14") else {
         return;
     };
-    let mut process = spawn_target_with(
-        python,
-        "sleeper.py",
-        &[],
-        &[("PYTHON_DISABLE_REMOTE_DEBUG", "1")],
-    );
+    let mut process = spawn_with_remote_debug_disabled(python);
     let err = attach(process.pid(), &options).unwrap_err();
     assert!(
         matches!(err, AttachError::RemoteDebugDisabled { .. }),

@@ -12,9 +12,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_code_restored, assert_forked_children_survived, assert_loaded_exactly_once, marker_runs,
-    min_median_max, patchable_code, signal_main_thread, spawn_target, tracer_of, wait_for_report,
-    wait_until_main_blocks_in, StagingDir, TARGETS,
+    assert_forked_children_survived, marker_runs, min_median_max, signal_main_thread,
+    spawn_parked_target, spawn_target, tracer_of, wait_for_report, PreparedTarget, StagingDir,
+    TARGETS,
 };
 use peeka_attach::gdb::GdbInjector;
 use peeka_attach::runtime_state::main_interpreter;
@@ -31,6 +31,13 @@ fn gdb_available() -> bool {
         skip_test("gdb is not installed (apt-get install gdb)");
     }
     found
+}
+
+/// The manifest, when there is one and gdb is installed; `None` (the test
+/// is skipped, see [`gdb_available`]) otherwise.
+fn manifest_with_gdb() -> Option<Manifest> {
+    let manifest = Manifest::load_or_skip()?;
+    gdb_available().then_some(manifest)
 }
 
 /// The pids of gdb processes started for `pid` (our command line names
@@ -75,43 +82,32 @@ fn assert_left_clean(process: &mut TargetProcess, what: &str) {
     );
 }
 
+/// [`assert_left_clean`], and the patchable code is back and the target
+/// printed nothing on stderr.
+fn assert_left_clean_and_restored(prepared: &mut PreparedTarget) {
+    assert_left_clean(&mut prepared.process, &prepared.what);
+    prepared.assert_code_restored();
+    prepared.assert_quiet();
+}
+
 /// Attaches once with gdb to a fresh target; returns inject()'s duration,
 /// which ends when the bootstrap claimed the attach.
 fn attach_once(python: &Interpreter, script: &str) -> Duration {
-    let what = format!("{} {script}", python.id);
-    let mut process = spawn_target(python, script);
-    if script == "blocked_main.py" {
+    let process = if script == "blocked_main.py" {
         // Past `ready` the main thread still runs Python on its way into
         // Event.wait(): attach once it is parked there.
-        wait_until_main_blocks_in(process.pid(), libc::SYS_futex as u32);
-    }
-    let target = Target::inspect(process.pid()).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let code_before = patchable_code(&target);
-    let staging = StagingDir::marker(&target);
-    let started = Instant::now();
-    let request = InjectRequest {
-        target: &target,
-        staging: &staging,
-        deadline: started + Duration::from_secs(15),
+        spawn_parked_target(python, script, libc::SYS_futex as u32)
+    } else {
+        spawn_target(python, script)
     };
-    let timeline = GdbInjector::default()
-        .inject(&request)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let latency = started.elapsed();
-    assert!(
-        staging.claimed(),
-        "{what}: inject returned before the bootstrap claimed the attach"
-    );
+    let mut prepared =
+        PreparedTarget::stage_saving_code(process, format!("{} {script}", python.id));
+    let (timeline, latency) =
+        prepared.attach_claimed(&GdbInjector::default(), Duration::from_secs(15));
     // Let a duplicate run show up if there were one.
-    assert_loaded_exactly_once(
-        &staging,
-        Duration::from_secs(10),
-        Duration::from_millis(300),
-        &what,
-    );
-    assert_left_clean(&mut process, &what);
-    assert_code_restored(&target, &code_before, &what);
-    assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+    prepared.assert_loaded_exactly_once(Duration::from_secs(10), Duration::from_millis(300));
+    assert_left_clean_and_restored(&mut prepared);
+    let what = &prepared.what;
     let steps: Vec<String> = timeline
         .steps
         .iter()
@@ -129,12 +125,9 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
 /// are collected so that the report lists which interpreters work.
 #[test]
 fn attaches_to_every_interpreter_and_every_shape() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for required in ["3.8", "3.13"] {
         let _ = manifest.require(required);
     }
@@ -181,12 +174,9 @@ fn latency_report(python: &Interpreter, script: &str) {
 
 #[test]
 fn latency_on_3_11() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     let Some(python) = manifest.require("3.11") else {
         return;
     };
@@ -199,12 +189,9 @@ fn latency_on_3_11() {
 /// period), the any-thread pending call on 3.13.
 #[test]
 fn latency_with_a_blocked_main_thread() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for minor in ["3.8", "3.13"] {
         if let Some(python) = manifest.require(minor) {
             latency_report(python, "blocked_main.py");
@@ -220,16 +207,9 @@ fn a_missing_gdb_is_reported_and_the_target_untouched() {
     let Some(python) = manifest.require("3.11") else {
         return;
     };
-    let mut process = spawn_target(python, "sleeper.py");
-    let target = Target::inspect(process.pid()).unwrap();
-    let staging = StagingDir::marker(&target);
-    let request = InjectRequest {
-        target: &target,
-        staging: &staging,
-        deadline: Instant::now() + Duration::from_secs(5),
-    };
+    let mut prepared = PreparedTarget::stage(spawn_target(python, "sleeper.py"), "missing gdb");
     let err = GdbInjector::with_program("/nonexistent/peeka-test/gdb")
-        .inject(&request)
+        .inject(&prepared.request(Instant::now() + Duration::from_secs(5)))
         .unwrap_err();
     assert!(
         matches!(err, AttachError::DebuggerMissing { program: "gdb", .. }),
@@ -237,24 +217,21 @@ fn a_missing_gdb_is_reported_and_the_target_untouched() {
     );
     assert!(err.to_string().contains("apt-get install gdb"), "{err}");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(marker_runs(&staging), 0);
-    assert!(!staging.claimed());
-    assert_left_clean(&mut process, "missing gdb");
-    assert_eq!(process.stderr(), "");
+    assert_eq!(prepared.marker_runs(), 0);
+    assert!(!prepared.staging.claimed());
+    assert_left_clean(&mut prepared.process, "missing gdb");
+    assert_eq!(prepared.process.stderr(), "");
 }
 
 #[test]
 fn a_target_traced_by_someone_else_is_permission_denied() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     let Some(python) = manifest.require("3.11") else {
         return;
     };
-    let mut process = spawn_target(python, "sleeper.py");
+    let process = spawn_target(python, "sleeper.py");
     let pid = process.pid();
     // Another tracer: a thread of ours seizes the target (without stopping
     // it) and holds it until told to let go; its exit detaches it.
@@ -268,14 +245,10 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
     });
     assert_eq!(seized_rx.recv().unwrap(), 0, "PTRACE_SEIZE failed");
 
-    let target = Target::inspect(pid).unwrap();
-    let staging = StagingDir::marker(&target);
-    let request = InjectRequest {
-        target: &target,
-        staging: &staging,
-        deadline: Instant::now() + Duration::from_secs(10),
-    };
-    let err = GdbInjector::default().inject(&request).unwrap_err();
+    let mut prepared = PreparedTarget::stage(process, "traced by another process");
+    let err = GdbInjector::default()
+        .inject(&prepared.request(Instant::now() + Duration::from_secs(10)))
+        .unwrap_err();
     assert!(matches!(err, AttachError::PermissionDenied { .. }), "{err}");
     assert!(err.to_string().contains("already traced"), "{err}");
     assert!(gdb_processes_for(pid).is_empty(), "a gdb process remains");
@@ -285,9 +258,9 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
     while tracer_of(pid) != 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(marker_runs(&staging), 0);
-    assert_left_clean(&mut process, "traced by another process");
-    assert_eq!(process.stderr(), "");
+    assert_eq!(prepared.marker_runs(), 0);
+    assert_left_clean(&mut prepared.process, "traced by another process");
+    assert_eq!(prepared.process.stderr(), "");
 }
 
 /// When no thread runs Python at all (main thread in `Event().wait()`, a
@@ -296,34 +269,27 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
 /// no script, and a queued call that does nothing when it finally runs.
 #[test]
 fn a_target_where_no_thread_runs_python_times_out_cleanly() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for minor in ["3.8", "3.13"] {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
         let what = format!("{minor} all_blocked.py");
-        let mut process = spawn_target(python, "all_blocked.py");
-        let pid = process.pid();
-        wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
-        let target = Target::inspect(pid).unwrap();
-        let code_before = patchable_code(&target);
-        let staging = StagingDir::marker(&target);
+        let mut prepared = PreparedTarget::parked_saving_code(
+            python,
+            "all_blocked.py",
+            libc::SYS_futex as u32,
+            what.clone(),
+        );
+        let pid = prepared.pid();
+        let staging = &prepared.staging;
         let script_on_host = staging.host_dir.join(staging.script.file_name().unwrap());
         let script = fs::read(&script_on_host).unwrap();
-        let started = Instant::now();
         let deadline = Duration::from_secs(3);
-        let request = InjectRequest {
-            target: &target,
-            staging: &staging,
-            deadline: started + deadline,
-        };
-        let err = GdbInjector::default().inject(&request).unwrap_err();
-        let waited = started.elapsed();
+        let (result, waited) = prepared.inject_timed(&GdbInjector::default(), deadline);
+        let err = result.unwrap_err();
         assert!(matches!(err, AttachError::Timeout { .. }), "{what}: {err}");
         let text = err.to_string();
         assert!(text.contains("disarmed"), "{what}: {text}");
@@ -338,9 +304,9 @@ fn a_target_where_no_thread_runs_python_times_out_cleanly() {
             "{what}: the deadline was not kept ({waited:?})"
         );
         assert!(!script_on_host.exists(), "{what}: the script was left");
-        assert_eq!(marker_runs(&staging), 0, "{what}");
-        assert_left_clean(&mut process, &what);
-        assert_code_restored(&target, &code_before, &what);
+        assert_eq!(prepared.marker_runs(), 0, "{what}");
+        assert_left_clean(&mut prepared.process, &what);
+        prepared.assert_code_restored();
 
         // The queued call is disarmed: with the script put back, waking the
         // main thread (it runs its pending calls) must not load the agent.
@@ -348,12 +314,12 @@ fn a_target_where_no_thread_runs_python_times_out_cleanly() {
         assert!(signal_main_thread(pid, libc::SIGUSR1));
         std::thread::sleep(Duration::from_millis(500));
         assert!(
-            !staging.claimed(),
+            !prepared.staging.claimed(),
             "{what}: the disarmed call ran the bootstrap"
         );
-        assert_eq!(marker_runs(&staging), 0, "{what}");
-        assert_left_clean(&mut process, &what);
-        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        assert_eq!(prepared.marker_runs(), 0, "{what}");
+        assert_left_clean(&mut prepared.process, &what);
+        prepared.assert_quiet();
         eprintln!("gdb {what}: timed out cleanly after {waited:.1?}");
     }
 }
@@ -379,28 +345,22 @@ fn breakpoint_wait_in_progress(pid: u32) -> bool {
 /// call) the attach succeeds.
 #[test]
 fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for minor in ["3.8", "3.11"] {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
         let what = format!("{minor} all_blocked.py + SIGINT");
-        let mut process = spawn_target(python, "all_blocked.py");
-        let pid = process.pid();
-        wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
-        let target = Target::inspect(pid).unwrap();
-        let code_before = patchable_code(&target);
-        let staging = StagingDir::marker(&target);
-        let request = InjectRequest {
-            target: &target,
-            staging: &staging,
-            deadline: Instant::now() + Duration::from_secs(8),
-        };
+        let mut prepared = PreparedTarget::parked_saving_code(
+            python,
+            "all_blocked.py",
+            libc::SYS_futex as u32,
+            what.clone(),
+        );
+        let pid = prepared.pid();
+        let request = prepared.request(Instant::now() + Duration::from_secs(8));
         let sender = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut settled = 0;
@@ -423,17 +383,11 @@ fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
             "{what}: the breakpoint wait was not seen"
         );
         let timeline = result.unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(matches!(
-            staging.wait_status(Instant::now() + Duration::from_secs(5)),
-            Some(BootstrapStatus::Loaded(_))
-        ));
-        std::thread::sleep(Duration::from_millis(300));
-        let handled = fs::read_to_string(process.host_dir().join("sigint.txt")).unwrap_or_default();
+        prepared.assert_loaded_exactly_once(Duration::from_secs(5), Duration::from_millis(300));
+        let handled =
+            fs::read_to_string(prepared.process.host_dir().join("sigint.txt")).unwrap_or_default();
         assert_eq!(handled.lines().count(), 1, "{what}: {:?}", timeline.steps);
-        assert_eq!(marker_runs(&staging), 1, "{what}");
-        assert_left_clean(&mut process, &what);
-        assert_code_restored(&target, &code_before, &what);
-        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        assert_left_clean_and_restored(&mut prepared);
         eprintln!("gdb {what}: {:?}", timeline.steps);
     }
 }
@@ -443,29 +397,23 @@ fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
 /// once, whichever route won.
 #[test]
 fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for minor in ["3.8", "3.11"] {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
         let what = format!("{minor} pauser.py");
-        let mut process = spawn_target(python, "pauser.py");
-        let pid = process.pid();
-        wait_until_main_blocks_in(pid, libc::SYS_pause as u32);
-        let target = Target::inspect(pid).unwrap();
-        let code_before = patchable_code(&target);
-        let staging = StagingDir::marker(&target);
+        let mut prepared = PreparedTarget::parked_saving_code(
+            python,
+            "pauser.py",
+            libc::SYS_pause as u32,
+            what.clone(),
+        );
+        let pid = prepared.pid();
         let started = Instant::now();
-        let request = InjectRequest {
-            target: &target,
-            staging: &staging,
-            deadline: started + Duration::from_secs(10),
-        };
+        let request = prepared.request(started + Duration::from_secs(10));
         // Wake the main thread once gdb is (most likely) waiting at the
         // breakpoint: after the first session and the grace period.
         let waker = std::thread::spawn(move || {
@@ -483,15 +431,8 @@ fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
             "{what}: the wait did not end with the claim ({waited:?}): {:?}",
             timeline.steps
         );
-        assert!(matches!(
-            staging.wait_status(Instant::now() + Duration::from_secs(5)),
-            Some(BootstrapStatus::Loaded(_))
-        ));
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(marker_runs(&staging), 1, "{what}");
-        assert_left_clean(&mut process, &what);
-        assert_code_restored(&target, &code_before, &what);
-        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        prepared.assert_loaded_exactly_once(Duration::from_secs(5), Duration::from_millis(300));
+        assert_left_clean_and_restored(&mut prepared);
         eprintln!(
             "gdb {what}: claimed after {waited:.1?}: {:?}",
             timeline.steps
@@ -504,42 +445,36 @@ fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
 /// `PyEval_SaveThread` but forks children that do) must not inherit it.
 #[test]
 fn children_forked_during_the_breakpoint_wait_survive() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for minor in ["3.8", "3.11"] {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
         let what = format!("{minor} ptrace_forker.py");
-        let mut process = spawn_target(python, "ptrace_forker.py");
-        let pid = process.pid();
-        wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
-        let target = Target::inspect(pid).unwrap();
-        let code_before = patchable_code(&target);
-        let staging = StagingDir::marker(&target);
-        let request = InjectRequest {
-            target: &target,
-            staging: &staging,
-            deadline: Instant::now() + Duration::from_secs(2),
-        };
-        let result = GdbInjector::default().inject(&request);
+        let mut prepared = PreparedTarget::parked_saving_code(
+            python,
+            "ptrace_forker.py",
+            libc::SYS_futex as u32,
+            what.clone(),
+        );
+        let pid = prepared.pid();
+        let result = GdbInjector::default()
+            .inject(&prepared.request(Instant::now() + Duration::from_secs(2)));
         assert!(
             matches!(result, Err(AttachError::Timeout { .. })),
             "{what}: {result:?}"
         );
-        assert_left_clean(&mut process, &what);
-        assert_code_restored(&target, &code_before, &what);
-        let report = process.host_dir().join("children.txt");
+        assert_left_clean(&mut prepared.process, &what);
+        prepared.assert_code_restored();
+        let report = prepared.process.host_dir().join("children.txt");
         // SAFETY: kill takes no pointers.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR1) };
         let counts = wait_for_report(&report, Duration::from_secs(5))
             .unwrap_or_else(|| panic!("{what}: no report"));
-        let ok = assert_forked_children_survived(&counts, &process, &what);
-        assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+        let ok = assert_forked_children_survived(&counts, &prepared.process, &what);
+        prepared.assert_quiet();
         eprintln!("gdb {what}: {ok} children forked during the attach, all exited normally");
     }
 }
@@ -549,12 +484,9 @@ fn children_forked_during_the_breakpoint_wait_survive() {
 /// `PyInterpreterState_Main()` returns, called in the live target by gdb.
 #[test]
 fn the_main_interpreter_is_found_without_debug_info() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for minor in ["3.12", "3.13", "3.14", "3.15"] {
         let Some(python) = manifest.require(minor) else {
             continue;
@@ -594,28 +526,22 @@ fn the_main_interpreter_is_found_without_debug_info() {
 /// script put back, the call does nothing when the main thread finally runs.
 #[test]
 fn a_late_pending_call_is_disarmed() {
-    let Some(manifest) = Manifest::load_or_skip() else {
+    let Some(manifest) = manifest_with_gdb() else {
         return;
     };
-    if !gdb_available() {
-        return;
-    }
     for minor in ["3.8", "3.11", "3.13"] {
         let Some(python) = manifest.require(minor) else {
             continue;
         };
-        let mut process = spawn_target(python, "pauser.py");
-        let pid = process.pid();
-        let target = Target::inspect(pid).unwrap();
-        let staging = StagingDir::marker(&target);
+        let what = format!("{minor} pauser.py");
+        let mut prepared = PreparedTarget::stage(spawn_target(python, "pauser.py"), what.clone());
+        let pid = prepared.pid();
+        let staging = &prepared.staging;
         let script_on_host = staging.host_dir.join(staging.script.file_name().unwrap());
         let script = fs::read(&script_on_host).unwrap();
-        let request = InjectRequest {
-            target: &target,
-            staging: &staging,
-            deadline: Instant::now() + Duration::from_secs(2),
-        };
-        let err = GdbInjector::default().inject(&request).unwrap_err();
+        let err = GdbInjector::default()
+            .inject(&prepared.request(Instant::now() + Duration::from_secs(2)))
+            .unwrap_err();
         assert!(matches!(err, AttachError::Timeout { .. }), "{minor}: {err}");
         assert!(err.to_string().contains("disarmed"), "{minor}: {err}");
 
@@ -626,16 +552,20 @@ fn a_late_pending_call_is_disarmed() {
         assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR1) }, 0);
         std::thread::sleep(Duration::from_millis(500));
         assert!(
-            !staging.claimed(),
+            !prepared.staging.claimed(),
             "{minor}: the disarmed call ran the bootstrap"
         );
-        assert_eq!(marker_runs(&staging), 0, "{minor}");
-        assert_left_clean(&mut process, &format!("{minor} pauser.py"));
-        assert_eq!(process.stderr(), "", "{minor}: the target printed errors");
+        assert_eq!(prepared.marker_runs(), 0, "{minor}");
+        assert_left_clean(&mut prepared.process, &what);
+        assert_eq!(
+            prepared.process.stderr(),
+            "",
+            "{minor}: the target printed errors"
+        );
 
         // The same target accepts a new attach once its main thread runs:
         // keep waking it while gdb queues the call.
-        let staging = StagingDir::marker(&target);
+        let staging = StagingDir::marker(&prepared.target);
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let waker = std::thread::spawn(move || {
             while stop_rx.recv_timeout(Duration::from_millis(20)).is_err() {
@@ -644,7 +574,7 @@ fn a_late_pending_call_is_disarmed() {
             }
         });
         let request = InjectRequest {
-            target: &target,
+            target: &prepared.target,
             staging: &staging,
             deadline: Instant::now() + Duration::from_secs(10),
         };
@@ -657,6 +587,9 @@ fn a_late_pending_call_is_disarmed() {
             Some(BootstrapStatus::Loaded(_))
         ));
         assert_eq!(marker_runs(&staging), 1, "{minor}");
-        assert_left_clean(&mut process, &format!("{minor} pauser.py, second attach"));
+        assert_left_clean(
+            &mut prepared.process,
+            &format!("{minor} pauser.py, second attach"),
+        );
     }
 }

@@ -5,11 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_alive_and_quiet, assert_loaded_exactly_once, marker_runs, spawn_target,
-    spawn_target_with, StagingDir, TARGETS,
+    assert_alive_and_quiet, spawn_target, spawn_with_remote_debug_disabled, PreparedTarget, TARGETS,
 };
 use peeka_attach::pep768::Pep768Injector;
-use peeka_attach::{AttachError, InjectRequest, Injector, Target};
+use peeka_attach::{AttachError, Injector};
 use peeka_testkit::Manifest;
 
 #[test]
@@ -23,27 +22,13 @@ fn runs_the_bootstrap_exactly_once_on_every_target_shape() {
         };
         for script in TARGETS {
             let what = format!("{minor} {script}");
-            let mut process = spawn_target(python, script);
-            let target = Target::inspect(process.pid()).unwrap();
-            let staging = StagingDir::marker(&target);
-            let started = Instant::now();
-            let request = InjectRequest {
-                target: &target,
-                staging: &staging,
-                deadline: started + Duration::from_secs(10),
-            };
-            Pep768Injector
-                .inject(&request)
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let claimed_after = started.elapsed();
+            let mut prepared = PreparedTarget::stage(spawn_target(python, script), what.clone());
+            let (result, claimed_after) =
+                prepared.inject_timed(&Pep768Injector, Duration::from_secs(10));
+            result.unwrap_or_else(|e| panic!("{what}: {e}"));
             // Let any leftover request fire if one was not withdrawn.
-            assert_loaded_exactly_once(
-                &staging,
-                Duration::from_secs(5),
-                Duration::from_millis(200),
-                &what,
-            );
-            assert_alive_and_quiet(&mut process, &what);
+            prepared.assert_loaded_exactly_once(Duration::from_secs(5), Duration::from_millis(200));
+            assert_alive_and_quiet(&mut prepared.process, &what);
             eprintln!("pep768 {what}: claimed after {claimed_after:?}");
         }
     }
@@ -57,20 +42,13 @@ fn refuses_a_target_that_disabled_remote_debugging() {
     let Some(python) = manifest.require("3.14") else {
         return;
     };
-    let mut process = spawn_target_with(
-        python,
-        "sleeper.py",
-        &[],
-        &[("PYTHON_DISABLE_REMOTE_DEBUG", "1")],
+    let mut prepared = PreparedTarget::stage(
+        spawn_with_remote_debug_disabled(python),
+        "3.14 sleeper.py (remote debugging disabled)",
     );
-    let target = Target::inspect(process.pid()).unwrap();
-    let staging = StagingDir::marker(&target);
-    let request = InjectRequest {
-        target: &target,
-        staging: &staging,
-        deadline: Instant::now() + Duration::from_secs(5),
-    };
-    let err = Pep768Injector.inject(&request).unwrap_err();
+    let err = Pep768Injector
+        .inject(&prepared.request(Instant::now() + Duration::from_secs(5)))
+        .unwrap_err();
     assert!(
         matches!(err, AttachError::RemoteDebugDisabled { .. }),
         "{err}"
@@ -80,6 +58,6 @@ fn refuses_a_target_that_disabled_remote_debugging() {
         "{err}"
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(marker_runs(&staging), 0);
-    assert!(process.is_alive());
+    assert_eq!(prepared.marker_runs(), 0);
+    assert!(prepared.process.is_alive());
 }

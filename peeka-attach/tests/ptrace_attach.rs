@@ -8,51 +8,31 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_alive_and_quiet, assert_code_restored, assert_loaded_exactly_once,
-    assert_running_untraced, keeps_working, marker_runs, patchable_code, read_only_anonymous_pages,
-    spawn_target, tracer_of, wait_until_main_blocks_in, StagingDir,
+    assert_alive_and_quiet, assert_running_untraced, keeps_working, read_only_anonymous_pages,
+    spawn_target, PreparedTarget,
 };
 use peeka_attach::ptrace::PtraceInjector;
-use peeka_attach::{AttachError, InjectRequest, Injector, Target};
+use peeka_attach::{AttachError, Injector};
 use peeka_testkit::{Interpreter, Manifest};
 
 /// Attaches to `script` run by `python` and checks everything the contract
 /// promises. Returns how long the bootstrap took to be claimed.
 fn attach_once(python: &Interpreter, script: &str) -> Duration {
     let what = format!("{} {script}", python.id);
-    let mut process = spawn_target(python, script);
+    let process = spawn_target(python, script);
     let pid = process.pid();
-    let target = Target::inspect(pid).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let code_before = patchable_code(&target);
     let pages_before = read_only_anonymous_pages(pid);
-    let staging = StagingDir::marker(&target);
-    let started = Instant::now();
-    let request = InjectRequest {
-        target: &target,
-        staging: &staging,
-        deadline: started + Duration::from_secs(10),
-    };
-    let timeline = PtraceInjector::new()
-        .inject(&request)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let injected = started.elapsed();
-    assert!(
-        staging.claimed(),
-        "{what}: inject returned before the claim"
-    );
+    let mut prepared = PreparedTarget::stage_saving_code(process, what.clone());
+    let (timeline, injected) =
+        prepared.attach_claimed(&PtraceInjector::new(), Duration::from_secs(10));
     // Leave time for a second run, if something were left to fire.
-    assert_loaded_exactly_once(
-        &staging,
-        Duration::from_secs(10),
-        Duration::from_millis(300),
-        &what,
-    );
-    assert_running_untraced(&mut process, &what);
+    prepared.assert_loaded_exactly_once(Duration::from_secs(10), Duration::from_millis(300));
+    assert_running_untraced(&mut prepared.process, &what);
     assert!(
         keeps_working(pid),
         "{what}: the target stopped making progress"
     );
-    assert_code_restored(&target, &code_before, &what);
+    prepared.assert_code_restored();
     let steps: Vec<&str> = timeline.steps.iter().map(|s| s.name.as_str()).collect();
     if steps.iter().any(|s| s.starts_with("leave the runner page")) {
         eprintln!("{what}: runner page left (disabled): {steps:?}");
@@ -66,7 +46,7 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
             "{what}: a read-only page was left mapped: {new_pages:x?} ({steps:?})"
         );
     }
-    assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+    prepared.assert_quiet();
     eprintln!("ptrace {what}: inject returned after {injected:?}; steps {steps:?}");
     injected
 }
@@ -119,23 +99,16 @@ fn times_out_cleanly_and_leaves_nothing_that_fires_later() {
     };
     manifest.for_each_interpreter(|python| {
         let what = format!("{} pauser.py", python.id);
-        let mut process = spawn_target(python, "pauser.py");
-        let pid = process.pid();
         // Wait until it is parked for good, past the code after `ready`.
-        wait_until_main_blocks_in(pid, PAUSE_SYSCALL);
-        let target = Target::inspect(pid).unwrap();
-        let code_before = patchable_code(&target);
-        let staging = StagingDir::marker(&target);
-        let request = InjectRequest {
-            target: &target,
-            staging: &staging,
-            deadline: Instant::now() + Duration::from_millis(800),
-        };
-        let err = PtraceInjector::new().inject(&request).unwrap_err();
+        let mut prepared =
+            PreparedTarget::parked_saving_code(python, "pauser.py", PAUSE_SYSCALL, what.clone());
+        let pid = prepared.pid();
+        let err = PtraceInjector::new()
+            .inject(&prepared.request(Instant::now() + Duration::from_millis(800)))
+            .unwrap_err();
         assert!(matches!(err, AttachError::Timeout { .. }), "{what}: {err}");
         assert!(err.to_string().contains("--timeout"), "{what}: {err}");
-        assert_eq!(tracer_of(pid), 0, "{what}: still traced");
-        assert_code_restored(&target, &code_before, &what);
+        prepared.assert_detached_and_restored();
         // The script is still there: only the disabled runner keeps it from
         // loading the agent when the main thread wakes up.
         for _ in 0..3 {
@@ -144,15 +117,15 @@ fn times_out_cleanly_and_leaves_nothing_that_fires_later() {
         }
         std::thread::sleep(Duration::from_millis(300));
         assert!(
-            !staging.claimed(),
+            !prepared.staging.claimed(),
             "{what}: the bootstrap ran after the timeout"
         );
         assert_eq!(
-            marker_runs(&staging),
+            prepared.marker_runs(),
             0,
             "{what}: the agent loaded after the timeout"
         );
-        assert_alive_and_quiet(&mut process, &what);
+        assert_alive_and_quiet(&mut prepared.process, &what);
         eprintln!("ptrace {what}: {err}");
     });
 }

@@ -9,13 +9,12 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_alive_and_quiet, assert_code_restored, assert_forked_children_survived,
-    assert_running_untraced, keeps_working, marker_runs, patchable_code, signal_main_thread,
-    spawn_target, spawn_target_with, tracer_of, wait_for_report, wait_until_main_blocks_in,
-    StagingDir,
+    assert_alive_and_quiet, assert_forked_children_survived, assert_running_untraced,
+    keeps_working, signal_main_thread, spawn_parked_target, spawn_target_with, tracer_of,
+    wait_for_report, PreparedTarget,
 };
 use peeka_attach::ptrace::PtraceInjector;
-use peeka_attach::{AttachError, InjectRequest, Injector, Target};
+use peeka_attach::{AttachError, Injector};
 use peeka_testkit::Manifest;
 
 /// Sends `signal` to the main thread of `pid` (see [`signal_main_thread`]).
@@ -39,15 +38,10 @@ fn signals_sent_during_the_attach_are_delivered_once_each() {
     manifest.for_each_interpreter(|python| {
         let what = format!("{} ptrace_signal_counter.py", python.id);
         let number = signal.to_string();
-        let mut process = spawn_target_with(python, "ptrace_signal_counter.py", &[&number], &[]);
-        let pid = process.pid();
-        let target = Target::inspect(pid).unwrap();
-        let staging = StagingDir::marker(&target);
-        let request = InjectRequest {
-            target: &target,
-            staging: &staging,
-            deadline: Instant::now() + Duration::from_secs(10),
-        };
+        let process = spawn_target_with(python, "ptrace_signal_counter.py", &[&number], &[]);
+        let mut prepared = PreparedTarget::stage(process, what.clone());
+        let pid = prepared.pid();
+        let request = prepared.request(Instant::now() + Duration::from_secs(10));
         let result = std::thread::scope(|scope| {
             scope.spawn(|| {
                 for _ in 0..SIGNALS {
@@ -59,7 +53,7 @@ fn signals_sent_during_the_attach_are_delivered_once_each() {
         });
         let timeline = result.unwrap_or_else(|e| panic!("{what}: {e}"));
         eprintln!("ptrace {what}: {:?}", timeline.steps);
-        let counter = process.host_dir().join("signals.bin");
+        let counter = prepared.process.host_dir().join("signals.bin");
         let delivered = || fs::metadata(&counter).map(|m| m.len()).unwrap_or(0);
         let deadline = Instant::now() + Duration::from_secs(5);
         while delivered() < u64::from(SIGNALS) && Instant::now() < deadline {
@@ -72,15 +66,16 @@ fn signals_sent_during_the_attach_are_delivered_once_each() {
             "{what}: every signal must be delivered exactly once"
         );
         assert!(
-            staging
+            prepared
+                .staging
                 .wait_status(Instant::now() + Duration::from_secs(5))
                 .is_some(),
             "{what}"
         );
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(marker_runs(&staging), 1, "{what}");
+        assert_eq!(prepared.marker_runs(), 1, "{what}");
         assert_eq!(tracer_of(pid), 0, "{what}");
-        assert_alive_and_quiet(&mut process, &what);
+        assert_alive_and_quiet(&mut prepared.process, &what);
     });
 }
 
@@ -96,28 +91,24 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
     for minor in ["3.8", "3.9", "3.10", "3.11"] {
         for python in manifest.of_minor(minor) {
             let what = format!("{} ptrace_forker.py", python.id);
-            let mut process = spawn_target(python, "ptrace_forker.py");
-            let pid = process.pid();
             // Past `ready`, the main thread still runs Python (and calls
             // PyEval_SaveThread) on its way into Event.wait(): wait for it
             // to park in futex().
-            wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
-            let target = Target::inspect(pid).unwrap();
-            let code_before = patchable_code(&target);
-            let staging = StagingDir::marker(&target);
-            let request = InjectRequest {
-                target: &target,
-                staging: &staging,
-                deadline: Instant::now() + Duration::from_millis(1500),
-            };
-            let result = PtraceInjector::new().inject(&request);
+            let mut prepared = PreparedTarget::parked_saving_code(
+                python,
+                "ptrace_forker.py",
+                libc::SYS_futex as u32,
+                what.clone(),
+            );
+            let pid = prepared.pid();
+            let result = PtraceInjector::new()
+                .inject(&prepared.request(Instant::now() + Duration::from_millis(1500)));
             assert!(
                 matches!(result, Err(AttachError::Timeout { .. })),
                 "{what}: {result:?}"
             );
-            assert_eq!(tracer_of(pid), 0, "{what}");
-            assert_code_restored(&target, &code_before, &what);
-            let report = process.host_dir().join("children.txt");
+            prepared.assert_detached_and_restored();
+            let report = prepared.process.host_dir().join("children.txt");
             send(pid, libc::SIGUSR1);
             let counts = wait_for_report(&report, Duration::from_secs(5)).unwrap_or_else(|| {
                 let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
@@ -138,11 +129,11 @@ fn children_forked_while_the_breakpoint_is_armed_do_not_inherit_it() {
                     .collect();
                 panic!(
                     "{what}: no report; threads: {tasks:#?}; stderr: {}",
-                    process.stderr()
+                    prepared.process.stderr()
                 )
             });
-            let ok = assert_forked_children_survived(&counts, &process, &what);
-            assert_alive_and_quiet(&mut process, &what);
+            let ok = assert_forked_children_survived(&counts, &prepared.process, &what);
+            assert_alive_and_quiet(&mut prepared.process, &what);
             eprintln!("ptrace {what}: {ok} children forked while attached, all exited normally");
         }
     }
@@ -158,17 +149,11 @@ fn a_program_replaced_during_the_attach_starts_clean() {
     for minor in ["3.8", "3.9", "3.10", "3.11"] {
         for python in manifest.of_minor(minor) {
             let what = format!("{} ptrace_execer.py", python.id);
-            let mut process = spawn_target(python, "ptrace_execer.py");
-            let pid = process.pid();
-            wait_until_main_blocks_in(pid, libc::SYS_futex as u32);
-            let target = Target::inspect(pid).unwrap();
-            let staging = StagingDir::marker(&target);
-            let request = InjectRequest {
-                target: &target,
-                staging: &staging,
-                deadline: Instant::now() + Duration::from_secs(3),
-            };
-            let result = PtraceInjector::new().inject(&request);
+            let process = spawn_parked_target(python, "ptrace_execer.py", libc::SYS_futex as u32);
+            let mut prepared = PreparedTarget::stage(process, what.clone());
+            let pid = prepared.pid();
+            let result = PtraceInjector::new()
+                .inject(&prepared.request(Instant::now() + Duration::from_secs(3)));
             assert!(
                 matches!(result, Err(AttachError::TargetExited { .. })),
                 "{what}: {result:?}"
@@ -180,9 +165,9 @@ fn a_program_replaced_during_the_attach_starts_clean() {
                 "{what}: the new program is not running"
             );
             // The new program runs on its own.
-            assert_running_untraced(&mut process, &what);
-            assert_eq!(process.stderr(), "", "{what}: errors were printed");
-            assert_eq!(marker_runs(&staging), 0, "{what}");
+            assert_running_untraced(&mut prepared.process, &what);
+            assert_eq!(prepared.process.stderr(), "", "{what}: errors were printed");
+            assert_eq!(prepared.marker_runs(), 0, "{what}");
         }
     }
 }
@@ -203,17 +188,12 @@ fn a_seccomp_filter_refusing_mmap_is_reported() {
         };
         for mode in ["errno", "trap"] {
             let what = format!("{} ptrace_seccomp.py {mode}", python.id);
-            let mut process = spawn_target_with(python, "ptrace_seccomp.py", &[mode], &[]);
-            let pid = process.pid();
-            let target = Target::inspect(pid).unwrap();
-            let code_before = patchable_code(&target);
-            let staging = StagingDir::marker(&target);
-            let request = InjectRequest {
-                target: &target,
-                staging: &staging,
-                deadline: Instant::now() + Duration::from_secs(5),
-            };
-            let err = PtraceInjector::new().inject(&request).unwrap_err();
+            let process = spawn_target_with(python, "ptrace_seccomp.py", &[mode], &[]);
+            let mut prepared = PreparedTarget::stage_saving_code(process, what.clone());
+            let pid = prepared.pid();
+            let err = PtraceInjector::new()
+                .inject(&prepared.request(Instant::now() + Duration::from_secs(5)))
+                .unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -225,13 +205,12 @@ fn a_seccomp_filter_refusing_mmap_is_reported() {
                 "{what}: {err}"
             );
             assert!(err.to_string().contains("seccomp"), "{what}: {err}");
-            assert_eq!(tracer_of(pid), 0, "{what}");
-            assert_code_restored(&target, &code_before, &what);
+            prepared.assert_detached_and_restored();
             std::thread::sleep(Duration::from_millis(200));
-            assert!(process.is_alive(), "{what}: the target died");
+            assert!(prepared.process.is_alive(), "{what}: the target died");
             assert!(keeps_working(pid), "{what}: the target stalled");
-            assert_eq!(process.stderr(), "", "{what}: the target printed errors");
-            assert_eq!(marker_runs(&staging), 0, "{what}");
+            prepared.assert_quiet();
+            assert_eq!(prepared.marker_runs(), 0, "{what}");
         }
     }
 }

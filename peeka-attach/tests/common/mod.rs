@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use peeka_attach::elf::ElfFile;
 use peeka_attach::procfs::MapEntry;
-use peeka_attach::{AgentFiles, BootstrapStatus, Staging, Target};
+use peeka_attach::{
+    AgentFiles, AttachError, BootstrapStatus, InjectRequest, Injector, Staging, Target, Timeline,
+};
 use peeka_testkit::{Interpreter, TargetProcess};
 
 /// The test agent: its entry function appends one line to `runs.txt` in
@@ -88,6 +90,183 @@ impl std::ops::Deref for StagingDir {
 impl Drop for StagingDir {
     fn drop(&mut self) {
         self.0.remove_all();
+    }
+}
+
+/// Starts target script `script` with `python` and waits until its main
+/// thread is parked in system call `number` (see
+/// [`wait_until_main_blocks_in`]).
+///
+/// # Panics
+/// As [`spawn_target`], or when the main thread never blocks there.
+pub(crate) fn spawn_parked_target(
+    python: &Interpreter,
+    script: &str,
+    number: u32,
+) -> TargetProcess {
+    let process = spawn_target(python, script);
+    wait_until_main_blocks_in(process.pid(), number);
+    process
+}
+
+/// Starts `sleeper.py` with `python` and `PYTHON_DISABLE_REMOTE_DEBUG=1`.
+///
+/// # Panics
+/// As [`spawn_target_with`].
+pub(crate) fn spawn_with_remote_debug_disabled(python: &Interpreter) -> TargetProcess {
+    spawn_target_with(
+        python,
+        "sleeper.py",
+        &[],
+        &[("PYTHON_DISABLE_REMOTE_DEBUG", "1")],
+    )
+}
+
+/// A started target ready for an injector: inspected, the marker agent
+/// staged for it and, when asked for, its patchable code saved. `what`
+/// names it in every failure message.
+pub(crate) struct PreparedTarget {
+    // Fields drop in this order: the staging directory is removed while
+    // the target still runs, as when these were locals of the test.
+    /// The staged marker agent (removed on drop).
+    pub(crate) staging: StagingDir,
+    /// The patchable code before the attach, if it was saved.
+    code_before: Option<Vec<(&'static str, u64, Vec<u8>)>>,
+    /// The inspected target.
+    pub(crate) target: Target,
+    /// The running target process.
+    pub(crate) process: TargetProcess,
+    /// How failure messages name this target.
+    pub(crate) what: String,
+}
+
+impl PreparedTarget {
+    /// Inspects the started `process` and stages the marker agent for it.
+    ///
+    /// # Panics
+    /// When the target cannot be inspected or staged for.
+    pub(crate) fn stage(process: TargetProcess, what: impl Into<String>) -> Self {
+        Self::prepare(process, what.into(), false)
+    }
+
+    /// As [`PreparedTarget::stage`], and saves the patchable code first,
+    /// for [`PreparedTarget::assert_code_restored`].
+    pub(crate) fn stage_saving_code(process: TargetProcess, what: impl Into<String>) -> Self {
+        Self::prepare(process, what.into(), true)
+    }
+
+    /// Starts `script` with `python`, waits until its main thread is parked
+    /// in system call `number` (see [`spawn_parked_target`]), then stages
+    /// as [`PreparedTarget::stage_saving_code`].
+    pub(crate) fn parked_saving_code(
+        python: &Interpreter,
+        script: &str,
+        number: u32,
+        what: impl Into<String>,
+    ) -> Self {
+        Self::stage_saving_code(spawn_parked_target(python, script, number), what)
+    }
+
+    fn prepare(process: TargetProcess, what: String, save_code: bool) -> Self {
+        let target = Target::inspect(process.pid()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let code_before = save_code.then(|| patchable_code(&target));
+        let staging = StagingDir::marker(&target);
+        Self {
+            staging,
+            code_before,
+            target,
+            process,
+            what,
+        }
+    }
+
+    /// The target's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// An inject request for this target and its staging, giving up at
+    /// `deadline`.
+    pub(crate) fn request(&self, deadline: Instant) -> InjectRequest<'_> {
+        InjectRequest {
+            target: &self.target,
+            staging: &self.staging,
+            deadline,
+        }
+    }
+
+    /// Runs `injector` with a deadline `within` from now; returns its
+    /// outcome and how long `inject()` took.
+    pub(crate) fn inject_timed(
+        &self,
+        injector: &impl Injector,
+        within: Duration,
+    ) -> (Result<Timeline, AttachError>, Duration) {
+        let started = Instant::now();
+        let result = injector.inject(&self.request(started + within));
+        (result, started.elapsed())
+    }
+
+    /// As [`PreparedTarget::inject_timed`] for an attach that must succeed
+    /// and be claimed by the bootstrap by the time `inject()` returns.
+    pub(crate) fn attach_claimed(
+        &self,
+        injector: &impl Injector,
+        within: Duration,
+    ) -> (Timeline, Duration) {
+        let what = &self.what;
+        let (result, took) = self.inject_timed(injector, within);
+        let timeline = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            self.staging.claimed(),
+            "{what}: inject returned before the bootstrap claimed the attach"
+        );
+        (timeline, took)
+    }
+
+    /// [`assert_loaded_exactly_once`] for this target's staging.
+    pub(crate) fn assert_loaded_exactly_once(&self, status_wait: Duration, settle: Duration) {
+        assert_loaded_exactly_once(&self.staging, status_wait, settle, &self.what);
+    }
+
+    /// How many times the marker agent ran for this target.
+    pub(crate) fn marker_runs(&self) -> usize {
+        marker_runs(&self.staging)
+    }
+
+    /// [`assert_code_restored`] against the code saved before the attach.
+    ///
+    /// # Panics
+    /// Also when the code was not saved (see
+    /// [`PreparedTarget::stage_saving_code`]).
+    pub(crate) fn assert_code_restored(&self) {
+        let before = self
+            .code_before
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: the code was not saved", self.what));
+        assert_code_restored(&self.target, before, &self.what);
+    }
+
+    /// After a failed attach: the target is traced by nobody and its
+    /// patchable code is back.
+    pub(crate) fn assert_detached_and_restored(&self) {
+        assert_eq!(
+            tracer_of(self.pid()),
+            0,
+            "{}: the target is still traced",
+            self.what
+        );
+        self.assert_code_restored();
+    }
+
+    /// The target printed nothing on stderr.
+    pub(crate) fn assert_quiet(&mut self) {
+        assert_eq!(
+            self.process.stderr(),
+            "",
+            "{}: the target printed errors",
+            self.what
+        );
     }
 }
 
