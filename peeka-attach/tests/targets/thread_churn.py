@@ -1,0 +1,13 @@
+# Test target: the main thread creates and joins a short-lived thread in a
+# tight loop (thread churn). Repeated ptrace attaches crash it today: see
+# docs/attach.md, "Limits"; kept for the fix.
+import threading, time
+def short():
+    x = 0
+    for i in range(1000):
+        x += i
+print("ready", flush=True)
+while True:
+    t = threading.Thread(target=short)
+    t.start()
+    t.join()
