@@ -214,3 +214,58 @@ fn a_seccomp_filter_refusing_mmap_is_reported() {
         }
     }
 }
+
+/// A target whose main thread creates and joins threads in a loop survives
+/// repeated attaches, each loading the agent exactly once. (A thread
+/// stopped inside `clone()` and then hijacked made `pthread_create` fail
+/// in a parent whose child was already running on the stack it freed:
+/// the target crashed about once in several hundred attaches.)
+/// `PEEKA_STRESS_ATTACHES` raises the count per interpreter (default 15).
+#[test]
+fn a_thread_churning_target_survives_repeated_attaches() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    let attaches: u32 = std::env::var("PEEKA_STRESS_ATTACHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(15);
+    // `require` is loud about a missing minor (and fails under CI).
+    let minors: Vec<&str> = ["3.8", "3.11", "3.12", "3.13"]
+        .into_iter()
+        .filter(|minor| manifest.require(minor).is_some())
+        .collect();
+    for python in minors.iter().flat_map(|minor| manifest.of_minor(minor)) {
+        let mut process = common::spawn_target(python, "thread_churn.py");
+        let pid = process.pid();
+        let mut took = Vec::new();
+        for round in 0..attaches {
+            let what = format!("{} thread_churn.py, attach {round}", python.id);
+            let target = peeka_attach::Target::inspect(pid)
+                .unwrap_or_else(|e| panic!("{what}: {e}; target stderr: {}", process.stderr()));
+            let staging = common::StagingDir::marker(&target);
+            let started = Instant::now();
+            let request = peeka_attach::InjectRequest {
+                target: &target,
+                staging: &staging,
+                deadline: started + Duration::from_secs(10),
+            };
+            PtraceInjector::new()
+                .inject(&request)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            took.push(started.elapsed());
+            common::assert_loaded_exactly_once(
+                &staging,
+                Duration::from_secs(5),
+                Duration::ZERO,
+                &what,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let what = format!("{} thread_churn.py", python.id);
+        assert_running_untraced(&mut process, &what);
+        assert_alive_and_quiet(&mut process, &what);
+        let (min, median, max) = common::min_median_max(took);
+        eprintln!("ptrace {what}: {attaches} attaches, min {min:?} median {median:?} max {max:?}");
+    }
+}

@@ -245,6 +245,12 @@ mod arch {
             self.words[RAX]
         }
 
+        /// The system call the thread made last (or is inside of), if any.
+        #[cfg(test)]
+        pub(crate) fn syscall_number(&self) -> Option<u64> {
+            self.in_syscall().then_some(self.words[ORIG_RAX])
+        }
+
         fn prepare(&mut self) {
             // Not inside a system call any more: the kernel must not
             // "restart" one on top of our code.

@@ -449,6 +449,28 @@ impl TracedThreads {
                             .map_err(|e| ptrace_error("geteventmsg", e))?;
                         let child = u32::try_from(child).unwrap_or(0);
                         self.adopt_child(child, event, keep_running);
+                        if !keep_running {
+                            // This stop is inside clone()/fork(): the system
+                            // call has not returned yet. Registers changed
+                            // here are overwritten by its return value on
+                            // resume, and registers restored from here would
+                            // make it return -ENOSYS to a parent whose child
+                            // exists (it would free the running child's
+                            // stack). Let the call finish and take the
+                            // interrupt stop that follows it instead.
+                            requests::cont(tid, 0).map_err(|e| ptrace_error("cont", e))?;
+                            match requests::interrupt(tid) {
+                                Ok(()) => {}
+                                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                                Err(e) => return Err(ptrace_error("interrupt", e)),
+                            }
+                            if let Some(tracee) = self.tracees.get_mut(&tid) {
+                                tracee.state = State::Stopping;
+                                tracee.in_signal_stop = false;
+                                tracee.current = None;
+                            }
+                            return Ok(None);
+                        }
                     }
                     // Interrupt stops, group stops, first stops of threads
                     // traced automatically. A group stop we end by resuming
@@ -842,5 +864,52 @@ mod live_tests {
         threads.detach_all().unwrap();
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// A thread reported stopped is never caught inside `clone()`: there,
+    /// registers we set would be overwritten by the call's result, and
+    /// registers we restore would make the call fail in a parent whose
+    /// child exists. The target creates threads in a loop, so many stops
+    /// land just after a `clone`; none may show it unfinished (`-ENOSYS`
+    /// in the result register, the value the kernel puts there on entry).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_thread_is_never_left_stopped_inside_clone() {
+        use crate::ptrace::registers::GeneralRegs;
+        use peeka_testkit::{Manifest, TargetProcess};
+        use std::path::Path;
+
+        let Some(manifest) = Manifest::load_or_skip() else {
+            return;
+        };
+        let Some(python) = manifest.require("3.12") else {
+            return;
+        };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/thread_churn.py");
+        let process = TargetProcess::spawn(python, &script, &[], &[]).unwrap();
+        let pid = process.pid();
+        let enosys = (-i64::from(libc::ENOSYS)) as u64;
+        let clones = [libc::SYS_clone as u64, libc::SYS_clone3 as u64];
+        let (mut after_clone, mut inside_clone) = (0, 0);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let threads = TracedThreads::stop_one(pid, pid, deadline).unwrap();
+            assert!(threads.is_stopped(pid));
+            let regs = GeneralRegs::read(pid).unwrap();
+            if regs.syscall_number().is_some_and(|n| clones.contains(&n)) {
+                after_clone += 1;
+                if regs.return_value() == enosys {
+                    inside_clone += 1;
+                }
+            }
+            threads.detach_all().unwrap();
+        }
+        eprintln!("{after_clone} stops right after clone(), {inside_clone} inside it");
+        assert_eq!(inside_clone, 0, "{after_clone} stops after clone()");
+        assert!(
+            after_clone > 0,
+            "the target never stopped right after clone()"
+        );
     }
 }

@@ -1,6 +1,5 @@
 # Test target: the main thread creates and joins a short-lived thread in a
-# tight loop (thread churn). Repeated ptrace attaches crash it today: see
-# docs/attach.md, "Limits"; kept for the fix.
+# tight loop (thread churn), so attaches often catch it inside clone().
 import threading, time
 def short():
     x = 0
