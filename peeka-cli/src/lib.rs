@@ -1,7 +1,45 @@
-//! Shared plumbing of Peeka's two binaries, `peeka-cli` (scriptable, JSON
-//! Lines on stdout) and `peeka` (a terminal UI).
+//! The command-line front ends of Peeka.
 //!
-//! The binaries will live here once the agent and the typed client in
-//! `peeka-core` exist; this crate only decides output formats and exit codes,
-//! everything else is in the library crates.
+//! - `peeka-cli`: the scriptable client. Every command prints JSON Lines on
+//!   stdout (one object per line with a `type` field: `status`, `success`,
+//!   `error`, `event`, `observation`, `result`; the schema is in
+//!   `docs/cli.md`), or with `--format text` a human-friendly rendering in
+//!   colour (honouring `NO_COLOR`). Exit codes are documented in
+//!   [`ExitCode`](exit_code::ExitCode) and `docs/cli.md`.
+//! - `peeka` (the terminal UI) arrives with issue 6.
+//!
+//! This crate is a thin layer over `peeka-core`'s typed client: it parses
+//! arguments, picks the target (`--pid`, or the process attached last,
+//! remembered per user), runs one command and decides output and exit code.
+//! Library users should depend on `peeka-core` instead.
 #![deny(missing_docs)]
+
+mod args;
+mod commands;
+mod error;
+pub mod exit_code;
+mod interrupt;
+mod output;
+mod remembered;
+mod session;
+mod text;
+
+pub use exit_code::ExitCode;
+
+/// Runs `peeka-cli` with the process's arguments and returns its exit code.
+pub fn run_peeka_cli() -> ExitCode {
+    use clap::Parser;
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Success
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    commands::run(cli)
+}

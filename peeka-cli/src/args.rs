@@ -1,0 +1,224 @@
+//! The command line of `peeka-cli` (option names follow the Python
+//! implementation of Peeka).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use peeka_attach::MethodChoice;
+
+use crate::exit_code::EXIT_CODES_HELP;
+
+/// Live diagnostics for a running CPython process: attach without a
+/// restart, watch functions, see stacks and call statistics, then leave the
+/// process exactly as it was.
+#[derive(Debug, Parser)]
+#[command(name = "peeka-cli", version, after_help = EXIT_CODES_HELP)]
+pub(crate) struct Cli {
+    /// Output format: JSON Lines (one object per line, for scripts) or text
+    /// (for people; colour unless NO_COLOR is set or stdout is not a terminal).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Jsonl)]
+    pub(crate) format: Format,
+    /// The command.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// Human-friendly text.
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Load the agent into a running Python process (remembered as the
+    /// target of later commands).
+    Attach(AttachArgs),
+    /// Watch calls of a function: arguments, result, exception, cost.
+    Watch(WatchArgs),
+    /// Show the call stack leading to a function each time it is called.
+    Stack(StackArgs),
+    /// Per-interval call statistics of a function.
+    Monitor(MonitorArgs),
+    /// Remove probes (all, or those whose pattern matches), or list them.
+    Reset(ResetArgs),
+    /// Remove every probe, stop the agent and delete its files.
+    Detach(TargetArgs),
+    /// Explain whether and how Peeka can attach to a process.
+    Doctor(DoctorArgs),
+}
+
+/// Which process a command talks to.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TargetArgs {
+    /// The target process (default: the one attached last by this user).
+    #[arg(long, value_name = "PID")]
+    pub(crate) pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// The process to attach to.
+    pub(crate) pid: u32,
+    /// How to get in: auto (pep768 on 3.14+, else ptrace, else gdb), pep768,
+    /// ptrace, gdb, lldb.
+    #[arg(long, default_value = "auto", value_parser = parse_method)]
+    pub(crate) method: MethodChoice,
+    /// Give up after this many seconds.
+    #[arg(long, default_value = "10", value_parser = parse_seconds, value_name = "SECONDS")]
+    pub(crate) timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The function: module.function or module.Class.method.
+    pub(crate) pattern: String,
+    /// Expansion depth of captured values (0-4; default 1).
+    #[arg(short = 'x', long = "depth", value_name = "N")]
+    pub(crate) depth: Option<u32>,
+    /// Stop after this many observations.
+    #[arg(short = 'n', long = "times", value_name = "N")]
+    pub(crate) times: Option<u64>,
+    /// Observe at entry.
+    #[arg(short = 'b', long)]
+    pub(crate) before: bool,
+    /// Observe exits by exception.
+    #[arg(short = 'e', long)]
+    pub(crate) exception: bool,
+    /// Observe normal returns.
+    #[arg(short = 's', long)]
+    pub(crate) success: bool,
+    /// Observe every exit (the default when no -b/-e/-s/-f is given).
+    #[arg(short = 'f', long)]
+    pub(crate) finish: bool,
+    /// Only calls for which this safe expression is true, e.g.
+    /// `cost > 10`, `params[0] == 'x'`, `target.user.id == 7`.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) condition: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StackArgs {
+    /// The function: module.function or module.Class.method.
+    pub(crate) pattern: String,
+    /// Caller frames to show (default 10, at most 64).
+    #[arg(long, value_name = "N")]
+    pub(crate) depth: Option<u32>,
+    /// Stop after this many observations.
+    #[arg(short = 'n', long = "times", value_name = "N")]
+    pub(crate) times: Option<u64>,
+    /// Only calls for which this safe expression is true.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) condition: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MonitorArgs {
+    /// The function: module.function or module.Class.method.
+    pub(crate) pattern: String,
+    /// Seconds per report.
+    #[arg(long, default_value = "60", value_parser = parse_seconds, value_name = "SECONDS")]
+    pub(crate) interval: Duration,
+    /// Stop after this many reports.
+    #[arg(short = 'c', long = "cycles", value_name = "N")]
+    pub(crate) cycles: Option<u64>,
+    /// Only count calls for which this safe expression is true.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) condition: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResetArgs {
+    /// Only probes whose pattern matches this glob (default: all).
+    pub(crate) pattern: Option<String>,
+    /// List the probes instead of removing them.
+    #[arg(long)]
+    pub(crate) list: bool,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// The process to examine.
+    pub(crate) pid: u32,
+}
+
+fn parse_method(text: &str) -> Result<MethodChoice, String> {
+    text.parse::<MethodChoice>().map_err(|e| e.to_string())
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 5 or 0.5)"))?;
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 {
+        return Err(format!(
+            "`{text}` is out of range: give a number of seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn watch_takes_the_python_implementation_options() {
+        let cli = Cli::try_parse_from([
+            "peeka-cli",
+            "watch",
+            "m.f",
+            "-x",
+            "2",
+            "-n",
+            "3",
+            "-b",
+            "-e",
+            "-s",
+            "-f",
+            "--condition",
+            "cost > 1",
+            "--pid",
+            "42",
+        ])
+        .unwrap();
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(
+            (w.depth, w.times, w.target.pid),
+            (Some(2), Some(3), Some(42))
+        );
+        assert!(w.before && w.exception && w.success && w.finish);
+        assert_eq!(w.condition.as_deref(), Some("cost > 1"));
+    }
+
+    #[test]
+    fn bad_numbers_are_refused_with_the_fix() {
+        let e = Cli::try_parse_from(["peeka-cli", "monitor", "m.f", "--interval", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("above 0"), "{e}");
+        let e = Cli::try_parse_from(["peeka-cli", "attach", "1", "--method", "dtrace"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dtrace"), "{e}");
+    }
+}

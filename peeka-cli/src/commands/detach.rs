@@ -1,0 +1,32 @@
+//! `detach [--pid PID]`.
+
+use peeka_core::client::Session;
+
+use crate::args::TargetArgs;
+use crate::error::CliError;
+use crate::exit_code::ExitCode;
+use crate::output::Output;
+use crate::remembered;
+use crate::session::target_pid;
+
+pub(crate) fn run(args: &TargetArgs, out: &Output) -> Result<ExitCode, CliError> {
+    let pid = target_pid(args)?;
+    let session = Session::connect(pid)?;
+    let outcome = session.detach()?;
+    remembered::forget(pid);
+    let data = serde_json::to_value(&outcome).unwrap_or_default();
+    out.success("detach", data, |p| {
+        format!(
+            "{} process {pid}: {} stream(s) ended, {} connection(s) closed, agent files {}",
+            p.good("detached from"),
+            outcome.streams_ended,
+            outcome.connections,
+            if outcome.directory_removed {
+                "removed"
+            } else {
+                "still being removed"
+            }
+        )
+    });
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,39 @@
+//! One module per command; [`run`] dispatches and turns the outcome into
+//! output and an exit code.
+
+mod attach;
+mod detach;
+mod doctor;
+mod probes;
+mod reset;
+mod stream;
+
+use crate::args::{Cli, Command};
+use crate::error::CliError;
+use crate::exit_code::ExitCode;
+use crate::output::Output;
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> ExitCode {
+    let out = Output::new(cli.format);
+    let (name, result) = match &cli.command {
+        Command::Attach(args) => ("attach", attach::run(args, &out)),
+        Command::Watch(args) => ("watch", probes::watch(args, &out)),
+        Command::Stack(args) => ("stack", probes::stack(args, &out)),
+        Command::Monitor(args) => ("monitor", probes::monitor(args, &out)),
+        Command::Reset(args) => ("reset", reset::run(args, &out)),
+        Command::Detach(args) => ("detach", detach::run(args, &out)),
+        Command::Doctor(args) => ("doctor", doctor::run(args, &out)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError {
+            message,
+            code,
+            exit,
+        }) => {
+            out.error(name, &message, code.as_deref(), exit.code());
+            exit
+        }
+    }
+}

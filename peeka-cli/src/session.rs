@@ -1,0 +1,95 @@
+//! Choosing the target and getting a session with its agent.
+
+use peeka_core::client::{AttachConfig, AttachReport, ClientError, Session};
+use serde_json::{json, Map, Value};
+
+use crate::args::TargetArgs;
+use crate::error::CliError;
+use crate::output::Output;
+use crate::remembered;
+
+/// The pid given with `--pid`, else the one remembered.
+pub(crate) fn target_pid(args: &TargetArgs) -> Result<u32, CliError> {
+    match args.pid {
+        Some(pid) => Ok(pid),
+        None => Ok(remembered::load()?),
+    }
+}
+
+/// An attach config whose progress goes to `out` as status lines.
+pub(crate) fn attach_config(out: &Output) -> AttachConfig {
+    let json = out.is_json();
+    let paint = out.paint;
+    AttachConfig::new().on_progress(move |progress| {
+        // The progress callback cannot borrow `out`: print through a fresh
+        // output of the same kind.
+        let mut extra = Map::new();
+        extra.insert(
+            "elapsed_ms".into(),
+            json!((progress.elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0),
+        );
+        let format = if json {
+            crate::args::Format::Jsonl
+        } else {
+            crate::args::Format::Text
+        };
+        let mut line = Output::new(format);
+        line.paint = paint;
+        line.status(progress.step, extra);
+    })
+}
+
+/// Connects to the agent of `pid`, attaching first (with the defaults) when
+/// none is running; the attach is announced on `out` and remembered.
+pub(crate) fn connect_or_attach(pid: u32, out: &Output) -> Result<Session, CliError> {
+    match Session::connect(pid) {
+        Ok(session) => Ok(session),
+        Err(ClientError::NotAttached { .. }) => {
+            let (session, report) = Session::attach(pid, &attach_config(out))?;
+            out.status(
+                &format!(
+                    "attached to process {pid} (Python {}) with {}",
+                    report.python,
+                    method_name(&report)
+                ),
+                Map::new(),
+            );
+            remembered::save(pid);
+            Ok(session)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The method that attached, or `reused`.
+pub(crate) fn method_name(report: &AttachReport) -> String {
+    match report.method {
+        Some(method) => method.to_string(),
+        None => "the agent already running (reused)".into(),
+    }
+}
+
+/// The attach report as JSON for the `attach` command's output.
+pub(crate) fn report_json(report: &AttachReport) -> Value {
+    let steps: Vec<Value> = report
+        .timeline
+        .steps
+        .iter()
+        .map(|s| json!({"step": s.name, "ms": (s.elapsed.as_secs_f64() * 1e4).round() / 10.0}))
+        .collect();
+    let skipped: Vec<Value> = report
+        .skipped
+        .iter()
+        .map(|(m, why)| json!({"method": m.to_string(), "why": why}))
+        .collect();
+    json!({
+        "pid": report.pid,
+        "method": report.method.map(|m| m.to_string()),
+        "reused": report.reused,
+        "python": report.python,
+        "socket": report.socket,
+        "private_dir": report.private_dir,
+        "timeline": steps,
+        "skipped": skipped,
+    })
+}
