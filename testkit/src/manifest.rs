@@ -227,10 +227,15 @@ impl Manifest {
     /// `"3.11-debian"` included), after reporting each supported minor that
     /// has no interpreter as [`require`](Self::require) does.
     ///
+    /// For quicker runs while developing, `PEEKA_ONLY=3.11,3.14` limits the
+    /// run to those interpreter ids; it is refused under
+    /// [`require_all`](crate::require_all) (CI runs everything).
+    ///
     /// # Panics
     ///
     /// When a supported minor is absent and
-    /// [`require_all`](crate::require_all) is set; and whenever `test` panics.
+    /// [`require_all`](crate::require_all) is set; when `PEEKA_ONLY` is set
+    /// under it; and whenever `test` panics.
     pub fn for_each_interpreter(&self, test: impl FnMut(&Interpreter)) {
         self.for_each_interpreter_with(require_all(), &mut stderr_banner(), test);
     }
@@ -244,8 +249,24 @@ impl Manifest {
         for minor in SUPPORTED_MINORS {
             let _ = self.require_with(minor, strict, banner);
         }
-        self.interpreters.iter().for_each(test);
+        let only = only_filter();
+        self.interpreters
+            .iter()
+            .filter(|python| only.as_ref().is_none_or(|ids| ids.contains(&python.id)))
+            .for_each(test);
     }
+}
+
+/// The interpreter ids of `PEEKA_ONLY`, if set.
+fn only_filter() -> Option<Vec<String>> {
+    let only = std::env::var("PEEKA_ONLY")
+        .ok()
+        .filter(|v| !v.trim().is_empty())?;
+    assert!(
+        !require_all(),
+        "PEEKA_ONLY={only} is for development runs; unset it (CI and PEEKA_REQUIRE_ALL_PYTHONS run every interpreter)"
+    );
+    Some(only.split(',').map(|id| id.trim().to_owned()).collect())
 }
 
 #[cfg(test)]
