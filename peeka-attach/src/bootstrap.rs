@@ -94,7 +94,15 @@ pub struct Staging {
 impl Staging {
     /// The directory for `target`, as the target sees it.
     pub fn target_dir_for(target: &Target) -> PathBuf {
-        PathBuf::from(format!("/tmp/peeka-{}", target.ns_pid))
+        Self::target_dir_for_ns_pid(target.ns_pid)
+    }
+
+    /// The directory of the process whose pid in its own pid namespace is
+    /// `ns_pid` (the last `NSpid` of `/proc/PID/status`), as that process
+    /// sees it. Clients that only look for a running agent use this to
+    /// avoid a full [`Target::inspect`].
+    pub fn target_dir_for_ns_pid(ns_pid: u32) -> PathBuf {
+        PathBuf::from(format!("/tmp/peeka-{ns_pid}"))
     }
 
     /// Creates (or reuses) the private directory and writes the bootstrap

@@ -19,5 +19,6 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod client;
 
 pub use peeka_protocol as protocol;

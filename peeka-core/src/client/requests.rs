@@ -1,0 +1,328 @@
+//! The parameters of the probe commands, as builders.
+//!
+//! Each type serializes to exactly the `params` object of
+//! `docs/commands.md`; options left unset are not sent, so the agent's
+//! defaults apply.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// `watch`: observe calls of the functions a pattern names (arguments,
+/// result or exception, cost).
+///
+/// ```
+/// use peeka_core::client::WatchRequest;
+///
+/// let request = WatchRequest::new("shop.cart.Cart.total")
+///     .exception(true)
+///     .success(true)
+///     .times(5)
+///     .depth(2)
+///     .condition("cost > 1");
+/// assert_eq!(
+///     serde_json::to_string(&request).unwrap(),
+///     r#"{"pattern":"shop.cart.Cart.total","exception":true,"success":true,"times":5,"depth":2,"condition":"cost > 1"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WatchRequest {
+    /// `module.function` or `module.Class.method`.
+    pub pattern: String,
+    /// Observe at entry (`-b`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub before: bool,
+    /// Observe exceptional exits (`-e`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub exception: bool,
+    /// Observe normal returns (`-s`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub success: bool,
+    /// Observe every exit (`-f`; the default when no flag is set).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub finish: bool,
+    /// End the stream after this many observations (`-n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    /// How deep values are expanded (`-x`, 1 to 4; agent default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+    /// Only observe calls for which this expression is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Longest rendered string, in characters (agent default 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_string: Option<u32>,
+    /// Most items rendered per collection (agent default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u32>,
+    /// Most bytes per observation (agent default 64 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u32>,
+}
+
+impl WatchRequest {
+    /// Watches `pattern` with the agent's defaults (every exit observed).
+    pub fn new(pattern: impl Into<String>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            before: false,
+            exception: false,
+            success: false,
+            finish: false,
+            times: None,
+            depth: None,
+            condition: None,
+            max_string: None,
+            max_items: None,
+            max_bytes: None,
+        }
+    }
+
+    /// Observe at entry (`-b`).
+    pub fn before(mut self, on: bool) -> Self {
+        self.before = on;
+        self
+    }
+
+    /// Observe exceptional exits (`-e`).
+    pub fn exception(mut self, on: bool) -> Self {
+        self.exception = on;
+        self
+    }
+
+    /// Observe normal returns (`-s`).
+    pub fn success(mut self, on: bool) -> Self {
+        self.success = on;
+        self
+    }
+
+    /// Observe every exit (`-f`).
+    pub fn finish(mut self, on: bool) -> Self {
+        self.finish = on;
+        self
+    }
+
+    /// End after `n` observations (`-n`).
+    pub fn times(mut self, n: u64) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    /// Expand values `depth` levels deep (`-x`).
+    pub fn depth(mut self, depth: u32) -> Self {
+        self.depth = Some(depth);
+        self
+    }
+
+    /// Only observe calls for which `expression` is true.
+    pub fn condition(mut self, expression: impl Into<String>) -> Self {
+        self.condition = Some(expression.into());
+        self
+    }
+
+    /// Longest rendered string, in characters.
+    pub fn max_string(mut self, chars: u32) -> Self {
+        self.max_string = Some(chars);
+        self
+    }
+
+    /// Most items rendered per collection.
+    pub fn max_items(mut self, items: u32) -> Self {
+        self.max_items = Some(items);
+        self
+    }
+
+    /// Most bytes per observation.
+    pub fn max_bytes(mut self, bytes: u32) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+}
+
+/// `stack`: the callers of each call of the functions a pattern names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StackRequest {
+    /// `module.function` or `module.Class.method`.
+    pub pattern: String,
+    /// Caller frames per observation (`--depth`, agent default 10, at most 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+    /// End the stream after this many observations (`-n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    /// Only observe calls for which this expression is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+impl StackRequest {
+    /// Stacks of `pattern` with the agent's defaults.
+    pub fn new(pattern: impl Into<String>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            depth: None,
+            times: None,
+            condition: None,
+        }
+    }
+
+    /// Caller frames per observation.
+    pub fn depth(mut self, frames: u32) -> Self {
+        self.depth = Some(frames);
+        self
+    }
+
+    /// End after `n` observations.
+    pub fn times(mut self, n: u64) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    /// Only observe calls for which `expression` is true.
+    pub fn condition(mut self, expression: impl Into<String>) -> Self {
+        self.condition = Some(expression.into());
+        self
+    }
+}
+
+fn serialize_seconds<S: Serializer>(
+    interval: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match interval {
+        Some(interval) => serializer.serialize_f64(interval.as_secs_f64()),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn deserialize_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    let seconds = Option::<f64>::deserialize(deserializer)?;
+    seconds
+        .map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// `monitor`: call statistics of the functions a pattern names, one report
+/// per function per interval.
+///
+/// ```
+/// use std::time::Duration;
+/// use peeka_core::client::MonitorRequest;
+///
+/// let request = MonitorRequest::new("shop.cart.Cart.total")
+///     .interval(Duration::from_millis(500))
+///     .cycles(2);
+/// assert_eq!(
+///     serde_json::to_string(&request).unwrap(),
+///     r#"{"pattern":"shop.cart.Cart.total","interval":0.5,"cycles":2}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MonitorRequest {
+    /// `module.function` or `module.Class.method`.
+    pub pattern: String,
+    /// Length of a cycle (agent default 60 s, at least 0.1 s); seconds on
+    /// the wire.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_seconds",
+        deserialize_with = "deserialize_seconds"
+    )]
+    pub interval: Option<Duration>,
+    /// End the stream after this many cycles (`-c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycles: Option<u64>,
+    /// Only count calls for which this expression is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+impl MonitorRequest {
+    /// Monitors `pattern` with the agent's defaults.
+    pub fn new(pattern: impl Into<String>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            interval: None,
+            cycles: None,
+            condition: None,
+        }
+    }
+
+    /// Length of a cycle.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = Some(interval);
+        self
+    }
+
+    /// End after `n` cycles.
+    pub fn cycles(mut self, n: u64) -> Self {
+        self.cycles = Some(n);
+        self
+    }
+
+    /// Only count calls for which `expression` is true.
+    pub fn condition(mut self, expression: impl Into<String>) -> Self {
+        self.condition = Some(expression.into());
+        self
+    }
+}
+
+/// `reset`: remove probes (of every client), or list them.
+///
+/// ```
+/// use peeka_core::client::ResetRequest;
+///
+/// assert_eq!(serde_json::to_string(&ResetRequest::all()).unwrap(), "{}");
+/// assert_eq!(
+///     serde_json::to_string(&ResetRequest::matching("shop.*")).unwrap(),
+///     r#"{"pattern":"shop.*"}"#
+/// );
+/// assert_eq!(serde_json::to_string(&ResetRequest::list()).unwrap(), r#"{"list":true}"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ResetRequest {
+    /// Remove only probes whose pattern matches this glob (all when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// List the probes instead of removing any.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub list: bool,
+}
+
+impl ResetRequest {
+    /// Remove every probe.
+    pub fn all() -> Self {
+        Self {
+            pattern: None,
+            list: false,
+        }
+    }
+
+    /// Remove the probes whose pattern matches `glob`.
+    pub fn matching(glob: impl Into<String>) -> Self {
+        Self {
+            pattern: Some(glob.into()),
+            list: false,
+        }
+    }
+
+    /// List the probes; remove nothing.
+    pub fn list() -> Self {
+        Self {
+            pattern: None,
+            list: true,
+        }
+    }
+}
