@@ -1,12 +1,12 @@
 //! `reset [PATTERN] [--list] [--pid PID]`.
 
-use peeka_core::client::{ProbeInfo, ResetRequest};
+use peeka_core::client::{ProbeInfo, ResetRequest, Session};
 
 use crate::args::ResetArgs;
 use crate::error::CliError;
 use crate::exit_code::ExitCode;
 use crate::output::Output;
-use crate::session::{connect_or_attach, target_pid};
+use crate::session::target_pid;
 use crate::text::Painter;
 
 fn probe_lines(p: &Painter, probes: &[ProbeInfo]) -> String {
@@ -33,7 +33,8 @@ fn probe_lines(p: &Painter, probes: &[ProbeInfo]) -> String {
 
 pub(crate) fn run(args: &ResetArgs, out: &Output) -> Result<ExitCode, CliError> {
     let pid = target_pid(&args.target)?;
-    let session = connect_or_attach(pid, out)?;
+    // Without an agent there is no probe: never attach just to reset.
+    let session = Session::connect(pid)?;
     let request = match (&args.pattern, args.list) {
         (_, true) => ResetRequest::list(),
         (Some(pattern), false) => ResetRequest::matching(pattern.clone()),

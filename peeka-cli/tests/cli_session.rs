@@ -1,0 +1,355 @@
+//! End to end through the real `peeka-cli` binary, on every interpreter of
+//! the manifest: attach, watch (every location flag, -n, -x, conditions),
+//! stack, monitor, reset, detach; then the target, asked about itself, has
+//! nothing of ours left.
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{private_dir, report, run, spawn_shop, state_dir, Run, Streaming};
+use peeka_testkit::{Interpreter, Manifest};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn ok(run: &Run, what: &str) {
+    assert_eq!(
+        run.code, 0,
+        "{what}: {:#?}\nstderr: {}",
+        run.lines, run.stderr
+    );
+}
+
+fn watch(state: &std::path::Path, pid: &str, extra: &[&str], what: &str) -> Run {
+    let mut args = vec!["watch", "--pid", pid];
+    args.extend_from_slice(extra);
+    let run = run(state, &args, LIMIT);
+    ok(&run, what);
+    let end = run
+        .event("stream_end")
+        .unwrap_or_else(|| panic!("{what}: no stream_end"));
+    assert_eq!(end["data"]["reason"], "count_reached", "{what}");
+    run
+}
+
+fn locations(run: &Run) -> Vec<String> {
+    run.observations()
+        .iter()
+        .map(|o| o["location"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn session(python: &Interpreter) {
+    let id = &python.id;
+    let state = state_dir(&format!("session-{id}"));
+    let mut target = spawn_shop(python);
+    let before = report(&target);
+    let pid_text = target.pid().to_string();
+    let pid = pid_text.as_str();
+
+    // attach (remembered), then a second attach reuses the agent.
+    let attached = run(&state, &["attach", pid], LIMIT);
+    ok(&attached, &format!("{id} attach"));
+    let data = &attached.last()["data"];
+    assert_eq!(data["reused"], false, "{id}: {data}");
+    assert!(data["method"].is_string(), "{id}: {data}");
+    let again = run(&state, &["attach", pid], LIMIT);
+    ok(&again, &format!("{id} attach again"));
+    assert_eq!(again.last()["data"]["reused"], true, "{id}");
+
+    // -f (the default): returns and exceptions, with their values.
+    let finish = watch(
+        &state,
+        pid,
+        &["__main__.checkout", "-n", "6"],
+        &format!("{id} watch -f"),
+    );
+    let observations = finish.observations();
+    assert_eq!(observations.len(), 6, "{id}");
+    for o in &observations {
+        assert_eq!(o["func_name"], "__main__.checkout", "{id}: {o}");
+        match o["location"].as_str() {
+            Some("AtExit") => {
+                assert!(o["returnObj"] == 30 || o["returnObj"] == 25, "{id}: {o}");
+                assert_eq!(o["success"], true, "{id}: {o}");
+            }
+            Some("AtExceptionExit") => {
+                let thrown = o["throwExp"].as_str().unwrap_or("");
+                assert!(thrown.contains("coupon BAD is not valid"), "{id}: {o}");
+                assert_eq!(o["success"], false, "{id}: {o}");
+            }
+            _ => panic!("{id}: unexpected location in {o}"),
+        }
+        assert!(o["cost"].as_f64().is_some_and(|c| c >= 0.0), "{id}: {o}");
+        assert_eq!(o["thread_name"], "MainThread", "{id}: {o}");
+    }
+    // Other watch fields of the Python implementation are all there.
+    for field in ["params", "kwargs", "target", "timestamp", "thread_id"] {
+        assert!(observations[0].get(field).is_some(), "{id}: no {field}");
+    }
+    // The started event names the probed function.
+    let started = finish.event("started").unwrap();
+    assert_eq!(
+        started["data"]["matched"][0]["name"], "__main__.checkout",
+        "{id}"
+    );
+
+    // -b: entries, no result yet.
+    let before_run = watch(
+        &state,
+        pid,
+        &["__main__.checkout", "-b", "-n", "2"],
+        &format!("{id} -b"),
+    );
+    assert_eq!(locations(&before_run), ["AtEnter", "AtEnter"], "{id}");
+    assert!(before_run.observations()[0]["returnObj"].is_null(), "{id}");
+    // -e: only exceptions.
+    let exceptions = watch(
+        &state,
+        pid,
+        &["__main__.checkout", "-e", "-n", "2"],
+        &format!("{id} -e"),
+    );
+    assert_eq!(
+        locations(&exceptions),
+        ["AtExceptionExit", "AtExceptionExit"],
+        "{id}"
+    );
+    // -s: only returns.
+    let successes = watch(
+        &state,
+        pid,
+        &["__main__.checkout", "-s", "-n", "2"],
+        &format!("{id} -s"),
+    );
+    assert_eq!(locations(&successes), ["AtExit", "AtExit"], "{id}");
+
+    // -x: expansion depth of captured values.
+    let shallow = watch(
+        &state,
+        pid,
+        &["__main__.checkout", "-s", "-n", "1", "-x", "0"],
+        &format!("{id} -x 0"),
+    );
+    let deep = watch(
+        &state,
+        pid,
+        &["__main__.checkout", "-s", "-n", "1", "-x", "3"],
+        &format!("{id} -x 3"),
+    );
+    let cart_shallow = &shallow.observations()[0]["params"][0];
+    let cart_deep = &deep.observations()[0]["params"][0];
+    assert!(
+        cart_shallow.is_string(),
+        "{id}: -x 0 expanded {cart_shallow}"
+    );
+    assert_eq!(cart_deep["owner"]["id"], 7, "{id}: -x 3 gave {cart_deep}");
+
+    // A true condition navigating attributes; its observations all match.
+    let coupon = watch(
+        &state,
+        pid,
+        &[
+            "__main__.checkout",
+            "-n",
+            "2",
+            "--condition",
+            "params[0].owner.id == 7 and 'coupon' in kwargs and kwargs['coupon'] == 'SAVE'",
+        ],
+        &format!("{id} true condition"),
+    );
+    for o in coupon.observations() {
+        assert_eq!(o["returnObj"], 25, "{id}: {o}");
+    }
+    // A false condition: nothing, and Ctrl-C ends the stream cleanly.
+    let mut never = Streaming::start(
+        &state,
+        &[
+            "watch",
+            "--pid",
+            pid,
+            "__main__.checkout",
+            "--condition",
+            "cost < 0",
+        ],
+    );
+    assert!(
+        never.wait_for(LIMIT, |l| l["event"] == "started").is_some(),
+        "{id}: no start"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    never.signal(libc::SIGINT);
+    assert_eq!(
+        never.exit_code(Duration::from_secs(10)),
+        Some(0),
+        "{id}: Ctrl-C exit code"
+    );
+    let lines = never.lines().to_vec();
+    assert!(
+        !lines.iter().any(|l| l["type"] == "observation"),
+        "{id}: {lines:?}"
+    );
+    let end = lines.iter().find(|l| l["event"] == "stream_end").unwrap();
+    assert_eq!(end["data"]["reason"], "interrupted", "{id}");
+    // An invalid condition is refused before any probe, with its position.
+    let invalid = run(
+        &state,
+        &[
+            "watch",
+            "--pid",
+            pid,
+            "__main__.checkout",
+            "--condition",
+            "params[0] +",
+        ],
+        LIMIT,
+    );
+    assert_eq!(invalid.code, 1, "{id}: {:?}", invalid.lines);
+    assert_eq!(invalid.last()["code"], "invalid_expression", "{id}");
+    // A pattern that matches nothing lists close matches.
+    let missing = run(&state, &["watch", "--pid", pid, "__main__.chekout"], LIMIT);
+    assert_eq!(missing.code, 1, "{id}: {:?}", missing.lines);
+    assert_eq!(missing.last()["code"], "not_found", "{id}");
+    assert!(
+        missing.last()["error"]
+            .as_str()
+            .unwrap()
+            .contains("__main__.checkout"),
+        "{id}"
+    );
+
+    // Hostile values: placeholders in the observation, the target unharmed.
+    let hostile = watch(
+        &state,
+        pid,
+        &["__main__.handle_hostile", "-n", "1", "-x", "4"],
+        &format!("{id} hostile"),
+    );
+    let observation = &hostile.observations()[0];
+    assert_eq!(observation["returnObj"], 6, "{id}");
+    let rendered = observation["params"].to_string();
+    assert!(
+        rendered.contains("repr failed") || rendered.contains("RuntimeError"),
+        "{id}: {rendered:.300}"
+    );
+    assert!(rendered.len() < 70_000, "{id}: {} bytes", rendered.len());
+
+    // stack: the callers of Cart.total, innermost first.
+    let stack = run(
+        &state,
+        &["stack", "--pid", pid, "__main__.Cart.total", "-n", "1"],
+        LIMIT,
+    );
+    ok(&stack, &format!("{id} stack"));
+    let frames = &stack.observations()[0]["stack"];
+    assert_eq!(frames[0]["function"], "checkout", "{id}: {frames}");
+    assert_eq!(frames[1]["function"], "<module>", "{id}: {frames}");
+
+    // monitor: two cycles, with the known failures.
+    let monitor = run(
+        &state,
+        &[
+            "monitor",
+            "--pid",
+            pid,
+            "__main__.checkout",
+            "--interval",
+            "0.5",
+            "-c",
+            "2",
+        ],
+        LIMIT,
+    );
+    ok(&monitor, &format!("{id} monitor"));
+    let reports = monitor.observations();
+    assert_eq!(reports.len(), 2, "{id}: {reports:?}");
+    for r in &reports {
+        let total = r["total"].as_u64().unwrap();
+        assert!(total > 0, "{id}: {r}");
+        assert_eq!(
+            total,
+            r["success"].as_u64().unwrap() + r["fail"].as_u64().unwrap(),
+            "{id}: {r}"
+        );
+        assert!(r["fail"].as_u64().unwrap() > 0, "{id}: {r}");
+        assert!(
+            r["rt_p99"].as_f64().unwrap() >= r["rt_p50"].as_f64().unwrap(),
+            "{id}: {r}"
+        );
+    }
+
+    // reset: a running watch is listed, then removed; its client ends.
+    let mut running = Streaming::start(&state, &["watch", "--pid", pid, "__main__.checkout"]);
+    assert!(
+        running.observations(1, LIMIT) == 1,
+        "{id}: the watch never observed"
+    );
+    let listed = run(&state, &["reset", "--list"], LIMIT);
+    ok(&listed, &format!("{id} reset --list"));
+    assert_eq!(
+        listed.last()["data"]["probes"].as_array().unwrap().len(),
+        1,
+        "{id}: {:?}",
+        listed.lines
+    );
+    let reset = run(&state, &["reset"], LIMIT);
+    ok(&reset, &format!("{id} reset"));
+    assert_eq!(reset.last()["data"]["removed"], 1, "{id}");
+    assert_eq!(
+        running.exit_code(Duration::from_secs(5)),
+        Some(0),
+        "{id}: watch after reset"
+    );
+    let end = running
+        .lines()
+        .iter()
+        .find(|l| l["event"] == "stream_end")
+        .cloned()
+        .unwrap();
+    assert_eq!(end["data"]["reason"], "reset", "{id}");
+
+    // detach (the remembered target), then nothing of ours is left.
+    let detached = run(&state, &["detach"], LIMIT);
+    ok(&detached, &format!("{id} detach"));
+    let after = report(&target);
+    assert_eq!(
+        after["codes_same"],
+        serde_json::json!([true, true, true, true]),
+        "{id}"
+    );
+    assert_eq!(
+        after["functions_same"],
+        serde_json::json!([true, true, true, true]),
+        "{id}"
+    );
+    assert_eq!(
+        after["tool_ids"], before["tool_ids"],
+        "{id}: a monitoring tool id is still taken"
+    );
+    assert_eq!(after["threads"], before["threads"], "{id}: threads left");
+    assert_eq!(after["modules"], Value::Array(vec![]), "{id}: modules left");
+    assert_eq!(
+        after["errors"],
+        Value::Array(vec![]),
+        "{id}: the target's results changed"
+    );
+    assert_eq!(after["hostile_results"], serde_json::json!([6]), "{id}");
+    let dir = private_dir(python, &target);
+    assert!(!dir.exists(), "{id}: {} is still there", dir.display());
+    assert!(target.is_alive(), "{id}: the target died");
+    assert_eq!(target.stderr(), "", "{id}: the target printed errors");
+    // With the agent gone, the remembered target is forgotten.
+    let gone = run(&state, &["reset", "--list"], LIMIT);
+    assert_eq!(gone.code, 3, "{id}: {:?}", gone.lines);
+    eprintln!("{id}: the whole session passed");
+}
+
+#[test]
+fn the_whole_session_on_every_interpreter() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    manifest.for_each_interpreter(session);
+}
