@@ -33,6 +33,10 @@ before :func:`start`).
 import threading
 
 from . import builtin_commands  # noqa: F401 - registers ping, info, detach
+from . import monitor_command  # noqa: F401 - registers monitor
+from . import reset_command  # noqa: F401 - registers reset
+from . import stack_command  # noqa: F401 - registers stack
+from . import watch_command  # noqa: F401 - registers watch
 from .agent_threads import agent_native_ids, agent_thread_idents, is_agent_thread
 from .commands import CommandError, RequestContext, register_command
 from .server import Agent, AgentStartError

@@ -72,8 +72,9 @@ Interface
 ``Capturer(limits)`` holds the limits and caches; create it once per probe.
 
 - ``capturer.capture(value)``: one value, with its own byte budget;
-- ``capturer.capture_call(args, kwargs, names=None)``: ``(params, kwargs)``
-  for an observation, one budget shared by all arguments; ``names`` (the
+- ``capturer.capture_call(args, kwargs, names=None, budget=None)``:
+  ``(params, kwargs)`` for an observation, one budget shared by all
+  arguments (and with other values, given ``budget``); ``names`` (the
   positional parameter names) enables redaction of positional secrets;
 - ``capturer.capture_fields({"target": obj, "returnObj": value, ...})``: a
   dict of named values sharing one budget (names are checked for secrets);
@@ -410,13 +411,15 @@ class Capturer(object):
         except BaseException as exc:
             return "<capture failed: %s>" % _exception_text(exc)
 
-    def capture_call(self, args, kwargs, names=None):
+    def capture_call(self, args, kwargs, names=None, budget=None):
         """``(params, kwargs)`` of a call as JSON data, sharing one budget.
 
         ``names``, when given, are the positional parameters' names (from the
-        code object), used for redaction of positional secrets.
+        code object), used for redaction of positional secrets. ``budget``
+        (from :meth:`budget`) lets other values of the observation share it.
         """
-        budget = Budget(self.limits.max_bytes)
+        if budget is None:
+            budget = Budget(self.limits.max_bytes)
         render = self._render
         try:
             if names is None or not self.limits.redact:

@@ -1,0 +1,150 @@
+"""``monitor``: per-interval call statistics of functions.
+
+params: ``{"pattern", "interval", "cycles", "condition"}``; ``interval``
+in seconds (default 60, at least 0.1), ``cycles`` ends the stream with
+``count_reached`` after that many reports. One observation per function
+per cycle (see docs/commands.md for its fields); a cycle without calls
+reports zeros.
+
+On the target's threads a call costs a lock-protected update of the
+function's current :class:`~peeka_agent.latency_histogram.LatencyHistogram`
+(counts, sum, min, max, one bucket); the arguments are not even read unless
+the condition needs them. The histograms are swapped for fresh ones at each
+cycle by a timer thread (``peeka-work-monitor-<stream>``) that reports and
+sleeps until the next cycle; it wakes up at once when the stream ends for
+any reason (cancel, reset, disconnect, detach: detach ends every stream
+first), so it never outlives its stream by more than a report.
+"""
+
+import threading
+import time
+
+from .commands import register_command
+from .latency_histogram import LatencyHistogram
+from .probes import Handler, compile_optional_condition, install_probe
+
+DEFAULT_INTERVAL = 60.0
+MIN_INTERVAL = 0.1
+
+_NEEDS_ARGS = frozenset(("params", "kwargs", "target"))
+
+
+def handle_monitor(ctx):
+    """``monitor``: installs the probe, starts the timer, answers with the stream."""
+    ctx.check_params(("pattern", "interval", "cycles", "condition"))
+    pattern = ctx.param("pattern", str, required=True)
+    interval = float(
+        ctx.param("interval", float, default=DEFAULT_INTERVAL, minimum=MIN_INTERVAL, maximum=86400)
+    )
+    cycles = ctx.param("cycles", int, minimum=1)
+    condition = compile_optional_condition(ctx)
+    lock = threading.Lock()
+    boxes = []  # (name, [histogram]) per function
+
+    def make_handler(probe, target):
+        box = [LatencyHistogram()]
+        boxes.append((target.name, box))
+        return make_monitor_handler(probe, target, box, lock, condition)
+
+    probe, data = install_probe(
+        ctx, pattern, make_handler, labels={"interval": interval, "cycles": cycles}
+    )
+    stream = probe.stream
+    wake = threading.Event()
+    stream.on_close(wake.set)
+    ctx.agent.spawn(
+        "monitor-%d" % stream.id, run_timer, ctx.agent, stream, boxes, lock, interval, cycles, wake
+    )
+    data["interval"] = interval
+    return data
+
+
+def make_monitor_handler(probe, target, box, lock, condition):
+    """The :class:`~peeka_agent.probes.Handler` of one monitored function."""
+    test = condition.test if condition is not None else None
+    needs_args = condition is not None and bool(condition.uses & _NEEDS_ARGS)
+    is_method = target.is_method
+    fail = probe.fail
+
+    if test is None:
+
+        def leave(args, kwargs, ident, t0, t1, result, exc):
+            try:
+                with lock:
+                    box[0].add(t1 - t0, exc is None)
+            except BaseException as error:
+                fail(error)
+
+    else:
+
+        def leave(args, kwargs, ident, t0, t1, result, exc):
+            try:
+                self_value = None
+                params = args or ()
+                if is_method and args:
+                    self_value, params = args[0], args[1:]
+                cost = t1 - t0
+                if not test((params, kwargs or {}, self_value, result, exc, cost * 1000.0)):
+                    return
+                with lock:
+                    box[0].add(cost, exc is None)
+            except BaseException as error:
+                fail(error)
+
+    return Handler(probe, target, exit=leave, needs_args=needs_args)
+
+
+def report(name, cycle, histogram, when):
+    """The observation of one function for one cycle."""
+    count = histogram.count
+    ms = 1000.0
+
+    def rounded(seconds):
+        return round(seconds * ms, 6)
+
+    return {
+        "func_name": name,
+        "cycle": cycle,
+        "timestamp": round(when, 3),
+        "total": count,
+        "success": count - histogram.failures,
+        "fail": histogram.failures,
+        "fail_rate": round(histogram.failures / float(count), 6) if count else 0.0,
+        "rt_avg": rounded(histogram.total / count) if count else 0.0,
+        "rt_min": rounded(histogram.minimum) if count else 0.0,
+        "rt_max": rounded(histogram.maximum) if count else 0.0,
+        "rt_p50": rounded(histogram.percentile(0.50)),
+        "rt_p95": rounded(histogram.percentile(0.95)),
+        "rt_p99": rounded(histogram.percentile(0.99)),
+    }
+
+
+def run_timer(agent, stream, boxes, lock, interval, cycles, wake):
+    """The timer thread: one report per function per cycle until the stream ends."""
+    labels = stream.labels
+    cycle = 0
+    deadline = time.monotonic() + interval
+    while not stream.closed and not agent.stopping.is_set():
+        if wake.wait(max(0.0, deadline - time.monotonic())):
+            return
+        deadline += interval
+        cycle += 1
+        swapped = []
+        with lock:
+            for name, box in boxes:
+                swapped.append((name, box[0]))
+                box[0] = LatencyHistogram()
+        now = time.time()
+        calls = 0
+        for name, histogram in swapped:
+            calls += histogram.count
+            if stream.emit(report(name, cycle, histogram, now)):
+                labels["observations"] = labels.get("observations", 0) + 1
+        labels["calls"] = labels.get("calls", 0) + calls
+        labels["cycle"] = cycle
+        if cycles is not None and cycle >= cycles:
+            stream.end("count_reached")
+            return
+
+
+register_command("monitor", handle_monitor)

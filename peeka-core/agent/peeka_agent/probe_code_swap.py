@@ -1,0 +1,439 @@
+"""The probe backend of CPython 3.8-3.11: swapping a function's ``__code__``.
+
+How it works
+------------
+For a probed function ``f`` whose code object is ``C``:
+
+1. A hidden *clone* is made: ``FunctionType(C, f.__globals__, name,
+   f.__defaults__, f.__closure__)`` with a copy of ``f.__kwdefaults__``.
+   It shares ``f``'s globals and closure cells, so the body behaves exactly
+   as before (``nonlocal`` writes, zero-argument ``super()``).
+2. A *wrapper* code object ``W`` is compiled from generated source with
+   exactly ``C``'s parameters (names, positional-only, keyword-only,
+   ``*args``, ``**kwargs``; no defaults: the function object's own
+   ``__defaults__``/``__kwdefaults__`` apply, as they did to ``C``, so
+   changing them later still works) and exactly ``C``'s ``co_freevars``
+   (so that ``f.__code__ = W`` is accepted). ``W``'s body hands the bound
+   arguments to a hook object reached through ``W.co_consts`` (the
+   compiled placeholder constant is replaced with ``code.replace``): no
+   name is added to the module's globals, and ``W`` reads no global at
+   all. ``W`` keeps ``C``'s name, qualified name, file and first line, and
+   its kind: an ``async def`` for a coroutine function, a generator for a
+   generator function, an async generator for one, so
+   ``inspect.iscoroutinefunction`` and friends keep their answers.
+3. ``f.__code__ = W``. Every call of ``f``, through any reference taken
+   before (``from mod import f``, callbacks in dicts, bound methods), runs
+   ``W``, which calls the hook's dispatch closure, which times the call of
+   the clone and calls the probes' handlers (see :mod:`.probes`).
+4. When the last probe of ``f`` goes, ``f.__code__ = C``: the original
+   code object, the same identity. The hook is then set to call the clone
+   directly, so a wrapper still running (or a copy of ``W`` someone made)
+   stays correct.
+
+Several probes on one function share one wrapper; the dispatch closure is
+rebuilt (and swapped atomically on the hook) when probes come and go.
+
+What this backend cannot see
+----------------------------
+- Calls that do not go through the function object: code objects executed
+  directly (``exec(f.__code__)``), other function objects built from the
+  same code object (every closure made by one ``def`` has its own function
+  object: only the one the pattern named is probed).
+- Frames already running when the probe is installed (a loop inside ``f``
+  that never returns, a suspended generator or coroutine: its current
+  activation is not observed, later ones are).
+- Functions whose ``__code__`` is replaced by someone else while probed (the
+  probe then sees nothing; on removal that code is left in place).
+
+Costs and visible differences while probed: each call runs two extra
+Python frames (the wrapper and the dispatch closure; they appear in
+tracebacks and count toward the recursion limit), and ``f.__code__`` is
+the wrapper (``co_varnames``, ``co_consts`` differ from the original).
+"""
+
+import threading
+import time
+import types
+
+from . import agent_threads
+from .commands import CommandError
+from .patterns import KIND_ASYNC_GENERATOR, KIND_COROUTINE, KIND_FUNCTION, KIND_GENERATOR
+from .probes import ArgumentLayout
+from .wire import ErrorCode
+
+_PLACEHOLDER = "__peeka_probe_hook_placeholder__"
+
+
+class _Hook(object):
+    """What a wrapper code object reaches through its constants."""
+
+    __slots__ = ("call", "open", "close", "stop_async")
+
+    def __init__(self):
+        self.call = None
+        self.open = None
+        self.close = None
+        self.stop_async = StopAsyncIteration
+
+
+#: Codes of the backend's own frames (hidden from ``stack``).
+hidden_codes = set()
+
+
+def _unique(name, taken):
+    while name in taken:
+        name += "_"
+    return name
+
+
+def wrapper_source(code, kind):
+    """Python source of the wrapper for ``code`` (a def named ``_peeka_wrapper``)."""
+    layout = ArgumentLayout(code)
+    positional = layout.positional
+    posonly = code.co_posonlyargcount
+    signature = list(positional[:posonly])
+    if posonly:
+        signature.append("/")
+    signature.extend(positional[posonly:])
+    if layout.varargs:
+        signature.append("*" + layout.varargs)
+    elif layout.keyword_only:
+        signature.append("*")
+    signature.extend(layout.keyword_only)
+    if layout.varkw:
+        signature.append("**" + layout.varkw)
+    elements = list(positional) + (["*" + layout.varargs] if layout.varargs else [])
+    args = "(%s,)" % ", ".join(elements) if elements else "()"
+    items = ["%r: %s" % (name, name) for name in layout.keyword_only]
+    if layout.varkw:
+        items.append("**" + layout.varkw)
+    kwargs = "{%s}" % ", ".join(items)
+    hook = repr(_PLACEHOLDER)
+    taken = set(code.co_varnames) | set(code.co_freevars)
+    free = list(code.co_freevars)
+    lines = []
+    outer = _unique("_peeka_outer", taken)
+    lines.append("def %s():" % outer)
+    if free:
+        lines.append("    %s = None" % " = ".join(free))
+    header = "def _peeka_wrapper(%s):" % ", ".join(signature)
+    if kind == KIND_FUNCTION:
+        body = ["return %s.call(%s, %s)" % (hook, args, kwargs)]
+    elif kind == KIND_GENERATOR:
+        body = ["return (yield from %s.call(%s, %s))" % (hook, args, kwargs)]
+    elif kind == KIND_COROUTINE:
+        header = "async " + header
+        body = ["return await %s.call(%s, %s)" % (hook, args, kwargs)]
+    elif kind == KIND_ASYNC_GENERATOR:
+        header = "async " + header
+        gen, state, value, sent, error = (
+            _unique("_peeka_" + name, taken) for name in ("gen", "state", "value", "sent", "error")
+        )
+        body = [
+            "%s, %s = %s.open(%s, %s)" % (gen, state, hook, args, kwargs),
+            "try:",
+            "    %s = await %s.__anext__()" % (value, gen),
+            "    while True:",
+            "        try:",
+            "            %s = yield %s" % (sent, value),
+            "        except GeneratorExit:",
+            "            raise",
+            "        except BaseException as %s:" % error,
+            "            %s = await %s.athrow(%s)" % (value, gen, error),
+            "        else:",
+            "            if %s is None:" % sent,
+            "                %s = await %s.__anext__()" % (value, gen),
+            "            else:",
+            "                %s = await %s.asend(%s)" % (value, gen, sent),
+            "except %s.stop_async:" % hook,
+            "    %s.close(%s, None)" % (hook, state),
+            "except GeneratorExit as %s:" % error,
+            "    %s.close(%s, %s)" % (hook, state, error),
+            "    await %s.aclose()" % gen,
+            "    raise",
+            "except BaseException as %s:" % error,
+            "    %s.close(%s, %s)" % (hook, state, error),
+            "    raise",
+        ]
+    else:
+        raise ValueError("unknown function kind %r" % (kind,))
+    lines.append("    " + header)
+    lines.extend("        " + line for line in body)
+    if free:
+        # Never runs; makes the outer names free variables of the wrapper.
+        lines.append("        if False:")
+        lines.append("            (%s,)" % ", ".join(free))
+    lines.append("    return _peeka_wrapper")
+    return "\n".join(lines) + "\n"
+
+
+def make_wrapper_code(code, kind, hook):
+    """The wrapper code object for ``code``, its hook constant set to ``hook``."""
+    source = wrapper_source(code, kind)
+    module = compile(source, code.co_filename, "exec", dont_inherit=True)
+    outer = [c for c in module.co_consts if isinstance(c, types.CodeType)][0]
+    wrapper = [c for c in outer.co_consts if isinstance(c, types.CodeType)][0]
+    if wrapper.co_freevars != code.co_freevars:
+        raise ValueError(
+            "the wrapper's free variables %r differ from %r"
+            % (wrapper.co_freevars, code.co_freevars)
+        )
+    consts = tuple(
+        hook if (type(const) is str and const == _PLACEHOLDER) else const
+        for const in wrapper.co_consts
+    )
+    changes = {
+        "co_consts": consts,
+        "co_name": code.co_name,
+        "co_firstlineno": code.co_firstlineno,
+    }
+    if hasattr(code, "co_qualname"):
+        changes["co_qualname"] = code.co_qualname
+    return wrapper.replace(**changes)
+
+
+class _Errors(object):
+    """Counts exceptions that escaped a handler (handlers should catch their own)."""
+
+    count = 0
+
+
+errors = _Errors()
+
+
+def _failed():
+    errors.count += 1
+
+
+def _finish(exits, args, kwargs, ident, t0, t1, result, exc):
+    for leave in exits:
+        try:
+            leave(args, kwargs, ident, t0, t1, result, exc)
+        except Exception:
+            _failed()
+
+
+def _make_dispatch(kind, clone, entries, exits):
+    """The hook's ``call`` (or ``open``/``close``) for the current handlers.
+
+    Entry handlers are called from the dispatch function itself (never
+    through a helper), which keeps ``sys._getframe(CALLER_DEPTH)`` right.
+    """
+    perf_counter = time.perf_counter
+    get_ident = threading.get_ident
+    threads = agent_threads
+    finish = _finish
+    failed = _failed
+
+    if kind == KIND_GENERATOR:
+
+        def call_generator(args, kwargs):
+            ident = get_ident()
+            if ident in threads._idents:
+                return (yield from clone(*args, **kwargs))
+            for enter in entries:
+                try:
+                    enter(args, kwargs, ident)
+                except Exception:
+                    failed()
+            t0 = perf_counter()
+            try:
+                result = yield from clone(*args, **kwargs)
+            except BaseException as exc:
+                finish(exits, args, kwargs, ident, t0, perf_counter(), None, exc)
+                raise
+            finish(exits, args, kwargs, ident, t0, perf_counter(), result, None)
+            return result
+
+        return {"call": call_generator}
+
+    if kind == KIND_COROUTINE:
+
+        async def call_coroutine(args, kwargs):
+            ident = get_ident()
+            if ident in threads._idents:
+                return await clone(*args, **kwargs)
+            for enter in entries:
+                try:
+                    enter(args, kwargs, ident)
+                except Exception:
+                    failed()
+            t0 = perf_counter()
+            try:
+                result = await clone(*args, **kwargs)
+            except BaseException as exc:
+                finish(exits, args, kwargs, ident, t0, perf_counter(), None, exc)
+                raise
+            finish(exits, args, kwargs, ident, t0, perf_counter(), result, None)
+            return result
+
+        return {"call": call_coroutine}
+
+    if kind == KIND_ASYNC_GENERATOR:
+
+        def open_async_generator(args, kwargs):
+            ident = get_ident()
+            if ident in threads._idents:
+                return clone(*args, **kwargs), None
+            for enter in entries:
+                try:
+                    enter(args, kwargs, ident)
+                except Exception:
+                    failed()
+            return clone(*args, **kwargs), (args, kwargs, ident, perf_counter())
+
+        def close_async_generator(state, exc):
+            if state is not None:
+                args, kwargs, ident, t0 = state
+                finish(exits, args, kwargs, ident, t0, perf_counter(), None, exc)
+
+        return {"open": open_async_generator, "close": close_async_generator}
+
+    if not entries and len(exits) == 1:
+        exit_only = exits[0]
+
+        def call_one(args, kwargs):
+            ident = get_ident()
+            if ident in threads._idents:
+                return clone(*args, **kwargs)
+            t0 = perf_counter()
+            try:
+                result = clone(*args, **kwargs)
+            except BaseException as exc:
+                try:
+                    exit_only(args, kwargs, ident, t0, perf_counter(), None, exc)
+                except Exception:
+                    failed()
+                raise
+            try:
+                exit_only(args, kwargs, ident, t0, perf_counter(), result, None)
+            except Exception:
+                failed()
+            return result
+
+        return {"call": call_one}
+
+    def call(args, kwargs):
+        ident = get_ident()
+        if ident in threads._idents:
+            return clone(*args, **kwargs)
+        for enter in entries:
+            try:
+                enter(args, kwargs, ident)
+            except Exception:
+                failed()
+        t0 = perf_counter()
+        try:
+            result = clone(*args, **kwargs)
+        except BaseException as exc:
+            finish(exits, args, kwargs, ident, t0, perf_counter(), None, exc)
+            raise
+        finish(exits, args, kwargs, ident, t0, perf_counter(), result, None)
+        return result
+
+    return {"call": call}
+
+
+def _passthrough(kind, clone):
+    """The hook's attributes once no probe is left: call the clone, observe nothing."""
+    return _make_dispatch(kind, clone, (), ())
+
+
+class _Site(object):
+    """One swapped function: its original code, clone, hook, wrapper and handlers."""
+
+    def __init__(self, function, kind):
+        self.function = function
+        self.kind = kind
+        self.original = function.__code__
+        clone = types.FunctionType(
+            self.original,
+            function.__globals__,
+            function.__name__,
+            function.__defaults__,
+            function.__closure__,
+        )
+        kwdefaults = function.__kwdefaults__
+        clone.__kwdefaults__ = dict(kwdefaults) if kwdefaults else None
+        clone.__qualname__ = function.__qualname__
+        self.clone = clone
+        self.hook = _Hook()
+        self.handlers = ()
+        self.rebuild()
+        self.wrapper = make_wrapper_code(self.original, kind, self.hook)
+
+    def rebuild(self):
+        entries = tuple(h.enter for h in self.handlers if h.enter is not None)
+        exits = tuple(h.exit for h in self.handlers if h.exit is not None)
+        for name, fn in _make_dispatch(self.kind, self.clone, entries, exits).items():
+            hidden_codes.add(fn.__code__)
+            setattr(self.hook, name, fn)
+
+    def swap_in(self):
+        self.function.__code__ = self.wrapper
+        hidden_codes.add(self.wrapper)
+
+    def swap_out(self):
+        """Restores the original code (unless someone replaced the wrapper); True if restored."""
+        for name, fn in _passthrough(self.kind, self.clone).items():
+            setattr(self.hook, name, fn)
+        if self.function.__code__ is self.wrapper:
+            self.function.__code__ = self.original
+            return True
+        return False
+
+
+class CodeSwapBackend(object):
+    """Installs handlers by swapping ``__code__`` (see the module documentation)."""
+
+    name = "code_swap"
+    tool_id = None
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._sites = {}  # id(function) -> _Site
+
+    def add(self, handler):
+        target = handler.target
+        function = target.function
+        with self._lock:
+            site = self._sites.get(id(function))
+            if site is None or site.function is not function:
+                if function.__code__ is not target.code:
+                    raise CommandError(
+                        ErrorCode.INVALID_STATE,
+                        "`%s` had its code replaced while the probe was being installed; "
+                        "try again" % target.name,
+                    )
+                try:
+                    site = _Site(function, target.kind)
+                except (ValueError, TypeError, SyntaxError) as exc:
+                    raise CommandError(
+                        ErrorCode.INVALID_STATE,
+                        "`%s` cannot be instrumented: %s" % (target.name, exc),
+                    )
+                site.handlers = (handler,)
+                site.rebuild()
+                site.swap_in()
+                self._sites[id(function)] = site
+                return
+            site.handlers = site.handlers + (handler,)
+            site.rebuild()
+
+    def remove(self, handler):
+        function = handler.target.function
+        with self._lock:
+            site = self._sites.get(id(function))
+            if site is None or handler not in site.handlers:
+                return
+            site.handlers = tuple(h for h in site.handlers if h is not handler)
+            if site.handlers:
+                site.rebuild()
+                return
+            del self._sites[id(function)]
+            site.swap_out()
+
+    def active_functions(self):
+        """The functions currently swapped (for tests and ``info``)."""
+        with self._lock:
+            return [site.function for site in self._sites.values()]

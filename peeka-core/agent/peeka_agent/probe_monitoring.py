@@ -1,0 +1,320 @@
+"""The probe backend of CPython 3.12+: ``sys.monitoring`` (PEP 669).
+
+How it works
+------------
+- One tool id, taken when the first probe is installed: the first free one
+  of 3, 4, 5, 2, 1, 0 (ids 0, 1 and 2 are the conventional ones of
+  debuggers, coverage tools and profilers, so they are taken last). When
+  all six are in use the probe is refused with ``limit_exceeded`` naming
+  their users. Debuggers, profilers and coverage tools on other ids keep
+  working: tools do not see each other's events.
+- Local events on the probed code objects only: ``PY_START`` (a call's
+  first start; for generators and coroutines their first ``next``/``send``)
+  and ``PY_RETURN`` (the end; its value is the real result, the
+  ``StopIteration`` value of a generator or coroutine). Suspensions
+  (``PY_YIELD``/``PY_RESUME``) are not needed, so ``cost`` is the whole life
+  of a coroutine. The rest of the program pays nothing.
+- ``PY_UNWIND`` (a frame left by an exception) can be a local event only
+  from 3.15; before, it is set globally for the tool while a probe needs
+  exits, and its callback returns at once for other code objects (one dict
+  lookup per frame unwound by an exception, anywhere).
+- One registration per code object, dispatching to every handler on it (two
+  clients probing one function both work). A call is matched to its end by
+  its frame object (``sys._getframe(1)`` in the callback), so recursion,
+  threads and interleaved coroutines are paired correctly, and an end
+  whose start was not seen (a frame already running when the probe came)
+  is ignored.
+- When the last probe of a code object goes: ``set_local_events(tool,
+  code, 0)``; when the last probe goes: global events off, callbacks
+  unregistered, ``free_tool_id``. Callbacks never return
+  ``sys.monitoring.DISABLE`` (it would silence the location for this tool
+  until ``restart_events()``), and never raise into the target: internal
+  errors are counted (``errors``) and end the probe (see
+  :meth:`peeka_agent.probes.Probe.fail`).
+
+Limits
+------
+- A probe sees every function sharing the code object (every closure made
+  by one ``def``).
+- Calls whose start was seen but whose end never comes (a generator closed
+  while suspended outside any ``try`` on 3.13, where the interpreter skips
+  the unwind event) wait in a bounded table (:data:`MAX_PENDING` calls per
+  function, orphans purged when it fills) and are never reported.
+"""
+
+import sys
+import threading
+import time
+
+from . import agent_threads
+from .commands import CommandError
+from .probes import ArgumentLayout
+from .wire import ErrorCode
+
+#: Tool ids in the order they are tried.
+TOOL_PREFERENCE = (3, 4, 5, 2, 1, 0)
+#: Tool name announced to sys.monitoring.get_tool().
+TOOL_NAME = "peeka"
+#: Calls started and not yet ended remembered per function.
+MAX_PENDING = 4096
+
+_EMPTY = {}
+
+
+def make_argument_reader(code):
+    """``read(frame) -> (args, kwargs)`` from a frame of ``code`` at its first start."""
+    layout = ArgumentLayout(code)
+    positional = layout.positional
+    keyword_only = layout.keyword_only
+    varargs = layout.varargs
+    varkw = layout.varkw
+    if not keyword_only and varkw is None:
+        if varargs is None:
+
+            def read_positional(frame):
+                local = frame.f_locals
+                return tuple([local[name] for name in positional]), _EMPTY
+
+            return read_positional
+
+    def read(frame):
+        local = frame.f_locals
+        args = tuple([local[name] for name in positional])
+        if varargs is not None:
+            args = args + tuple(local[varargs])
+        kwargs = {}
+        for name in keyword_only:
+            kwargs[name] = local[name]
+        if varkw is not None:
+            kwargs.update(local[varkw])
+        return args, kwargs
+
+    return read
+
+
+class MonitoringBackend(object):
+    """Installs handlers with ``sys.monitoring`` (see the module documentation)."""
+
+    name = "monitoring"
+
+    def __init__(self):
+        self.monitoring = sys.monitoring
+        self.tool_id = None
+        #: Internal errors caught in callbacks.
+        self.errors = 0
+        self._lock = threading.RLock()
+        # code -> (entries, exits, read_args or None, pending dict); read
+        # without the lock by the callbacks, replaced wholesale on change.
+        self._sites = {}
+        self._handlers = {}  # code -> tuple of handlers
+        self._global_unwind = False
+        self._local_unwind = None  # unknown until tried
+        self._callbacks = None
+
+    # -- installation (under the lock) --------------------------------------
+
+    def add(self, handler):
+        code = handler.target.code
+        with self._lock:
+            if self.tool_id is None:
+                self._acquire()
+            try:
+                handlers = self._handlers.get(code, ()) + (handler,)
+                self._handlers[code] = handlers
+                self._refresh(code)
+            except BaseException:
+                self._drop(code, handler)
+                raise
+
+    def remove(self, handler):
+        code = handler.target.code
+        with self._lock:
+            self._drop(code, handler)
+
+    def _drop(self, code, handler):
+        handlers = tuple(h for h in self._handlers.get(code, ()) if h is not handler)
+        if handlers:
+            self._handlers[code] = handlers
+        else:
+            self._handlers.pop(code, None)
+        if self.tool_id is None:
+            return
+        self._refresh(code)
+        if not self._handlers:
+            self._release()
+
+    def _refresh(self, code):
+        """Recomputes the site of ``code`` and its local events."""
+        mon = self.monitoring
+        events = mon.events
+        handlers = self._handlers.get(code, ())
+        if not handlers:
+            site = self._sites.pop(code, None)
+            mon.set_local_events(self.tool_id, code, 0)
+            if site is not None:
+                site[3].clear()
+            self._update_global_unwind()
+            return
+        entries = tuple(h.enter for h in handlers if h.enter is not None)
+        exits = tuple(h.exit for h in handlers if h.exit is not None)
+        needs_args = any(h.needs_args for h in handlers)
+        old = self._sites.get(code)
+        pending = old[3] if old is not None else {}
+        reader = make_argument_reader(code) if needs_args else None
+        wanted = events.PY_START
+        if exits:
+            wanted |= events.PY_RETURN
+        self._sites[code] = (entries, exits, reader, pending)
+        if exits and self._local_unwind is not False:
+            try:
+                mon.set_local_events(self.tool_id, code, wanted | events.PY_UNWIND)
+                self._local_unwind = True
+            except ValueError:
+                self._local_unwind = False
+                mon.set_local_events(self.tool_id, code, wanted)
+        else:
+            mon.set_local_events(self.tool_id, code, wanted)
+        self._update_global_unwind()
+
+    def _update_global_unwind(self):
+        mon = self.monitoring
+        needed = self._local_unwind is False and any(site[1] for site in self._sites.values())
+        if needed != self._global_unwind:
+            mon.set_events(self.tool_id, mon.events.PY_UNWIND if needed else 0)
+            self._global_unwind = needed
+
+    def _acquire(self):
+        mon = self.monitoring
+        for tool in TOOL_PREFERENCE:
+            if mon.get_tool(tool) is not None:
+                continue
+            try:
+                mon.use_tool_id(tool, TOOL_NAME)
+            except ValueError:
+                continue  # taken meanwhile
+            break
+        else:
+            users = ", ".join("%d: %r" % (tool, mon.get_tool(tool)) for tool in range(6))
+            raise CommandError(
+                ErrorCode.LIMIT_EXCEEDED,
+                "every sys.monitoring tool id is in use (%s); stop one of these tools "
+                "(a debugger, profiler or coverage tool) to probe functions" % users,
+            )
+        self.tool_id = tool
+        self._callbacks = self._make_callbacks()
+        events = mon.events
+        start, finish, unwind = self._callbacks
+        mon.register_callback(tool, events.PY_START, start)
+        mon.register_callback(tool, events.PY_RETURN, finish)
+        mon.register_callback(tool, events.PY_UNWIND, unwind)
+
+    def _release(self):
+        mon = self.monitoring
+        tool = self.tool_id
+        for code in list(self._sites):
+            mon.set_local_events(tool, code, 0)
+        self._sites.clear()
+        events = mon.events
+        try:
+            mon.set_events(tool, 0)
+            for event in (events.PY_START, events.PY_RETURN, events.PY_UNWIND):
+                mon.register_callback(tool, event, None)
+        finally:
+            self._global_unwind = False
+            self.tool_id = None
+            self._callbacks = None
+            if mon.get_tool(tool) == TOOL_NAME:
+                mon.free_tool_id(tool)
+
+    # -- the callbacks (target threads) -------------------------------------
+
+    def _make_callbacks(self):
+        sites_get = self._sites.get
+        get_ident = threading.get_ident
+        getframe = sys._getframe
+        perf_counter = time.perf_counter
+        threads = agent_threads
+        backend = self
+
+        def failed():
+            backend.errors += 1
+
+        def on_start(code, offset):
+            try:
+                site = sites_get(code)
+                if site is None:
+                    return
+                ident = get_ident()
+                if ident in threads._idents:
+                    return
+                entries, exits, read_args, pending = site
+                frame = getframe(1)
+                if read_args is not None:
+                    args, kwargs = read_args(frame)
+                else:
+                    args = kwargs = None
+                for enter in entries:
+                    try:
+                        enter(args, kwargs, ident)
+                    except Exception:
+                        failed()
+                if exits:
+                    if len(pending) >= MAX_PENDING:
+                        purge_orphans(pending)
+                        if len(pending) >= MAX_PENDING:
+                            return
+                    pending[frame] = (ident, args, kwargs, perf_counter())
+            except Exception:
+                failed()
+
+        def on_return(code, offset, value):
+            t1 = perf_counter()
+            try:
+                site = sites_get(code)
+                if site is None:
+                    return
+                entry = site[3].pop(getframe(1), None)
+                if entry is None:
+                    return
+                ident, args, kwargs, t0 = entry
+                for leave in site[1]:
+                    try:
+                        leave(args, kwargs, ident, t0, t1, value, None)
+                    except Exception:
+                        failed()
+            except Exception:
+                failed()
+
+        def on_unwind(code, offset, exc):
+            try:
+                site = sites_get(code)
+                if site is None:
+                    return
+                t1 = perf_counter()
+                entry = site[3].pop(getframe(1), None)
+                if entry is None:
+                    return
+                ident, args, kwargs, t0 = entry
+                for leave in site[1]:
+                    try:
+                        leave(args, kwargs, ident, t0, t1, None, exc)
+                    except Exception:
+                        failed()
+            except Exception:
+                failed()
+
+        return on_start, on_return, on_unwind
+
+    def active_codes(self):
+        """The code objects currently instrumented (for tests)."""
+        with self._lock:
+            return list(self._sites)
+
+
+def purge_orphans(pending):
+    """Forgets started calls whose frame nothing else references any more."""
+    getrefcount = sys.getrefcount
+    for frame in list(pending):
+        # The table's key, the list above and the argument: 3 references.
+        if getrefcount(frame) <= 3:
+            pending.pop(frame, None)

@@ -1,0 +1,309 @@
+"""Probes: what ``watch``, ``stack`` and ``monitor`` install, and the registry of installed ones.
+
+A :class:`Probe` belongs to one stream (``stream.on_close(probe.remove)``)
+and covers the functions its pattern resolved to
+(:func:`peeka_agent.patterns.resolve`). For each of them the command gives a
+:class:`Handler`; the instrumentation backend calls the handler on the
+target's threads:
+
+``handler.enter(args, kwargs, ident)`` (or None)
+    at the first start of a call, before the function's body runs;
+``handler.exit(args, kwargs, ident, t0, t1, result, exc)`` (or None)
+    when the call ends: ``t0``/``t1`` are ``time.perf_counter()`` at the
+    first start and at the end (for generators and coroutines the whole
+    life, suspensions included), ``result`` the return value (the
+    ``StopIteration`` value of a generator or coroutine) and ``exc`` None,
+    or ``result`` None and ``exc`` the exception that ended the call.
+
+``args`` is the tuple of the positional parameters' values (``self`` first
+for a method) followed by the ``*args`` items; ``kwargs`` the dict of the
+keyword-only parameters and the ``**kwargs`` items; ``ident`` the
+``threading.get_ident()`` of the calling thread. Both backends bind them
+the same way, from the parameters as the function received them. When no
+handler of a function sets ``needs_args``, ``args``/``kwargs`` may be None.
+
+Rules for handlers (the backends rely on them):
+
+- They never raise: they catch everything but ``KeyboardInterrupt`` and
+  call :meth:`Probe.fail`, which records the error and ends the stream
+  with ``error`` (removing the probe): a broken probe removes itself
+  rather than hurt the target.
+- They are called directly by the backend's dispatch function, which is
+  called directly by the frame running the probed function (the real frame
+  under ``sys.monitoring``, the wrapper's frame under code swapping), so
+  ``sys._getframe(3)`` in a handler is the probed call's caller
+  (:data:`CALLER_DEPTH`).
+- Agent threads never reach them (the backends check
+  :data:`peeka_agent.agent_threads` first), so a probe on a function the
+  agent itself uses (``json.dumps``...) cannot feed itself.
+
+Backends (:func:`backend`): ``sys.monitoring`` on 3.12+
+(:mod:`.probe_monitoring`), ``__code__`` swapping on 3.8-3.11
+(:mod:`.probe_code_swap`). Both see every caller, including references
+taken before the probe, and put everything back when the last probe of a
+function goes.
+
+:func:`install_probe` is the common part of the probe commands: pattern,
+condition, stream, labels, ownership.
+"""
+
+import itertools
+import sys
+import threading
+import time
+
+from .capture import _exception_text
+from .commands import CommandError
+from .expr import ExpressionError, compile_condition
+from .patterns import CO_VARARGS, CO_VARKEYWORDS, resolve
+from .wire import ErrorCode
+
+#: ``sys._getframe(CALLER_DEPTH)`` in a handler is the caller of the probed call.
+CALLER_DEPTH = 3
+
+_registry_lock = threading.Lock()
+_probes = {}
+_numbers = itertools.count(1)
+_backend = None
+
+
+def backend():
+    """The instrumentation backend of this interpreter (created once)."""
+    global _backend
+    with _registry_lock:
+        if _backend is None:
+            if hasattr(sys, "monitoring"):
+                from .probe_monitoring import MonitoringBackend
+
+                _backend = MonitoringBackend()
+            else:
+                from .probe_code_swap import CodeSwapBackend
+
+                _backend = CodeSwapBackend()
+        return _backend
+
+
+def probes(agent=None):
+    """The installed probes (of ``agent`` only, when given), oldest first."""
+    with _registry_lock:
+        found = sorted(_probes.values(), key=lambda probe: probe.number)
+    if agent is not None:
+        found = [probe for probe in found if probe.stream.connection.agent is agent]
+    return found
+
+
+class ArgumentLayout(object):
+    """The parameter names of a code object, split as handlers receive them."""
+
+    __slots__ = ("positional", "varargs", "keyword_only", "varkw")
+
+    def __init__(self, code):
+        names = code.co_varnames
+        count = code.co_argcount
+        keyword_count = code.co_kwonlyargcount
+        self.positional = tuple(names[:count])
+        self.keyword_only = tuple(names[count : count + keyword_count])
+        index = count + keyword_count
+        self.varargs = None
+        self.varkw = None
+        if code.co_flags & CO_VARARGS:
+            self.varargs = names[index]
+            index += 1
+        if code.co_flags & CO_VARKEYWORDS:
+            self.varkw = names[index]
+
+
+class Handler(object):
+    """What one probe does on one function (see the module documentation)."""
+
+    __slots__ = ("probe", "target", "enter", "exit", "needs_args")
+
+    def __init__(self, probe, target, enter=None, exit=None, needs_args=True):
+        self.probe = probe
+        self.target = target
+        self.enter = enter
+        self.exit = exit
+        self.needs_args = needs_args
+
+
+class Probe(object):
+    """One installed probe: a command's handlers on the functions of a pattern."""
+
+    def __init__(self, command, pattern, stream, targets):
+        self.number = next(_numbers)
+        self.command = command
+        self.pattern = pattern
+        self.stream = stream
+        self.targets = targets
+        self.handlers = []
+        self.backend = backend()
+        self.errors = 0
+        self._lock = threading.Lock()
+        self._removed = False
+        self._failed = False
+
+    @property
+    def functions(self):
+        """The dotted names of the probed functions."""
+        return [target.name for target in self.targets]
+
+    def install(self, make_handler):
+        """Attaches ``make_handler(probe, target)`` to every target; all or nothing."""
+        seen = set()
+        try:
+            for target in self.targets:
+                if target.code in seen:
+                    continue
+                seen.add(target.code)
+                handler = make_handler(self, target)
+                self.backend.add(handler)
+                self.handlers.append(handler)
+        except BaseException:
+            self.remove()
+            raise
+        with _registry_lock:
+            _probes[self.number] = self
+
+    def remove(self):
+        """Detaches every handler (idempotent; any thread, the target's ones included)."""
+        with self._lock:
+            if self._removed:
+                return
+            self._removed = True
+            handlers, self.handlers = self.handlers, []
+        with _registry_lock:
+            _probes.pop(self.number, None)
+        failure = None
+        for handler in handlers:
+            try:
+                self.backend.remove(handler)
+            except BaseException as exc:
+                failure = exc
+        if failure is not None:
+            raise failure
+
+    @property
+    def removed(self):
+        return self._removed
+
+    def fail(self, exc):
+        """A handler failed: record it, end the stream with ``error`` (removes the probe)."""
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        self.errors += 1
+        if self._failed:
+            return
+        self._failed = True
+        try:
+            stream = self.stream
+            stream.connection.agent.record_error(
+                "probe `%s` of stream %d failed and was removed" % (self.pattern, stream.id), exc
+            )
+            stream.end(
+                "error",
+                CommandError(
+                    ErrorCode.INTERNAL,
+                    "the probe failed and was removed (%s: %s); the target was not affected"
+                    % (type(exc).__name__, exc),
+                ),
+            )
+        except BaseException:
+            pass
+
+    def describe(self):
+        """The entry of ``reset`` (``--list``) for this probe."""
+        stream = self.stream
+        return {
+            "stream": stream.id,
+            "command": self.command,
+            "pattern": self.pattern,
+            "connection": stream.connection.number,
+            "functions": self.functions,
+            "observations": stream.labels.get("observations", 0),
+            "dropped": stream.dropped,
+        }
+
+
+def compile_optional_condition(ctx):
+    """The ``condition`` parameter compiled, or None; invalid_expression before any probe."""
+    source = ctx.param("condition", str)
+    if source is None:
+        return None
+    try:
+        return compile_condition(source)
+    except ExpressionError as exc:
+        raise CommandError(ErrorCode.INVALID_EXPRESSION, "%s\n%s" % (exc, exc.caret()))
+
+
+def install_probe(ctx, pattern, make_handler, max_items=None, labels=None):
+    """Resolves ``pattern``, opens the stream, installs the probe; returns (probe, response data).
+
+    Everything that can fail on bad input fails before the stream opens;
+    the probe is removed whenever the stream ends. ``labels`` are added to
+    the stream's labels (shown by ``info``).
+    """
+    targets = resolve(pattern)
+    probe_backend = backend()
+    stream = ctx.open_stream(max_items=max_items)
+    probe = Probe(ctx.command, pattern, stream, targets)
+    stream.labels.update(
+        {
+            "pattern": pattern,
+            "functions": probe.functions,
+            "backend": probe_backend.name,
+            "observations": 0,
+        }
+    )
+    if labels:
+        stream.labels.update(labels)
+    probe.install(make_handler)
+    stream.on_close(probe.remove)
+    data = {
+        "matched": [target.describe() for target in targets],
+        "backend": probe_backend.name,
+        "tool_id": probe_backend.tool_id,
+    }
+    return probe, data
+
+
+def counting_render(stream, render):
+    """``render`` wrapped to count the stream's observations in its labels (writer thread)."""
+    labels = stream.labels
+
+    def counted(value):
+        labels["observations"] = labels.get("observations", 0) + 1
+        return render(value)
+
+    return counted
+
+
+# -- values shared by observations ---------------------------------------------
+
+_thread_names = {}
+_thread_names_at = [0.0]
+
+
+def thread_name(ident):
+    """The name of thread ``ident`` (cached; refreshed at most once a second on a miss)."""
+    name = _thread_names.get(ident)
+    if name is not None:
+        return name
+    now = time.monotonic()
+    if now - _thread_names_at[0] >= 1.0 or not _thread_names:
+        _thread_names_at[0] = now
+        fresh = {}
+        for thread in threading.enumerate():
+            fresh[thread.ident] = thread.name
+        _thread_names.clear()
+        _thread_names.update(fresh)
+        name = fresh.get(ident)
+    return name if name is not None else "?"
+
+
+def wall_clock_offset():
+    """What to add to a ``perf_counter()`` value to get Unix time (measured now)."""
+    return time.time() - time.perf_counter()
+
+
+#: ``"Type: message"`` of an exception (as ``throwExp`` shows it), never raising.
+exception_text = _exception_text

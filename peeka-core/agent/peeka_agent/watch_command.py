@@ -1,0 +1,209 @@
+"""``watch``: the arguments, target, result, exception and cost of calls.
+
+params: ``{"pattern", "before", "exception", "success", "finish", "times",
+"depth", "condition", "max_string", "max_items", "max_bytes"}`` (see
+docs/commands.md). With none of ``before``/``exception``/``success``/
+``finish`` set, ``finish`` is on.
+
+Locations: ``AtEnter`` (``before``, at the call's first start),
+``AtExit`` (``success`` or ``finish``, on return) and
+``AtExceptionExit`` (``exception`` or ``finish``, on an exception). The
+condition is evaluated at the observation's location, with
+``returnObj``/``throwExp``/``cost`` None at entry.
+
+When values are read
+--------------------
+- ``AtEnter`` observations are captured on the calling thread before the
+  function runs: the function may change its (mutable) arguments, and the
+  point of ``before`` is to see them as they came in.
+- ``AtExit``/``AtExceptionExit`` observations keep references to the
+  values and are rendered on the connection's writer thread
+  (``stream.emit_lazy``), which keeps the capture's cost off the target's
+  thread; a mutable argument or result changed by the program between the
+  call's end and the rendering (normally well under a millisecond later)
+  shows its later state.
+"""
+
+from .capture import DEFAULT_DEPTH, MAX_DEPTH, CaptureLimits, Capturer
+from .commands import register_command
+from .expr import make_context
+from .probes import (
+    ArgumentLayout,
+    Handler,
+    compile_optional_condition,
+    counting_render,
+    exception_text,
+    install_probe,
+    thread_name,
+    wall_clock_offset,
+)
+
+PARAMS = (
+    "pattern",
+    "before",
+    "exception",
+    "success",
+    "finish",
+    "times",
+    "depth",
+    "condition",
+    "max_string",
+    "max_items",
+    "max_bytes",
+)
+
+
+def handle_watch(ctx):
+    """``watch``: installs the probe and answers with its stream."""
+    ctx.check_params(PARAMS)
+    pattern = ctx.param("pattern", str, required=True)
+    before = ctx.param("before", bool, default=False)
+    on_exception = ctx.param("exception", bool, default=False)
+    on_success = ctx.param("success", bool, default=False)
+    finish = ctx.param("finish", bool, default=False)
+    if not (before or on_exception or on_success or finish):
+        finish = True
+    times = ctx.param("times", int, minimum=1)
+    limits = CaptureLimits(
+        depth=ctx.param("depth", int, default=DEFAULT_DEPTH, minimum=0, maximum=MAX_DEPTH),
+        max_string=ctx.param("max_string", int, default=255, minimum=1, maximum=1 << 20),
+        max_items=ctx.param("max_items", int, default=100, minimum=1, maximum=100000),
+        max_bytes=ctx.param("max_bytes", int, default=64 * 1024, minimum=64, maximum=16 << 20),
+    )
+    condition = compile_optional_condition(ctx)
+    options = {
+        "before": before,
+        "success": on_success or finish,
+        "exception": on_exception or finish,
+        "capturer": Capturer(limits),
+        "condition": condition,
+    }
+
+    def make_handler(probe, target):
+        return make_watch_handler(probe, target, options)
+
+    probe, data = install_probe(ctx, pattern, make_handler, max_items=times)
+    data["limits"] = limits.as_dict()
+    return data
+
+
+def make_watch_handler(probe, target, options):
+    """The :class:`~peeka_agent.probes.Handler` of one watched function."""
+    stream = probe.stream
+    emit_lazy = stream.emit_lazy
+    capturer = options["capturer"]
+    capture = capturer.capture
+    capture_call = capturer.capture_call
+    condition = options["condition"]
+    test = condition.test if condition is not None else None
+    name = target.name
+    is_method = target.is_method
+    names = ArgumentLayout(target.code).positional
+    if is_method:
+        names = names[1:]
+    offset = wall_clock_offset()
+    fail = probe.fail
+    report_condition = condition_reporter(stream, condition)
+
+    def split(args):
+        """(target, params) from the handler's args."""
+        if args is None:
+            return None, ()
+        if is_method and args:
+            return args[0], args[1:]
+        return None, args
+
+    def observation(location, args, kwargs, ident, when, result, exc, cost):
+        self_value, params = split(args)
+        budget = capturer.budget()
+        params, kwargs = capture_call(params, kwargs or {}, names, budget)
+        return {
+            "func_name": name,
+            "location": location,
+            "params": params,
+            "kwargs": kwargs,
+            "target": capture(self_value, budget) if is_method else None,
+            "returnObj": capture(result, budget) if location == "AtExit" else None,
+            "throwExp": exception_text(exc) if exc is not None else None,
+            "success": exc is None if location != "AtEnter" else None,
+            "cost": cost,
+            "thread_id": ident,
+            "thread_name": thread_name(ident),
+            "timestamp": round(when + offset, 6),
+        }
+
+    def render_exit(value):
+        args, kwargs, ident, t0, t1, result, exc = value
+        location = "AtExit" if exc is None else "AtExceptionExit"
+        cost = round((t1 - t0) * 1000.0, 6)
+        return observation(location, args, kwargs, ident, t1, result, exc, cost)
+
+    def passthrough(data):
+        return data
+
+    render_exit = counting_render(stream, render_exit)
+    render_ready = counting_render(stream, passthrough)
+
+    enter = leave = None
+    if options["before"]:
+        from time import perf_counter
+
+        def enter(args, kwargs, ident):
+            try:
+                if test is not None:
+                    self_value, params = split(args)
+                    if not test(make_context(params, kwargs, self_value)):
+                        report_condition()
+                        return
+                data = observation("AtEnter", args, kwargs, ident, perf_counter(), None, None, None)
+                emit_lazy(render_ready, data)
+            except BaseException as exc:
+                fail(exc)
+
+    on_success = options["success"]
+    on_exception = options["exception"]
+    if on_success or on_exception:
+
+        def leave(args, kwargs, ident, t0, t1, result, exc):
+            try:
+                if exc is None:
+                    if not on_success:
+                        return
+                elif not on_exception:
+                    return
+                if test is not None:
+                    self_value, params = split(args)
+                    context = (params, kwargs or {}, self_value, result, exc, (t1 - t0) * 1000.0)
+                    if not test(context):
+                        report_condition()
+                        return
+                emit_lazy(render_exit, (args, kwargs, ident, t0, t1, result, exc))
+            except BaseException as exc:
+                fail(exc)
+
+    return Handler(probe, target, enter=enter, exit=leave, needs_args=True)
+
+
+def condition_reporter(stream, condition):
+    """A callable that sends ``condition_errors`` (at most once a second) after a false test."""
+    if condition is None:
+        return lambda: None
+    from time import monotonic
+
+    last = [0.0]
+
+    def report():
+        if condition.last_error is None:
+            return
+        now = monotonic()
+        if now - last[0] < 1.0:
+            return
+        count, message = condition.take_failures()
+        if count:
+            last[0] = now
+            stream.event("condition_errors", {"count": count, "last": message})
+
+    return report
+
+
+register_command("watch", handle_watch)

@@ -1,0 +1,670 @@
+"""watch, stack, monitor and reset, end to end: a real agent, its real socket, real functions.
+
+The probed functions live in :mod:`tests.probe_targets`; every test checks at
+its end that each of them has its original ``__code__`` back (the same
+object) and, on 3.12+, that no sys.monitoring tool id is left taken.
+"""
+
+import asyncio
+import inspect
+import random
+import sys
+import threading
+import time
+import unittest
+
+from peeka_agent.latency_histogram import LatencyHistogram
+from tests import probe_targets as targets
+from tests.probe_targets import add as imported_add
+from tests.support import wait_until
+from tests.test_agent import AgentTestCase
+
+P = "tests.probe_targets."
+HAS_MONITORING = hasattr(sys, "monitoring")
+
+
+def peeka_tools():
+    if not HAS_MONITORING:
+        return []
+    return [tool for tool in range(6) if sys.monitoring.get_tool(tool) == "peeka"]
+
+
+class ProbeTestCase(AgentTestCase):
+    def setUp(self):
+        AgentTestCase.setUp(self)
+        self.probes_module = sys.modules[self.module.__name__ + ".probes"]
+        self.addCleanup(self.assert_restored)
+
+    def assert_restored(self):
+        # Cleanups run last-in first-out: the agent is detached after this check
+        # only if the test removed its probes itself; wait for disconnects.
+        self.assertTrue(
+            wait_until(lambda: not self.agent_probes(), timeout=2.0), self.agent_probes()
+        )
+        for name, code in targets.ORIGINAL_CODES.items():
+            value = getattr(targets, name)
+            function = getattr(value, "__func__", value)
+            self.assertIs(function.__code__, code, name)
+        for name in ("deposit", "__init__"):
+            self.assertIs(
+                getattr(targets.Account, name).__code__, targets.ACCOUNT_CODES[name], name
+            )
+        self.assertEqual(peeka_tools(), [])
+
+    def agent_probes(self):
+        return self.probes_module.probes(self.agent)
+
+    # -- helpers -------------------------------------------------------------
+
+    def start(self, client, command, **params):
+        """Sends a probe request; returns (stream id, response data)."""
+        request_id = client.request(command, params)
+        response = client.recv()
+        self.assertEqual(response["type"], "response", response)
+        self.assertTrue(response["ok"], response)
+        self.assertEqual(response["data"]["stream"], request_id)
+        return request_id, response["data"]
+
+    def refused(self, client, command, **params):
+        request_id = client.request(command, params)
+        response = client.recv()
+        self.assertEqual(response["id"], request_id)
+        self.assertFalse(response["ok"], response)
+        return response["error"]
+
+    def observations(self, client, count, kinds=("observation",)):
+        found = []
+        while len(found) < count:
+            message = client.recv()
+            if message["type"] in kinds:
+                found.append(message if kinds != ("observation",) else message["data"])
+            elif message["type"] == "stream_end":
+                self.fail("stream ended early: %r (have %r)" % (message, found))
+        return found
+
+    def end_of(self, client, stream):
+        while True:
+            message = client.recv()
+            if message["type"] == "stream_end" and message["stream"] == stream:
+                return message
+
+    def nothing_more(self, client, timeout=0.2):
+        client.sock.settimeout(timeout)
+        try:
+            message = client.recv()
+        except OSError:
+            return True
+        finally:
+            client.sock.settimeout(5.0)
+        self.fail("unexpected message %r" % (message,))
+
+
+targets.ACCOUNT_CODES = {
+    "deposit": targets.Account.deposit.__code__,
+    "__init__": targets.Account.__init__.__code__,
+}
+
+
+class WatchTests(ProbeTestCase):
+    def test_finish_is_the_default_and_shows_everything(self):
+        client = self.client()
+        stream, data = self.start(client, "watch", pattern=P + "add", times=2)
+        self.assertEqual(data["matched"][0]["name"], P + "add")
+        self.assertEqual(data["matched"][0]["kind"], "function")
+        self.assertEqual(data["backend"], "monitoring" if HAS_MONITORING else "code_swap")
+        self.assertEqual(data["tool_id"] is None, not HAS_MONITORING)
+        self.assertEqual(data["limits"]["depth"], 1)
+        self.assertEqual(targets.add(1, 2), 3)
+        with self.assertRaises(TypeError):
+            targets.add(None, 1)
+        success, failure = self.observations(client, 2)
+        self.assertEqual(success["func_name"], P + "add")
+        self.assertEqual(success["location"], "AtExit")
+        self.assertEqual(success["params"], [1, 2])
+        self.assertEqual(success["returnObj"], 3)
+        self.assertIsNone(success["throwExp"])
+        self.assertTrue(success["success"])
+        self.assertGreaterEqual(success["cost"], 0)
+        self.assertEqual(success["thread_name"], "MainThread")
+        self.assertEqual(success["thread_id"], threading.get_ident())
+        self.assertLess(abs(success["timestamp"] - time.time()), 5)
+        self.assertEqual(failure["location"], "AtExceptionExit")
+        self.assertTrue(failure["throwExp"].startswith("TypeError: unsupported operand"))
+        self.assertFalse(failure["success"])
+        self.assertIsNone(failure["returnObj"])
+        self.assertEqual(self.end_of(client, stream)["reason"], "count_reached")
+
+    def test_each_location_flag(self):
+        client = self.client()
+        cases = [
+            ({"before": True}, ["AtEnter", "AtEnter"]),
+            ({"success": True}, ["AtExit"]),
+            ({"exception": True}, ["AtExceptionExit"]),
+            ({"finish": True}, ["AtExit", "AtExceptionExit"]),
+            ({"before": True, "exception": True}, ["AtEnter", "AtEnter", "AtExceptionExit"]),
+        ]
+        for flags, expected in cases:
+            stream, _data = self.start(client, "watch", pattern=P + "add", **flags)
+            targets.add(1)
+            with self.assertRaises(TypeError):
+                targets.add("x", 1)
+            got = self.observations(client, len(expected))
+            self.assertEqual([o["location"] for o in got], expected, flags)
+            if "before" in flags:
+                self.assertEqual(got[0]["params"], [1, 10])
+                self.assertIsNone(got[0]["cost"])
+                self.assertIsNone(got[0]["returnObj"])
+            client.cancel(stream)
+            self.assertEqual(self.end_of(client, stream)["reason"], "cancelled")
+            self.nothing_more(client, 0.05)
+
+    def test_times_ends_the_stream_and_removes_the_probe(self):
+        client = self.client()
+        stream, _data = self.start(client, "watch", pattern=P + "add", times=3)
+        for index in range(10):
+            targets.add(index)
+        got = self.observations(client, 3)
+        self.assertEqual([o["returnObj"] for o in got], [10, 11, 12])
+        end = self.end_of(client, stream)
+        self.assertEqual(end["reason"], "count_reached")
+        self.assertIs(targets.add.__code__, targets.ORIGINAL_CODES["add"])
+
+    def test_depth(self):
+        client = self.client()
+        value = {"a": {"b": {"c": 1}}}
+        shallow, _ = self.start(client, "watch", pattern=P + "nested", times=1)
+        targets.nested(value)
+        self.assertEqual(self.observations(client, 1)[0]["params"][0]["a"], "<dict len=1>")
+        self.end_of(client, shallow)
+        deep, _ = self.start(client, "watch", pattern=P + "nested", times=1, depth=3)
+        targets.nested(value)
+        self.assertEqual(self.observations(client, 1)[0]["params"][0], value)
+        self.end_of(client, deep)
+        error = self.refused(client, "watch", pattern=P + "nested", depth=5)
+        self.assertEqual(error["code"], "invalid_params")
+
+    def test_conditions(self):
+        client = self.client()
+        stream, _ = self.start(
+            client, "watch", pattern=P + "add", condition="params[0] > 5 and returnObj < 100"
+        )
+        for value in (1, 6, 200, 7):
+            targets.add(value)
+        self.assertEqual([o["params"][0] for o in self.observations(client, 2)], [6, 7])
+        client.cancel(stream)
+        self.end_of(client, stream)
+        never, _ = self.start(client, "watch", pattern=P + "add", condition="False")
+        targets.add(1)
+        client.cancel(never)
+        self.assertEqual(self.end_of(client, never)["reason"], "cancelled")
+        error = self.refused(client, "watch", pattern=P + "add", condition="params[0] +")
+        self.assertEqual(error["code"], "invalid_expression")
+        self.assertIn("column", error["message"])
+        self.assertIn("^", error["message"])
+        self.assertEqual(self.agent_probes(), [])
+
+    def test_condition_on_target_attributes_and_errors(self):
+        client = self.client()
+        stream, _ = self.start(
+            client, "watch", pattern=P + "Account.deposit", condition="target.owner == 'ada'"
+        )
+        targets.Account("bob", 1).deposit(5)
+        targets.Account("ada", 1).deposit(7)
+        got = self.observations(client, 1)[0]
+        self.assertEqual(got["params"], [7])
+        self.assertEqual(got["target"]["owner"], "ada")
+        self.assertEqual(got["target"]["@type"], P + "Account")
+        self.assertEqual(got["returnObj"], 8)
+        client.cancel(stream)
+        self.end_of(client, stream)
+        failing, _ = self.start(client, "watch", pattern=P + "add", condition="params[5] == 1")
+        targets.add(1)
+        event = self.observations(client, 1, kinds=("event",))[0]
+        self.assertEqual(event["kind"], "condition_errors")
+        self.assertEqual(event["data"]["count"], 1)
+        self.assertIn("index", event["data"]["last"])
+        client.cancel(failing)
+        self.end_of(client, failing)
+
+    def test_references_taken_before_the_probe_are_observed(self):
+        alias = imported_add
+        stored = targets.CALLBACKS["double"]
+        account = targets.Account("ada", 10)
+        bound = account.deposit
+        client = self.client()
+        streams = [
+            self.start(client, "watch", pattern=P + name, times=1)[0]
+            for name in ("add", "callback", "Account.deposit")
+        ]
+        self.assertEqual(alias(2, 3), 5)
+        self.assertEqual(stored(4), 8)
+        self.assertEqual(bound(5), 15)
+        results = {}
+        ended = set()
+        while len(ended) < 3:
+            message = client.recv()
+            if message["type"] == "observation":
+                results[message["stream"]] = message["data"]["returnObj"]
+            elif message["type"] == "stream_end":
+                ended.add(message["stream"])
+        self.assertEqual([results[stream] for stream in streams], [5, 8, 15])
+
+    def test_pattern_forms_and_not_found(self):
+        client = self.client()
+        for pattern, name, args in [
+            ("Account.check", "check", (3,)),
+            ("Account.make", "make", ("ada",)),
+            ("Account.doubled", "doubled", ()),
+            ("Account.Inner.ping", "ping", ()),
+        ]:
+            stream, data = self.start(client, "watch", pattern=P + pattern, times=1)
+            self.assertEqual(data["matched"][0]["name"], P + pattern)
+            if name == "doubled":
+                result = targets.Account("x", 4).doubled
+                self.assertEqual(result, 8)
+            elif name == "ping":
+                targets.Account.Inner().ping()
+            else:
+                getattr(targets.Account, name)(*args)
+            got = self.observations(client, 1)[0]
+            self.assertEqual(got["func_name"], P + pattern)
+            self.end_of(client, stream)
+        glob, data = self.start(client, "watch", pattern=P + "Account.d*")
+        self.assertEqual(
+            sorted(t["name"] for t in data["matched"]),
+            [P + "Account.deposit", P + "Account.doubled"],
+        )
+        client.cancel(glob)
+        self.end_of(client, glob)
+        error = self.refused(client, "watch", pattern=P + "ad")
+        self.assertEqual(error["code"], "not_found")
+        self.assertIn(P + "add", error["message"])
+        error = self.refused(client, "watch", pattern="no_such_module_xyz.f")
+        self.assertEqual(error["code"], "not_found")
+        error = self.refused(client, "watch", pattern="time.sleep")
+        self.assertEqual(error["code"], "not_found")
+        self.assertIn("Python function", error["message"])
+        error = self.refused(client, "watch", pattern=P + "add", bogus=1)
+        self.assertEqual(error["code"], "invalid_params")
+
+    def test_generators_and_coroutines_full_duration_and_real_result(self):
+        client = self.client()
+        gen, data = self.start(client, "watch", pattern=P + "counter", times=1)
+        self.assertEqual(data["matched"][0]["kind"], "generator")
+        self.assertTrue(inspect.isgeneratorfunction(targets.counter))
+        iterator = targets.counter(3)
+        next(iterator)
+        time.sleep(0.05)
+        self.assertEqual(list(iterator), [1, 2])
+        got = self.observations(client, 1)[0]
+        self.assertEqual(got["returnObj"], 3)
+        self.assertGreaterEqual(got["cost"], 45)
+        self.end_of(client, gen)
+
+        coro, data = self.start(client, "watch", pattern=P + "slow_coroutine", times=1)
+        self.assertEqual(data["matched"][0]["kind"], "coroutine")
+        self.assertTrue(inspect.iscoroutinefunction(targets.slow_coroutine))
+        self.assertEqual(asyncio.run(targets.slow_coroutine(0.05, 2)), 6)
+        got = self.observations(client, 1)[0]
+        self.assertEqual(got["returnObj"], 6)
+        self.assertEqual(got["params"], [0.05, 2])
+        self.assertGreaterEqual(got["cost"], 45)
+        self.end_of(client, coro)
+
+        failing, _ = self.start(client, "watch", pattern=P + "failing_coroutine", times=1)
+        with self.assertRaises(KeyError):
+            asyncio.run(targets.failing_coroutine())
+        got = self.observations(client, 1)[0]
+        self.assertEqual(got["location"], "AtExceptionExit")
+        self.assertTrue(got["throwExp"].startswith("KeyError"))
+        self.end_of(client, failing)
+
+        agen, data = self.start(client, "watch", pattern=P + "ticks", times=1)
+        self.assertEqual(data["matched"][0]["kind"], "async_generator")
+        self.assertTrue(inspect.isasyncgenfunction(targets.ticks))
+
+        async def collect():
+            return [item async for item in targets.ticks(3)]
+
+        self.assertEqual(asyncio.run(collect()), [0, 1, 2])
+        got = self.observations(client, 1)[0]
+        self.assertEqual(got["location"], "AtExit")
+        self.assertEqual(got["params"], [3])
+        self.end_of(client, agen)
+
+    def test_signature_semantics_are_kept(self):
+        client = self.client()
+        streams = [
+            self.start(client, "watch", pattern=P + name)[0]
+            for name in ("keywords", "kwonly_defaults", "bump")
+        ]
+        self.assertEqual(targets.keywords(1, 2, 3, c=5, z=6), (1, 2, (3,), 5, 4, {"z": 6}))
+        got = self.observations(client, 1)[0]
+        self.assertEqual(got["params"], [1, 2, 3])
+        self.assertEqual(got["kwargs"], {"c": 5, "d": 4, "z": 6})
+        self.assertEqual(targets.kwonly_defaults(3), 6)
+        targets.kwonly_defaults.__kwdefaults__ = {"scale": 5}
+        try:
+            self.assertEqual(targets.kwonly_defaults(3), 15)
+        finally:
+            targets.kwonly_defaults.__kwdefaults__ = {"scale": 2}
+        self.observations(client, 2)
+        self.assertEqual(targets.bump(), 1)
+        self.assertEqual(targets.bump(2), 3)
+        self.observations(client, 2)
+        for stream in streams:
+            client.cancel(stream)
+            self.end_of(client, stream)
+        self.assertEqual(targets.bump(), 4)
+
+    def test_hostile_values_become_placeholders(self):
+        client = self.client()
+        stream, _ = self.start(client, "watch", pattern=P + "echo", times=5, before=True)
+        cycle = []
+        cycle.append(cycle)
+        deep = []
+        for _ in range(10000):
+            deep = [deep]
+        hostile = targets.Hostile()
+        self.assertIs(targets.echo(hostile), hostile)
+        self.assertIsInstance(targets.echo(targets.Recursive()), targets.Recursive)
+        self.assertIsInstance(targets.echo(targets.Huge()), targets.Huge)
+        self.assertIs(targets.echo(cycle), cycle)
+        self.assertIs(targets.echo(deep), deep)
+        got = self.observations(client, 5)
+        self.assertIn("repr failed", got[0]["params"][0])
+        self.assertIn("repr failed", got[1]["params"][0])
+        self.assertIn("truncated", got[2]["params"][0])
+        self.assertEqual(got[3]["params"][0], ["<list len=1>"])
+        self.assertEqual(got[4]["params"][0], ["<list len=1>"])
+        self.end_of(client, stream)
+
+    def test_agent_threads_are_not_observed(self):
+        client = self.client()
+        stream, _ = self.start(client, "watch", pattern=P + "add")
+        done = threading.Event()
+
+        def from_agent_thread():
+            targets.add(100)
+            done.set()
+
+        self.agent.spawn("test", from_agent_thread)
+        self.assertTrue(done.wait(2))
+        targets.add(1)
+        self.assertEqual(self.observations(client, 1)[0]["params"], [1, 10])
+        client.cancel(stream)
+        self.end_of(client, stream)
+
+
+class OwnershipTests(ProbeTestCase):
+    def test_two_clients_on_one_function_and_one_disconnecting(self):
+        first = self.client()
+        second = self.client()
+        one, _ = self.start(first, "watch", pattern=P + "add")
+        two, _ = self.start(second, "watch", pattern=P + "add", before=True)
+        targets.add(1)
+        self.assertEqual(self.observations(first, 1)[0]["location"], "AtExit")
+        self.assertEqual(self.observations(second, 1)[0]["location"], "AtEnter")
+        first.close()
+        self.assertTrue(wait_until(lambda: len(self.agent_probes()) == 1, timeout=1.0))
+        self.assertEqual(targets.add(2), 12)
+        got = self.observations(second, 1)[0]
+        self.assertEqual((got["location"], got["params"]), ("AtEnter", [2, 10]))
+        self.nothing_more(second, 0.05)
+        second.cancel(two)
+        self.end_of(second, two)
+        self.assertIs(targets.add.__code__, targets.ORIGINAL_CODES["add"])
+
+    def test_disconnect_removes_the_probe_quickly(self):
+        client = self.client()
+        self.start(client, "stack", pattern=P + "inner")
+        self.start(client, "monitor", pattern=P + "middle", interval=60)
+        self.assertEqual(len(self.agent_probes()), 2)
+        started = time.monotonic()
+        client.close()
+        self.assertTrue(wait_until(lambda: not self.agent_probes(), timeout=1.0))
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertTrue(
+            wait_until(
+                lambda: (
+                    not [
+                        t for t in threading.enumerate() if t.name.startswith("peeka-work-monitor")
+                    ]
+                ),
+                timeout=1.0,
+            )
+        )
+
+    def test_reset_list_pattern_and_all(self):
+        owner = self.client()
+        other = self.client()
+        add_stream, _ = self.start(owner, "watch", pattern=P + "add")
+        stack_stream, _ = self.start(owner, "stack", pattern=P + "inner")
+        fail_stream, _ = self.start(other, "watch", pattern=P + "fail")
+        targets.add(1)
+        self.observations(owner, 1)
+        admin = self.client()
+        listed = admin.call("reset", {"list": True})["data"]["probes"]
+        self.assertEqual(
+            sorted((p["command"], p["pattern"]) for p in listed),
+            [("stack", P + "inner"), ("watch", P + "add"), ("watch", P + "fail")],
+        )
+        entry = [p for p in listed if p["pattern"] == P + "add"][0]
+        self.assertEqual(entry["functions"], [P + "add"])
+        self.assertEqual(entry["stream"], add_stream)
+        self.assertEqual(entry["dropped"], 0)
+        self.assertEqual(entry["observations"], 1)
+        info = admin.call("info")["data"]
+        labels = [s["labels"] for s in info["streams"] if s["stream"] == add_stream][0]
+        self.assertEqual(labels["pattern"], P + "add")
+        self.assertEqual(labels["observations"], 1)
+        self.assertEqual(len(self.agent_probes()), 3)
+        removed = admin.call("reset", {"pattern": "*.a?d"})["data"]
+        self.assertEqual(removed["removed"], 1)
+        self.assertEqual(removed["probes"][0]["pattern"], P + "add")
+        self.assertEqual(self.end_of(owner, add_stream)["reason"], "reset")
+        self.assertIs(targets.add.__code__, targets.ORIGINAL_CODES["add"])
+        everything = admin.call("reset")["data"]
+        self.assertEqual(everything["removed"], 2)
+        self.assertEqual(self.end_of(owner, stack_stream)["reason"], "reset")
+        self.assertEqual(self.end_of(other, fail_stream)["reason"], "reset")
+        self.assertEqual(admin.call("reset", {"list": True})["data"]["probes"], [])
+
+    def test_detach_removes_every_probe(self):
+        client = self.client()
+        self.start(client, "watch", pattern=P + "add")
+        self.start(client, "monitor", pattern=P + "add", interval=0.1)
+        request_id = client.request("detach")
+        reasons = []
+        while True:
+            message = client.recv()
+            if message["type"] == "response":
+                self.assertEqual(message["id"], request_id)
+                self.assertTrue(message["data"]["detached"])
+                break
+            reasons.append(message["reason"])
+        self.assertEqual(reasons, ["detached", "detached"])
+        self.assertIs(targets.add.__code__, targets.ORIGINAL_CODES["add"])
+        self.assertEqual(peeka_tools(), [])
+
+
+class FailureTests(ProbeTestCase):
+    """A probe that breaks never breaks the target."""
+
+    def setUp(self):
+        ProbeTestCase.setUp(self)
+        probes = self.probes_module
+
+        def broken(ctx):
+            params = ctx.params or {}
+
+            def make_handler(probe, target):
+                if params.get("guarded"):
+
+                    def leave(*_args):
+                        try:
+                            raise RuntimeError("handler bug")
+                        except BaseException as exc:
+                            probe.fail(exc)
+
+                else:
+
+                    def leave(*_args):
+                        raise RuntimeError("unguarded handler bug")
+
+                def enter(*_args):
+                    raise ZeroDivisionError("entry bug")
+
+                return probes.Handler(probe, target, enter=enter, exit=leave)
+
+            _probe, data = probes.install_probe(ctx, params["pattern"], make_handler)
+            return data
+
+        self.agent.register_command("test.broken", broken)
+
+    def test_a_failing_probe_removes_itself(self):
+        client = self.client()
+        stream, _ = self.start(client, "test.broken", pattern=P + "add", guarded=True)
+        self.assertEqual(targets.add(1, 1), 2)
+        end = self.end_of(client, stream)
+        self.assertEqual(end["reason"], "error")
+        self.assertIn("handler bug", end["error"]["message"])
+        self.assertEqual(targets.add(2, 2), 4)
+        self.assertTrue(any("handler bug" in e["message"] for e in self.agent.errors()))
+
+    def test_exceptions_of_handlers_never_reach_the_target(self):
+        client = self.client()
+        stream, _ = self.start(client, "test.broken", pattern=P + "add")
+        for index in range(5):
+            self.assertEqual(targets.add(index, 1), index + 1)
+        with self.assertRaises(TypeError):
+            targets.add(None, 1)
+        client.cancel(stream)
+        self.end_of(client, stream)
+
+
+class StackTests(ProbeTestCase):
+    def test_callers_innermost_first(self):
+        client = self.client()
+        stream, _ = self.start(client, "stack", pattern=P + "inner", times=1, depth=3)
+        self.assertEqual(targets.outer(1), 2)
+        got = self.observations(client, 1)[0]
+        self.assertEqual(got["func_name"], P + "inner")
+        self.assertEqual(got["params"], [1])
+        self.assertEqual(
+            [frame["function"] for frame in got["stack"]],
+            ["middle", "outer", "test_callers_innermost_first"],
+        )
+        self.assertTrue(got["stack"][0]["filename"].endswith("probe_targets.py"))
+        self.assertIsInstance(got["stack"][0]["lineno"], int)
+        self.assertEqual(got["thread_name"], "MainThread")
+        self.end_of(client, stream)
+
+    def test_condition_and_depth_limits(self):
+        client = self.client()
+        stream, _ = self.start(client, "stack", pattern=P + "recurse", condition="params[0] == 0")
+        targets.recurse(20)
+        got = self.observations(client, 1)[0]
+        self.assertEqual(len(got["stack"]), 10)
+        self.assertEqual({f["function"] for f in got["stack"]}, {"recurse"})
+        client.cancel(stream)
+        self.end_of(client, stream)
+        error = self.refused(client, "stack", pattern=P + "recurse", depth=65)
+        self.assertEqual(error["code"], "invalid_params")
+
+
+class MonitorTests(ProbeTestCase):
+    def test_cycles_counts_and_percentiles(self):
+        client = self.client()
+        stream, data = self.start(client, "monitor", pattern=P + "sleepy", interval=0.3, cycles=2)
+        self.assertEqual(data["interval"], 0.3)
+        for _ in range(3):
+            targets.sleepy(0.01)
+        first = self.observations(client, 1)[0]
+        self.assertEqual(first["func_name"], P + "sleepy")
+        self.assertEqual(first["cycle"], 1)
+        self.assertEqual((first["total"], first["success"], first["fail"]), (3, 3, 0))
+        self.assertGreaterEqual(first["rt_min"], 9.5)
+        self.assertGreaterEqual(first["rt_max"], first["rt_p99"])
+        self.assertGreaterEqual(first["rt_p50"], first["rt_min"])
+        second = self.observations(client, 1)[0]
+        self.assertEqual(second["cycle"], 2)
+        self.assertEqual(second["total"], 0)
+        self.assertEqual(second["rt_p50"], 0.0)
+        self.assertEqual(self.end_of(client, stream)["reason"], "count_reached")
+
+    def test_failures_and_condition(self):
+        client = self.client()
+        stream, _ = self.start(
+            client, "monitor", pattern=P + "fail", interval=0.2, condition="params[0] != 'skip'"
+        )
+        for message in ("a", "skip", "b"):
+            with self.assertRaises(ValueError):
+                targets.fail(message)
+        got = self.observations(client, 1)[0]
+        self.assertEqual((got["total"], got["fail"], got["fail_rate"]), (2, 2, 1.0))
+        client.cancel(stream)
+        self.end_of(client, stream)
+        error = self.refused(client, "monitor", pattern=P + "fail", interval=0.01)
+        self.assertEqual(error["code"], "invalid_params")
+
+
+class HistogramTests(unittest.TestCase):
+    def test_percentiles_within_five_percent(self):
+        generator = random.Random(7)
+        values = [generator.lognormvariate(-7, 1.5) for _ in range(20000)]
+        histogram = LatencyHistogram()
+        for value in values:
+            histogram.add(value)
+        values.sort()
+        for fraction in (0.5, 0.95, 0.99):
+            exact = values[int(len(values) * fraction) - 1]
+            self.assertLess(abs(histogram.percentile(fraction) - exact) / exact, 0.05)
+        self.assertEqual(histogram.percentile(1.0), values[-1])
+        self.assertEqual(LatencyHistogram().percentile(0.5), 0.0)
+
+
+@unittest.skipUnless(HAS_MONITORING, "sys.monitoring is 3.12+")
+class ToolIdTests(ProbeTestCase):
+    def test_no_free_tool_id_is_refused_with_the_users(self):
+        taken = []
+        for tool in range(6):
+            if sys.monitoring.get_tool(tool) is None:
+                sys.monitoring.use_tool_id(tool, "other-tool-%d" % tool)
+                taken.append(tool)
+        try:
+            client = self.client()
+            error = self.refused(client, "watch", pattern=P + "add")
+            self.assertEqual(error["code"], "limit_exceeded")
+            self.assertIn("other-tool", error["message"])
+        finally:
+            for tool in taken:
+                sys.monitoring.free_tool_id(tool)
+        self.assertEqual(self.agent_probes(), [])
+
+    def test_coexists_with_another_tool(self):
+        events = sys.monitoring.events
+        seen = []
+        tool = [t for t in range(6) if sys.monitoring.get_tool(t) is None][-1]
+        sys.monitoring.use_tool_id(tool, "other")
+        try:
+            sys.monitoring.register_callback(
+                tool, events.PY_START, lambda code, offset: seen.append(code.co_name)
+            )
+            sys.monitoring.set_local_events(tool, targets.add.__code__, events.PY_START)
+            client = self.client()
+            stream, data = self.start(client, "watch", pattern=P + "add", times=1)
+            self.assertNotEqual(data["tool_id"], tool)
+            targets.add(1)
+            self.observations(client, 1)
+            self.end_of(client, stream)
+            targets.add(2)
+            self.assertEqual(seen, ["add", "add"])
+        finally:
+            sys.monitoring.set_local_events(tool, targets.add.__code__, 0)
+            sys.monitoring.register_callback(tool, events.PY_START, None)
+            sys.monitoring.free_tool_id(tool)
+
+
+if __name__ == "__main__":
+    unittest.main()
