@@ -203,8 +203,10 @@ fn slow_consumer_stays_bounded(pid: u32, id: &str) {
     let options = SessionOptions::default().stream_buffer(64);
     let session = Arc::new(Session::connect_with(pid, &options).unwrap());
     let mut flood = tick(&session, json!({"burst": true}));
-    thread::sleep(Duration::from_millis(300));
-    for _ in 0..5 {
+    thread::sleep(Duration::from_millis(100));
+    // Requests get through the overload (the agent queues their answers
+    // behind what it already queued for the stream).
+    for _ in 0..2 {
         session.ping().unwrap();
     }
     assert!(

@@ -1,6 +1,6 @@
 //! [`AsyncSession`]: the tokio client (feature `tokio`).
 //!
-//! The same demultiplexer, requests, replies and [`Subscription`]s as the
+//! The same demultiplexer, requests, replies and subscriptions as the
 //! blocking [`Session`](super::Session); only the I/O differs: a reader task
 //! routes messages, a writer task sends what a channel hands it (so that
 //! cancelling, including from `Drop`, never blocks).
@@ -34,7 +34,7 @@ use super::options::{AttachConfig, AttachReport, SessionOptions};
 use super::replies::{AgentInfo, DetachOutcome, Pong, ResetOutcome};
 use super::requests::{MonitorRequest, ResetRequest, StackRequest, WatchRequest};
 use super::session::{attach_report, connect_error, method_name};
-use super::subscription::Subscription;
+use super::subscription::AsyncSubscription;
 use crate::agent::agent_files;
 
 /// Hands messages to the writer task.
@@ -139,8 +139,8 @@ impl Future for AnswerFuture {
 ///
 /// Create and use it inside a tokio runtime (it spawns its reader and
 /// writer tasks there). `Send + Sync`; methods take `&self`, so one session
-/// serves concurrent tasks. Streaming methods return a [`Subscription`],
-/// which is a `futures_core::Stream`; dropping it cancels the stream
+/// serves concurrent tasks. Streaming methods return an
+/// [`AsyncSubscription`], a `futures_core::Stream`; dropping it cancels the stream
 /// without blocking. Every wait is bounded by
 /// [`SessionOptions::request_timeout`], except waiting for a stream's
 /// next item (wrap it in `tokio::time::timeout` to bound that).
@@ -375,10 +375,12 @@ impl AsyncSession {
         &self,
         command: &str,
         params: Payload,
-    ) -> Result<Subscription<T>, ClientError> {
+    ) -> Result<AsyncSubscription<T>, ClientError> {
         let (request, data, queue) = self.exchange(command, params, true).await?;
         let keep_alive: KeepAlive = self.connection.clone();
-        self.core.subscription(&request, data, queue, keep_alive)
+        self.core
+            .subscription(&request, data, queue, keep_alive)
+            .map(AsyncSubscription::new)
     }
 
     /// `ping`; see [`Session::ping`](super::Session::ping).
@@ -407,7 +409,7 @@ impl AsyncSession {
     pub async fn watch(
         &self,
         req: &WatchRequest,
-    ) -> Result<Subscription<WatchObservation>, ClientError> {
+    ) -> Result<AsyncSubscription<WatchObservation>, ClientError> {
         self.open("watch", encode_params("watch", req)?).await
     }
 
@@ -418,7 +420,7 @@ impl AsyncSession {
     pub async fn stack(
         &self,
         req: &StackRequest,
-    ) -> Result<Subscription<StackObservation>, ClientError> {
+    ) -> Result<AsyncSubscription<StackObservation>, ClientError> {
         self.open("stack", encode_params("stack", req)?).await
     }
 
@@ -429,7 +431,7 @@ impl AsyncSession {
     pub async fn monitor(
         &self,
         req: &MonitorRequest,
-    ) -> Result<Subscription<MonitorReport>, ClientError> {
+    ) -> Result<AsyncSubscription<MonitorReport>, ClientError> {
         self.open("monitor", encode_params("monitor", req)?).await
     }
 
@@ -468,7 +470,7 @@ impl AsyncSession {
         &self,
         command: &str,
         params: Value,
-    ) -> Result<Subscription<Value>, ClientError> {
+    ) -> Result<AsyncSubscription<Value>, ClientError> {
         self.open(command, encode_params(command, &params)?).await
     }
 }

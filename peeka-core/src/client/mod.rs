@@ -8,9 +8,11 @@
 //!   command through [`request`](Session::request) and
 //!   [`subscribe`](Session::subscribe).
 //! - Streaming commands return a [`Subscription`]: an iterator of
-//!   [`StreamItem`]s (and a `futures_core::Stream` with the `tokio`
-//!   feature), cancelled by a [`Canceller`] from anywhere or by dropping it.
-//! - `AsyncSession` (feature `tokio`) has the same methods as `async fn`s.
+//!   [`StreamItem`]s, cancelled by a [`Canceller`] from anywhere or by
+//!   dropping it.
+//! - `AsyncSession` (feature `tokio`) has the same methods as `async fn`s;
+//!   its streaming methods return an `AsyncSubscription`, a
+//!   `futures_core::Stream` of the same items with the same semantics.
 //!
 //! Both clients share one demultiplexer: whoever reads the socket (a thread,
 //! or a task) routes each response to its request and each stream item to
@@ -74,4 +76,6 @@ pub use replies::{
 };
 pub use requests::{MonitorRequest, ResetRequest, StackRequest, WatchRequest};
 pub use session::Session;
+#[cfg(feature = "tokio")]
+pub use subscription::AsyncSubscription;
 pub use subscription::{Canceller, Subscription};

@@ -81,9 +81,6 @@ impl Canceller {
 /// observation that cannot be decoded into `T` yields an `Err`
 /// ([`ClientError::Protocol`]) and the iteration goes on.
 ///
-/// With the `tokio` feature it is also a `futures_core::Stream` of the
-/// same items (do not mix blocking `next()` into async code).
-///
 /// Dropping it before its end cancels the stream (without waiting for the
 /// agent's answer) and discards whatever still arrives for it. A
 /// subscription keeps its connection open even after its session is
@@ -243,8 +240,65 @@ impl<T: DeserializeOwned> Iterator for Subscription<T> {
     }
 }
 
+/// The items of one stream of an [`AsyncSession`](super::AsyncSession), as
+/// a `futures_core::Stream` (feature `tokio`).
+///
+/// The same items, end, cancel and drop semantics as [`Subscription`]
+/// (it wraps one), without the blocking `Iterator`, so that `.next()` from
+/// `futures::StreamExt` is unambiguous.
 #[cfg(feature = "tokio")]
-impl<T: DeserializeOwned> futures_core::Stream for Subscription<T> {
+#[derive(Debug)]
+pub struct AsyncSubscription<T>(Subscription<T>);
+
+#[cfg(feature = "tokio")]
+impl<T> AsyncSubscription<T> {
+    pub(crate) fn new(inner: Subscription<T>) -> Self {
+        Self(inner)
+    }
+
+    /// The stream's id on its connection.
+    pub fn id(&self) -> StreamId {
+        self.0.id()
+    }
+
+    /// The command that opened it.
+    pub fn command(&self) -> &str {
+        self.0.command()
+    }
+
+    /// See [`Subscription::started`].
+    pub fn started(&self) -> &StreamStarted {
+        self.0.started()
+    }
+
+    /// See [`Subscription::end`].
+    pub fn end(&self) -> Option<&StreamEnd> {
+        self.0.end()
+    }
+
+    /// Whether the stream is over.
+    pub fn is_done(&self) -> bool {
+        self.0.is_done()
+    }
+
+    /// See [`Subscription::client_dropped`].
+    pub fn client_dropped(&self) -> u64 {
+        self.0.client_dropped()
+    }
+
+    /// See [`Subscription::canceller`].
+    pub fn canceller(&self) -> Canceller {
+        self.0.canceller()
+    }
+
+    /// Cancels the stream and drops the subscription without waiting.
+    pub fn cancel(self) {
+        self.0.cancel();
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: DeserializeOwned> futures_core::Stream for AsyncSubscription<T> {
     type Item = Result<StreamItem<T>, ClientError>;
 
     fn poll_next(
@@ -252,12 +306,13 @@ impl<T: DeserializeOwned> futures_core::Stream for Subscription<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
-        if self.done {
+        let inner = &mut self.0;
+        if inner.done {
             return Poll::Ready(None);
         }
-        match self.queue.poll(cx) {
-            Poll::Ready(next) => Poll::Ready(self.handle(next)),
+        match inner.queue.poll(cx) {
             Poll::Pending => Poll::Pending,
+            Poll::Ready(next) => Poll::Ready(inner.handle(next)),
         }
     }
 }

@@ -76,8 +76,9 @@ def make_tick(agent):
                 emit({"n": n})
                 n += 1
                 if burst:
-                    if n % 4096 == 0:
-                        time.sleep(0)
+                    # Let the agent's own threads (and the target's) run.
+                    if n % 512 == 0:
+                        time.sleep(0.001)
                 elif agent.stopping.wait(interval):
                     return
 
