@@ -2,9 +2,18 @@
 
     python bench.py           # human-readable table
     python bench.py --json    # one JSON object
+    python bench.py --probes  # only the probe section
 
 What it measures (timings are per call, best of several repeats; this kind
 of machine is noisy, so compare numbers from one run side by side):
+
+- ``probes``: a trivial function (``return x``) unwatched, behind a
+  minimal hand-written ``perf_counter`` timing wrapper, and under
+  ``watch`` requested by a client process over the socket: without a
+  condition (every call observed and sent), with a false condition (the
+  probe alone), with a true condition and a large ``-n``, and under
+  ``monitor``; each with its ratio to the timing wrapper, and the
+  observations delivered to (and dropped for) the draining client;
 
 - ``emit``: ``Stream.emit`` on the hot path while a client process drains
   the socket, next to a call of an empty Python function and a minimal
@@ -68,6 +77,23 @@ if mode == "ping":
     print(json.dumps({"mean_us": sum(times) / len(times) * 1e6,
                       "p50_us": times[len(times) // 2] * 1e6,
                       "p99_us": times[int(len(times) * 0.99)] * 1e6}))
+elif mode == "probe":
+    command, params = sys.argv[4], json.loads(sys.argv[5])
+    send({"type": "request", "id": 1, "command": command, "params": params})
+    response = json.loads(frame())
+    assert response.get("ok"), response
+    print("ready", flush=True)
+    observations = 0
+    while True:
+        payload = frame()
+        if payload.startswith(b'{"type":"observation"'):
+            observations += 1
+            continue
+        message = json.loads(payload)
+        if message["type"] == "stream_end":
+            print(json.dumps({"delivered": observations, "dropped": message["dropped"],
+                              "reason": message["reason"]}))
+            break
 else:
     send({"type": "request", "id": 1, "command": "bench.stream"})
     frame()
@@ -203,6 +229,89 @@ def bench_emit():
     return results
 
 
+def hot(x):
+    """The trivial hot function the probe benchmark calls (``__main__.hot``)."""
+    return x
+
+
+def bench_probes(number=100000, repeat=5):
+    """Per-call cost of a trivial function: bare, hand-timed, and under ``watch``.
+
+    The probes are requested by a client process over the agent's socket
+    (as the CLI would) and their observations drained by it, so the
+    watched rows include everything the target pays: the probe, the
+    capture done on the target's thread and the share of the GIL the
+    connection's writer thread takes to render and send. The
+    ``condition False`` row is the probe alone (nothing is emitted).
+    """
+    import peeka_agent.monitor_command  # noqa: F401 - registers the probe commands
+    import peeka_agent.reset_command  # noqa: F401
+    import peeka_agent.stack_command  # noqa: F401
+    import peeka_agent.watch_command  # noqa: F401
+
+    directory = tempfile.mkdtemp(prefix="peeka-bench-")
+    os.chmod(directory, 0o700)
+    agent = Agent(directory, "probes")
+    agent.start()
+    perf_counter = time.perf_counter
+    inner = hot
+
+    def timed(x):
+        started = perf_counter()
+        result = inner(x)
+        perf_counter() - started
+        return result
+
+    namespace = {"hot": hot, "timed": timed}
+    pattern = "%s.hot" % __name__
+    results = {
+        "unwatched_ns": best_ns("hot(1)", namespace, number, repeat),
+        "timing_wrapper_ns": best_ns("timed(1)", namespace, number, repeat),
+    }
+    cases = [
+        ("watch_no_condition", {}),
+        ("watch_condition_false", {"condition": "params[0] == 2"}),
+        ("watch_condition_true_n", {"condition": "params[0] == 1", "times": 10**9}),
+        ("monitor", None),
+    ]
+    for name, params in cases:
+        if params is None:
+            command, params = "monitor", {"pattern": pattern, "interval": 3600}
+        else:
+            command, params = "watch", dict(params, pattern=pattern)
+        client = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CLIENT,
+                agent.socket_path,
+                "probe",
+                "0",
+                command,
+                json.dumps(params),
+            ],
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+        )
+        client.stdout.readline()  # "ready"
+        results[name + "_ns"] = best_ns("hot(1)", namespace, number, repeat)
+        for stream in agent.streams():
+            stream.end("cancelled")
+        delivery = json.loads(client.stdout.readline())
+        client.wait(10)
+        client.stdout.close()
+        if name.startswith("watch") and name != "watch_condition_false":
+            results[name + "_delivered"] = delivery["delivered"]
+            results[name + "_dropped"] = delivery["dropped"]
+    agent.detach()
+    base = results["timing_wrapper_ns"]
+    for key in list(results):
+        if key.endswith("_ns") and key != "timing_wrapper_ns":
+            results[key[:-3] + "_vs_wrapper"] = results[key] / base
+    results["calls_per_case"] = number * repeat
+    return results
+
+
 def bench_capture():
     capturer = Capturer()
 
@@ -331,20 +440,26 @@ def bench_idle(rounds=5, seconds=1.5):
 
 
 def main(argv):
-    results = {
-        "python": sys.version.split(" ", 1)[0],
-        "emit": bench_emit(),
-        "capture": bench_capture(),
-        "condition": bench_conditions(),
-        "throughput": bench_throughput(),
-        "round_trip": bench_round_trip(),
-        "idle": bench_idle(),
-    }
+    if "--probes" in argv:
+        results = {"python": sys.version.split(" ", 1)[0], "probes": bench_probes()}
+    else:
+        results = {
+            "python": sys.version.split(" ", 1)[0],
+            "probes": bench_probes(),
+            "emit": bench_emit(),
+            "capture": bench_capture(),
+            "condition": bench_conditions(),
+            "throughput": bench_throughput(),
+            "round_trip": bench_round_trip(),
+            "idle": bench_idle(),
+        }
     if "--json" in argv:
         print(json.dumps(results, indent=2, sort_keys=True))
         return 0
     print("Python %s" % results["python"])
-    for section in ("emit", "capture", "condition", "throughput", "round_trip", "idle"):
+    for section in ("probes", "emit", "capture", "condition", "throughput", "round_trip", "idle"):
+        if section not in results:
+            continue
         print("%s:" % section)
         for key, value in sorted(results[section].items()):
             if isinstance(value, float):

@@ -17,6 +17,8 @@ LOWEST = 1e-7
 HIGHEST = 1e3
 _LOG_RATIO = math.log(RATIO)
 BUCKETS = int(math.log(HIGHEST / LOWEST) / _LOG_RATIO) + 2
+_INVERSE_LOWEST = 1.0 / LOWEST
+_INFINITY = float("inf")
 
 
 def bucket_of(seconds, _log=math.log, _lowest=LOWEST, _scale=1.0 / _LOG_RATIO, _last=BUCKETS - 1):
@@ -43,21 +45,25 @@ class LatencyHistogram(object):
         self.count = 0
         self.failures = 0
         self.total = 0.0
-        self.minimum = None
-        self.maximum = None
+        self.minimum = _INFINITY
+        self.maximum = 0.0
         self.buckets = [0] * BUCKETS
 
-    def add(self, seconds, ok=True):
+    def add(self, seconds, ok=True, _log=math.log, _scale=1.0 / _LOG_RATIO, _last=BUCKETS - 1):
         """Records one duration (``ok`` False counts a failure)."""
         self.count += 1
         if not ok:
             self.failures += 1
         self.total += seconds
-        if self.minimum is None or seconds < self.minimum:
+        if seconds < self.minimum:
             self.minimum = seconds
-        if self.maximum is None or seconds > self.maximum:
+        if seconds > self.maximum:
             self.maximum = seconds
-        self.buckets[bucket_of(seconds)] += 1
+        if seconds <= LOWEST:
+            self.buckets[0] += 1
+        else:
+            index = int(_log(seconds * _INVERSE_LOWEST) * _scale) + 1
+            self.buckets[index if index < _last else _last] += 1
 
     def percentile(self, fraction):
         """The duration under which ``fraction`` (0..1) of the samples fall; 0.0 when empty."""

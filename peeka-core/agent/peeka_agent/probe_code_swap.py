@@ -65,19 +65,51 @@ _PLACEHOLDER = "__peeka_probe_hook_placeholder__"
 
 
 class _Hook(object):
-    """What a wrapper code object reaches through its constants."""
+    """What a wrapper code object reaches through its constants.
 
-    __slots__ = ("call", "open", "close", "stop_async")
+    Plain functions: the wrapper times the call itself, reading ``clone``,
+    ``ident`` (``threading.get_ident``), ``threads`` (the agent threads
+    module), ``clock`` (``time.perf_counter``), ``enter`` and ``leave``
+    (the handlers' dispatchers, or None) from here. Generators and
+    coroutines go through ``call``; async generators through ``open`` and
+    ``close``. The exception classes are read from here too, so that a
+    module global shadowing a builtin name cannot change the wrapper.
+    """
 
-    def __init__(self):
-        self.call = None
-        self.open = None
-        self.close = None
+    __slots__ = (
+        "call",
+        "open",
+        "close",
+        "clone",
+        "ident",
+        "threads",
+        "clock",
+        "enter",
+        "leave",
+        "failed",
+        "error",
+        "everything",
+        "stop_async",
+        "generator_exit",
+    )
+
+    def __init__(self, clone):
+        self.call = self.open = self.close = self.enter = self.leave = None
+        self.clone = clone
+        self.ident = threading.get_ident
+        self.threads = agent_threads
+        self.clock = time.perf_counter
+        self.failed = _failed
+        self.error = Exception
+        self.everything = BaseException
         self.stop_async = StopAsyncIteration
+        self.generator_exit = GeneratorExit
 
 
 #: Codes of the backend's own frames (hidden from ``stack``).
 hidden_codes = set()
+#: The wrappers' codes: a frame running one of them is a probed call.
+wrapper_codes = set()
 
 
 def _unique(name, taken):
@@ -118,7 +150,50 @@ def wrapper_source(code, kind):
         lines.append("    %s = None" % " = ".join(free))
     header = "def _peeka_wrapper(%s):" % ", ".join(signature)
     if kind == KIND_FUNCTION:
-        body = ["return %s.call(%s, %s)" % (hook, args, kwargs)]
+        call = list(positional[:posonly])
+        call.extend("%s" % name for name in positional[posonly:])
+        if layout.varargs:
+            call.append("*" + layout.varargs)
+        call.extend("%s=%s" % (name, name) for name in layout.keyword_only)
+        if layout.varkw:
+            call.append("**" + layout.varkw)
+        call = ", ".join(call)
+        if not items:
+            kwargs = "None"
+        h, i, e, t, r, x, leave = (
+            _unique("_peeka_" + name, taken) for name in ("h", "i", "e", "t", "r", "x", "l")
+        )
+        body = [
+            "%s = %s" % (h, hook),
+            "%s = %s.ident()" % (i, h),
+            "if %s in %s.threads._idents:" % (i, h),
+            "    return %s.clone(%s)" % (h, call),
+            "%s = %s.enter" % (e, h),
+            "if %s is not None:" % e,
+            "    try:",
+            "        %s(%s, %s, %s)" % (e, args, kwargs, i),
+            "    except %s.error:" % h,
+            "        %s.failed()" % h,
+            "%s = %s.clock()" % (t, h),
+            "try:",
+            "    %s = %s.clone(%s)" % (r, h, call),
+            "except %s.everything as %s:" % (h, x),
+            "    %s = %s.leave" % (leave, h),
+            "    if %s is not None:" % leave,
+            "        try:",
+            "            %s(%s, %s, %s, %s, %s.clock(), None, %s)"
+            % (leave, args, kwargs, i, t, h, x),
+            "        except %s.error:" % h,
+            "            %s.failed()" % h,
+            "    raise",
+            "%s = %s.leave" % (leave, h),
+            "if %s is not None:" % leave,
+            "    try:",
+            "        %s(%s, %s, %s, %s, %s.clock(), %s, None)" % (leave, args, kwargs, i, t, h, r),
+            "    except %s.error:" % h,
+            "        %s.failed()" % h,
+            "return %s" % r,
+        ]
     elif kind == KIND_GENERATOR:
         body = ["return (yield from %s.call(%s, %s))" % (hook, args, kwargs)]
     elif kind == KIND_COROUTINE:
@@ -136,9 +211,9 @@ def wrapper_source(code, kind):
             "    while True:",
             "        try:",
             "            %s = yield %s" % (sent, value),
-            "        except GeneratorExit:",
+            "        except %s.generator_exit:" % hook,
             "            raise",
-            "        except BaseException as %s:" % error,
+            "        except %s.everything as %s:" % (hook, error),
             "            %s = await %s.athrow(%s)" % (value, gen, error),
             "        else:",
             "            if %s is None:" % sent,
@@ -147,11 +222,11 @@ def wrapper_source(code, kind):
             "                %s = await %s.asend(%s)" % (value, gen, sent),
             "except %s.stop_async:" % hook,
             "    %s.close(%s, None)" % (hook, state),
-            "except GeneratorExit as %s:" % error,
+            "except %s.generator_exit as %s:" % (hook, error),
             "    %s.close(%s, %s)" % (hook, state, error),
             "    await %s.aclose()" % gen,
             "    raise",
-            "except BaseException as %s:" % error,
+            "except %s.everything as %s:" % (hook, error),
             "    %s.close(%s, %s)" % (hook, state, error),
             "    raise",
         ]
@@ -289,49 +364,30 @@ def _make_dispatch(kind, clone, entries, exits):
 
         return {"open": open_async_generator, "close": close_async_generator}
 
-    if not entries and len(exits) == 1:
-        exit_only = exits[0]
+    # Plain functions: the wrapper itself times the call and calls these.
+    if len(entries) == 1:
+        enter = entries[0]
+    elif entries:
 
-        def call_one(args, kwargs):
-            ident = get_ident()
-            if ident in threads._idents:
-                return clone(*args, **kwargs)
-            t0 = perf_counter()
-            try:
-                result = clone(*args, **kwargs)
-            except BaseException as exc:
+        def enter(args, kwargs, ident):
+            for one in entries:
                 try:
-                    exit_only(args, kwargs, ident, t0, perf_counter(), None, exc)
+                    one(args, kwargs, ident)
                 except Exception:
                     failed()
-                raise
-            try:
-                exit_only(args, kwargs, ident, t0, perf_counter(), result, None)
-            except Exception:
-                failed()
-            return result
 
-        return {"call": call_one}
+    else:
+        enter = None
+    if len(exits) == 1:
+        leave = exits[0]
+    elif exits:
 
-    def call(args, kwargs):
-        ident = get_ident()
-        if ident in threads._idents:
-            return clone(*args, **kwargs)
-        for enter in entries:
-            try:
-                enter(args, kwargs, ident)
-            except Exception:
-                failed()
-        t0 = perf_counter()
-        try:
-            result = clone(*args, **kwargs)
-        except BaseException as exc:
-            finish(exits, args, kwargs, ident, t0, perf_counter(), None, exc)
-            raise
-        finish(exits, args, kwargs, ident, t0, perf_counter(), result, None)
-        return result
+        def leave(args, kwargs, ident, t0, t1, result, exc):
+            finish(exits, args, kwargs, ident, t0, t1, result, exc)
 
-    return {"call": call}
+    else:
+        leave = None
+    return {"enter": enter, "leave": leave}
 
 
 def _passthrough(kind, clone):
@@ -357,7 +413,7 @@ class _Site(object):
         clone.__kwdefaults__ = dict(kwdefaults) if kwdefaults else None
         clone.__qualname__ = function.__qualname__
         self.clone = clone
-        self.hook = _Hook()
+        self.hook = _Hook(clone)
         self.handlers = ()
         self.rebuild()
         self.wrapper = make_wrapper_code(self.original, kind, self.hook)
@@ -366,16 +422,20 @@ class _Site(object):
         entries = tuple(h.enter for h in self.handlers if h.enter is not None)
         exits = tuple(h.exit for h in self.handlers if h.exit is not None)
         for name, fn in _make_dispatch(self.kind, self.clone, entries, exits).items():
-            hidden_codes.add(fn.__code__)
+            if name in ("call", "open", "close"):
+                hidden_codes.add(fn.__code__)
             setattr(self.hook, name, fn)
 
     def swap_in(self):
         self.function.__code__ = self.wrapper
         hidden_codes.add(self.wrapper)
+        wrapper_codes.add(self.wrapper)
 
     def swap_out(self):
         """Restores the original code (unless someone replaced the wrapper); True if restored."""
         for name, fn in _passthrough(self.kind, self.clone).items():
+            if name in ("call", "open", "close"):
+                hidden_codes.add(fn.__code__)
             setattr(self.hook, name, fn)
         if self.function.__code__ is self.wrapper:
             self.function.__code__ = self.original
@@ -388,6 +448,8 @@ class CodeSwapBackend(object):
 
     name = "code_swap"
     tool_id = None
+    wrapper_codes = wrapper_codes
+    hidden_codes = hidden_codes
 
     def __init__(self):
         self._lock = threading.RLock()

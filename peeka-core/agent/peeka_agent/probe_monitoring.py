@@ -96,6 +96,10 @@ class MonitoringBackend(object):
     """Installs handlers with ``sys.monitoring`` (see the module documentation)."""
 
     name = "monitoring"
+    #: A frame running one of these is a probed call (the real code here).
+    wrapper_codes = frozenset()
+    #: The backend's own frames that may appear among callers: none.
+    hidden_codes = frozenset()
 
     def __init__(self):
         self.monitoring = sys.monitoring
@@ -253,11 +257,12 @@ class MonitoringBackend(object):
                     args, kwargs = read_args(frame)
                 else:
                     args = kwargs = None
-                for enter in entries:
-                    try:
-                        enter(args, kwargs, ident)
-                    except Exception:
-                        failed()
+                if entries:
+                    for enter in entries:
+                        try:
+                            enter(args, kwargs, ident)
+                        except Exception:
+                            failed()
                 if exits:
                     if len(pending) >= MAX_PENDING:
                         purge_orphans(pending)
@@ -311,10 +316,31 @@ class MonitoringBackend(object):
             return list(self._sites)
 
 
+_MARK = object()
+
+
+def _finished_frame():
+    return sys._getframe()
+
+
 def purge_orphans(pending):
-    """Forgets started calls whose frame nothing else references any more."""
+    """Forgets started calls whose frame nothing but ``pending`` references any more.
+
+    A live call's frame is also referenced by the interpreter (or by its
+    suspended generator); an orphan's is not. The reference count of an
+    orphan is measured, not assumed (it differs between versions), on a
+    finished frame put in the table for the purpose.
+    """
     getrefcount = sys.getrefcount
+    pending[_finished_frame()] = _MARK
+    measured = []
     for frame in list(pending):
-        # The table's key, the list above and the argument: 3 references.
-        if getrefcount(frame) <= 3:
-            pending.pop(frame, None)
+        measured.append((frame, getrefcount(frame)))
+    baseline = None
+    for frame, count in measured:
+        if pending.get(frame) is _MARK:
+            baseline = count
+    for frame, count in measured:
+        if baseline is None or count <= baseline:
+            if baseline is not None or pending.get(frame) is _MARK:
+                pending.pop(frame, None)

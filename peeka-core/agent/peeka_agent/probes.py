@@ -28,11 +28,12 @@ Rules for handlers (the backends rely on them):
   call :meth:`Probe.fail`, which records the error and ends the stream
   with ``error`` (removing the probe): a broken probe removes itself
   rather than hurt the target.
-- They are called directly by the backend's dispatch function, which is
-  called directly by the frame running the probed function (the real frame
-  under ``sys.monitoring``, the wrapper's frame under code swapping), so
-  ``sys._getframe(3)`` in a handler is the probed call's caller
-  (:data:`CALLER_DEPTH`).
+- Entry handlers run with the probed call's frame on the stack: the real
+  frame (its code is the function's) or, under code swapping, the
+  wrapper's frame (its code is in ``backend.wrapper_codes``); a handler
+  finds its caller by walking up to that frame (see :mod:`.stack_command`).
+  ``backend.hidden_codes`` are the backend's own frames, to leave out of
+  stacks.
 - Agent threads never reach them (the backends check
   :data:`peeka_agent.agent_threads` first), so a probe on a function the
   agent itself uses (``json.dumps``...) cannot feed itself.
@@ -57,9 +58,6 @@ from .commands import CommandError
 from .expr import ExpressionError, compile_condition
 from .patterns import CO_VARARGS, CO_VARKEYWORDS, resolve
 from .wire import ErrorCode
-
-#: ``sys._getframe(CALLER_DEPTH)`` in a handler is the caller of the probed call.
-CALLER_DEPTH = 3
 
 _registry_lock = threading.Lock()
 _probes = {}

@@ -19,7 +19,6 @@ from .capture import CaptureLimits, Capturer
 from .commands import register_command
 from .expr import make_context
 from .probes import (
-    CALLER_DEPTH,
     ArgumentLayout,
     Handler,
     compile_optional_condition,
@@ -51,15 +50,6 @@ def handle_stack(ctx):
     return data
 
 
-def _hidden_codes():
-    """Code objects of the backend's own frames (none under sys.monitoring)."""
-    if hasattr(sys, "monitoring"):
-        return frozenset()
-    from .probe_code_swap import hidden_codes
-
-    return hidden_codes
-
-
 def make_stack_handler(probe, target, depth, condition, capturer):
     """The :class:`~peeka_agent.probes.Handler` of one function under ``stack``."""
     stream = probe.stream
@@ -69,7 +59,9 @@ def make_stack_handler(probe, target, depth, condition, capturer):
     name = target.name
     is_method = target.is_method
     names = ArgumentLayout(target.code).positional[1 if is_method else 0 :]
-    hidden = _hidden_codes()
+    hidden = probe.backend.hidden_codes
+    wrappers = probe.backend.wrapper_codes
+    probed = target.code
     getframe = sys._getframe
     perf_counter = time.perf_counter
     offset = wall_clock_offset()
@@ -103,8 +95,14 @@ def make_stack_handler(probe, target, depth, condition, capturer):
                 if not test(make_context(params or (), kwargs, self_value)):
                     report_condition()
                     return
+            # Up to the probed call's frame (the real one, or the wrapper's):
+            # its f_back is the caller.
+            frame = getframe(1)
+            while frame is not None and frame.f_code is not probed and frame.f_code not in wrappers:
+                frame = frame.f_back
+            if frame is not None:
+                frame = frame.f_back
             frames = []
-            frame = getframe(CALLER_DEPTH)
             while frame is not None and len(frames) < depth:
                 code = frame.f_code
                 if code not in hidden:

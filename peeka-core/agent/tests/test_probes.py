@@ -546,6 +546,8 @@ class FailureTests(ProbeTestCase):
 class StackTests(ProbeTestCase):
     def test_callers_innermost_first(self):
         client = self.client()
+        watcher = self.client()
+        self.start(watcher, "watch", pattern=P + "middle")  # its frames stay hidden
         stream, _ = self.start(client, "stack", pattern=P + "inner", times=1, depth=3)
         self.assertEqual(targets.outer(1), 2)
         got = self.observations(client, 1)[0]
@@ -664,6 +666,35 @@ class ToolIdTests(ProbeTestCase):
             sys.monitoring.set_local_events(tool, targets.add.__code__, 0)
             sys.monitoring.register_callback(tool, events.PY_START, None)
             sys.monitoring.free_tool_id(tool)
+
+    def test_orphaned_calls_are_purged(self):
+        from peeka_agent.probe_monitoring import purge_orphans
+
+        pending = {}
+
+        def generator():
+            yield 1
+            yield 2
+
+        def started():
+            iterator = generator()
+            next(iterator)
+            pending[iterator.gi_frame] = "started"
+            return iterator
+
+        live = started()
+        closed = started()
+        closed.close()
+        del closed
+        started()  # dropped at once
+
+        def running():
+            pending[sys._getframe()] = "running"
+            purge_orphans(pending)
+            return sorted(pending.values())
+
+        self.assertEqual(running(), ["running", "started"])
+        self.assertEqual(next(live), 2)
 
 
 if __name__ == "__main__":
