@@ -23,6 +23,12 @@ Modules, one concept each:
 - :mod:`.peercred`: peer credentials and who is admitted;
 - :mod:`.agent_threads`: the agent's threads, to keep them out of results;
 - :mod:`.builtin_commands`: ``ping``, ``info``, ``detach``;
+- :mod:`.patterns`: a probe pattern resolved to functions, never importing;
+- :mod:`.probes`: probes, their handlers and registry; picks the backend:
+  :mod:`.probe_monitoring` (3.12+) or :mod:`.probe_code_swap` (3.8-3.11);
+- :mod:`.watch_command`, :mod:`.stack_command`, :mod:`.monitor_command`
+  (with :mod:`.latency_histogram`), :mod:`.reset_command`: the probe
+  commands;
 - :mod:`.version`: ``AGENT_VERSION``.
 
 Commands built on this core register themselves with

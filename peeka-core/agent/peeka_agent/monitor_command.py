@@ -6,10 +6,11 @@ in seconds (default 60, at least 0.1), ``cycles`` ends the stream with
 per cycle (see docs/commands.md for its fields); a cycle without calls
 reports zeros.
 
-On the target's threads a call costs a lock-protected update of the
-function's current :class:`~peeka_agent.latency_histogram.LatencyHistogram`
-(counts, sum, min, max, one bucket); the arguments are not even read unless
-the condition needs them. The histograms are swapped for fresh ones at each
+On the target's threads a call costs one ``list.append`` of its duration
+(no lock; see :class:`FunctionStats`); the arguments are not even read
+unless the condition needs them. The samples are folded into a
+:class:`~peeka_agent.latency_histogram.LatencyHistogram` (counts, sum, min,
+max, log-scale buckets) and the histograms swapped for fresh ones at each
 cycle by a timer thread (``peeka-work-monitor-<stream>``) that reports and
 sleeps until the next cycle; it wakes up at once when the stream ends for
 any reason (cancel, reset, disconnect, detach: detach ends every stream
@@ -38,13 +39,13 @@ def handle_monitor(ctx):
     )
     cycles = ctx.param("cycles", int, minimum=1)
     condition = compile_optional_condition(ctx)
-    lock = threading.Lock()
-    boxes = []  # (name, [histogram]) per function
+    lock = threading.RLock()
+    functions = []
 
     def make_handler(probe, target):
-        box = [LatencyHistogram()]
-        boxes.append((target.name, box))
-        return make_monitor_handler(probe, target, box, lock, condition)
+        stats = FunctionStats(target.name, lock)
+        functions.append(stats)
+        return make_monitor_handler(probe, target, stats, condition)
 
     probe, data = install_probe(
         ctx, pattern, make_handler, labels={"interval": interval, "cycles": cycles}
@@ -53,25 +54,75 @@ def handle_monitor(ctx):
     wake = threading.Event()
     stream.on_close(wake.set)
     ctx.agent.spawn(
-        "monitor-%d" % stream.id, run_timer, ctx.agent, stream, boxes, lock, interval, cycles, wake
+        "monitor-%d" % stream.id, run_timer, ctx.agent, stream, functions, interval, cycles, wake
     )
     data["interval"] = interval
     return data
 
 
-def make_monitor_handler(probe, target, box, lock, condition):
+#: Samples a function keeps before the calling thread folds them itself.
+FOLD_AT = 65536
+
+
+class FunctionStats(object):
+    """The samples and the current histogram of one monitored function.
+
+    The hot path only appends to ``samples`` (``list.append`` is atomic):
+    a cost, or ``-1.0 - cost`` for a failed call. :meth:`fold` moves the
+    samples into the histogram under the lock; it removes exactly the
+    samples it read (``del samples[:n]``), so a sample appended meanwhile
+    is kept for the next fold, never lost. The timer folds at each cycle;
+    a calling thread folds when :data:`FOLD_AT` samples are waiting, which
+    bounds the memory.
+    """
+
+    __slots__ = ("name", "samples", "histogram", "lock")
+
+    def __init__(self, name, lock):
+        self.name = name
+        self.samples = []
+        self.histogram = LatencyHistogram()
+        self.lock = lock
+
+    def fold(self):
+        with self.lock:
+            samples = self.samples
+            count = len(samples)
+            batch = samples[:count]
+            del samples[:count]
+            add = self.histogram.add
+            for value in batch:
+                if value >= 0.0:
+                    add(value, True)
+                else:
+                    add(-1.0 - value, False)
+
+    def take(self):
+        """Folds, then returns the histogram of the cycle and starts a new one."""
+        with self.lock:
+            self.fold()
+            histogram = self.histogram
+            self.histogram = LatencyHistogram()
+            return histogram
+
+
+def make_monitor_handler(probe, target, stats, condition):
     """The :class:`~peeka_agent.probes.Handler` of one monitored function."""
     test = condition.test if condition is not None else None
     needs_args = condition is not None and bool(condition.uses & _NEEDS_ARGS)
     is_method = target.is_method
     fail = probe.fail
+    append = stats.samples.append
+    samples = stats.samples
+    fold = stats.fold
 
     if test is None:
 
         def leave(args, kwargs, ident, t0, t1, result, exc):
             try:
-                with lock:
-                    box[0].add(t1 - t0, exc is None)
+                append(t1 - t0 if exc is None else t0 - t1 - 1.0)
+                if len(samples) >= FOLD_AT:
+                    fold()
             except BaseException as error:
                 fail(error)
 
@@ -83,11 +134,12 @@ def make_monitor_handler(probe, target, box, lock, condition):
                 params = args or ()
                 if is_method and args:
                     self_value, params = args[0], args[1:]
-                cost = t1 - t0
-                if not test((params, kwargs or {}, self_value, result, exc, cost * 1000.0)):
+                context = (params, kwargs or {}, self_value, result, exc, (t1 - t0) * 1000.0)
+                if not test(context):
                     return
-                with lock:
-                    box[0].add(cost, exc is None)
+                append(t1 - t0 if exc is None else t0 - t1 - 1.0)
+                if len(samples) >= FOLD_AT:
+                    fold()
             except BaseException as error:
                 fail(error)
 
@@ -119,7 +171,7 @@ def report(name, cycle, histogram, when):
     }
 
 
-def run_timer(agent, stream, boxes, lock, interval, cycles, wake):
+def run_timer(agent, stream, functions, interval, cycles, wake):
     """The timer thread: one report per function per cycle until the stream ends."""
     labels = stream.labels
     cycle = 0
@@ -129,11 +181,7 @@ def run_timer(agent, stream, boxes, lock, interval, cycles, wake):
             return
         deadline += interval
         cycle += 1
-        swapped = []
-        with lock:
-            for name, box in boxes:
-                swapped.append((name, box[0]))
-                box[0] = LatencyHistogram()
+        swapped = [(stats.name, stats.take()) for stats in functions]
         now = time.time()
         calls = 0
         for name, histogram in swapped:

@@ -23,15 +23,19 @@ For a probed function ``f`` whose code object is ``C``:
    ``inspect.iscoroutinefunction`` and friends keep their answers.
 3. ``f.__code__ = W``. Every call of ``f``, through any reference taken
    before (``from mod import f``, callbacks in dicts, bound methods), runs
-   ``W``, which calls the hook's dispatch closure, which times the call of
-   the clone and calls the probes' handlers (see :mod:`.probes`).
+   ``W``. For a plain function ``W`` times the call of the clone itself
+   and calls the handlers' dispatchers found on the hook; for generators
+   and coroutines it delegates (``yield from``/``await``) to a dispatch
+   generator or coroutine on the hook that does the same around the
+   clone's generator or coroutine; for async generators it drives the
+   clone's one itself, forwarding ``asend``/``athrow``/``aclose``.
 4. When the last probe of ``f`` goes, ``f.__code__ = C``: the original
    code object, the same identity. The hook is then set to call the clone
    directly, so a wrapper still running (or a copy of ``W`` someone made)
    stays correct.
 
-Several probes on one function share one wrapper; the dispatch closure is
-rebuilt (and swapped atomically on the hook) when probes come and go.
+Several probes on one function share one wrapper; the dispatchers are
+rebuilt (and set atomically on the hook) when probes come and go.
 
 What this backend cannot see
 ----------------------------
@@ -45,10 +49,12 @@ What this backend cannot see
 - Functions whose ``__code__`` is replaced by someone else while probed (the
   probe then sees nothing; on removal that code is left in place).
 
-Costs and visible differences while probed: each call runs two extra
-Python frames (the wrapper and the dispatch closure; they appear in
-tracebacks and count toward the recursion limit), and ``f.__code__`` is
-the wrapper (``co_varnames``, ``co_consts`` differ from the original).
+Costs and visible differences while probed: each call of a plain function
+runs one extra Python frame (the wrapper, which times the call of the
+clone itself), a generator or coroutine two (the wrapper and a dispatch
+generator); they appear in tracebacks and count toward the recursion
+limit. ``f.__code__`` is the wrapper (``co_varnames``, ``co_consts``
+differ from the original).
 """
 
 import threading

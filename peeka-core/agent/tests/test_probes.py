@@ -577,6 +577,8 @@ class StackTests(ProbeTestCase):
 
 class MonitorTests(ProbeTestCase):
     def test_cycles_counts_and_percentiles(self):
+        monitor = sys.modules[self.module.__name__ + ".monitor_command"]
+        monitor.FOLD_AT = 2  # the calling threads fold too
         client = self.client()
         stream, data = self.start(client, "monitor", pattern=P + "sleepy", interval=0.3, cycles=2)
         self.assertEqual(data["interval"], 0.3)
