@@ -102,6 +102,20 @@ fn session_basics(python: &Interpreter) {
     cancel_from_another_thread(&session, id);
     drop_cancels(&session, id);
     slow_consumer_stays_bounded(pid, id);
+    timeouts(pid, &session, id);
+
+    // A subscription keeps its connection open after its session is gone.
+    let mut orphan = {
+        let short_lived = Session::connect(pid).unwrap();
+        tick(&short_lived, json!({"interval": 0.002, "times": 5}))
+    };
+    assert_eq!(drain(&mut orphan, "orphan"), [0, 1, 2, 3, 4], "{id}");
+    assert_eq!(
+        orphan.end().unwrap().reason,
+        EndReason::CountReached,
+        "{id}"
+    );
+    drop(orphan);
 
     // Detach from the second session while the first has a stream open:
     // the stream ends with `detached`, everything is removed.
@@ -225,6 +239,31 @@ fn slow_consumer_stays_bounded(pid: u32, id: &str) {
     // What was kept is bounded by the buffer (plus what arrived while the
     // consumer was draining).
     assert!(taken >= 64, "{id}: {taken}");
+}
+
+/// A request that times out leaves the session usable; a stream that opens
+/// after its request timed out is cancelled by the client at once.
+fn timeouts(pid: u32, observer: &Session, id: &str) {
+    let options = SessionOptions::default().request_timeout(Duration::from_nanos(1));
+    let hasty = Session::connect_with(pid, &options).unwrap();
+    let error = hasty.ping().unwrap_err();
+    assert!(error.is_timeout(), "{id}: {error}");
+    assert!(error.to_string().contains("ping"), "{id}: {error}");
+    let error = hasty
+        .subscribe("tick", json!({"interval": 0.002}))
+        .unwrap_err();
+    // Either it timed out, or the fixture was not registered yet (then it
+    // is registered by now: `tick` ran in the earlier steps).
+    assert!(error.is_timeout(), "{id}: {error}");
+    // By now the agent has opened the stream; without the client's cancel
+    // it would run forever.
+    thread::sleep(Duration::from_millis(100));
+    eventually(
+        "the abandoned stream is cancelled",
+        Duration::from_secs(5),
+        || observer.info().unwrap().streams.is_empty(),
+    );
+    assert!(hasty.is_connected(), "{id}");
 }
 
 #[test]

@@ -163,6 +163,8 @@ struct QueueState {
     end: Option<StreamEnd>,
     lost: Option<Closed>,
     client_dropped: u64,
+    /// The end (or the loss) was handed to the consumer.
+    told: bool,
     waker: Option<Waker>,
 }
 
@@ -251,15 +253,21 @@ impl StreamQueue {
         if let Some(item) = state.items.pop_front() {
             return Some(Next::Item(item));
         }
-        if let Some(end) = state.end.take() {
-            return Some(Next::End(end));
+        if state.told {
+            return None;
         }
-        state.lost.take().map(Next::Lost)
+        let last = match (&state.end, &state.lost) {
+            (Some(end), _) => Next::End(end.clone()),
+            (None, Some(lost)) => Next::Lost(lost.clone()),
+            (None, None) => return None,
+        };
+        state.told = true;
+        Some(last)
     }
 
     /// Blocks until something is there, or `deadline` (if any) passes
     /// (`None`). After `End` or `Lost` nothing more comes: the caller must
-    /// stop asking.
+    /// stop asking (a further wait would block until its deadline).
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Next> {
         let mut state = lock(&self.state);
         loop {
