@@ -5,7 +5,7 @@
 //!   `error`, `event`, `observation`, `result`; the schema is in
 //!   `docs/cli.md`), or with `--format text` a human-friendly rendering in
 //!   colour (honouring `NO_COLOR`). Exit codes are documented in
-//!   [`ExitCode`](exit_code::ExitCode) and `docs/cli.md`.
+//!   [`ExitCode`] and `docs/cli.md`.
 //! - `peeka` (the terminal UI) arrives with issue 6.
 //!
 //! This crate is a thin layer over `peeka-core`'s typed client: it parses

@@ -156,7 +156,7 @@ fn session(python: &Interpreter) {
             "-n",
             "2",
             "--condition",
-            "params[0].owner.id == 7 and 'coupon' in kwargs and kwargs['coupon'] == 'SAVE'",
+            "params[0].owner.id == 7 and params[1] == 'SAVE'",
         ],
         &format!("{id} true condition"),
     );
