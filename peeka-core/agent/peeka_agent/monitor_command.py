@@ -118,9 +118,12 @@ def make_monitor_handler(probe, target, stats, condition):
 
     if test is None:
 
-        def leave(args, kwargs, ident, t0, t1, result, exc):
+        def leave(record):
             try:
-                append(t1 - t0 if exc is None else t0 - t1 - 1.0)
+                if record[6] is None:
+                    append(record[4] - record[3])
+                else:
+                    append(record[3] - record[4] - 1.0)
                 if len(samples) >= FOLD_AT:
                     fold()
             except BaseException as error:
@@ -128,8 +131,9 @@ def make_monitor_handler(probe, target, stats, condition):
 
     else:
 
-        def leave(args, kwargs, ident, t0, t1, result, exc):
+        def leave(record):
             try:
+                args, kwargs, _ident, t0, t1, result, exc = record
                 self_value = None
                 params = args or ()
                 if is_method and args:

@@ -55,6 +55,16 @@ clone itself), a generator or coroutine two (the wrapper and a dispatch
 generator); they appear in tracebacks and count toward the recursion
 limit. ``f.__code__`` is the wrapper (``co_varnames``, ``co_consts``
 differ from the original).
+
+The wrapper of a plain function is the hot path, kept to what a minimal
+hand-written timing wrapper does plus the least a probe needs: one
+``get_ident`` (the agent-thread check and the observation's thread), two
+``perf_counter`` reads around the clone's call, the argument tuple it
+already has, and one call of the exit dispatcher with one record tuple
+(:mod:`.probes`). With a single handler the dispatcher *is* the handler;
+``watch`` without a condition makes that the stream's lazy emitter, so the
+record goes to the queue with no further Python frame. Everything is read
+from the hook constant (no global lookups, no closures to build).
 """
 
 import threading
@@ -166,9 +176,13 @@ def wrapper_source(code, kind):
         call = ", ".join(call)
         if not items:
             kwargs = "None"
-        h, i, e, t, r, x, leave = (
-            _unique("_peeka_" + name, taken) for name in ("h", "i", "e", "t", "r", "x", "l")
+        h, i, e, t, u, r, x, leave = (
+            _unique("_peeka_" + name, taken) for name in ("h", "i", "e", "t", "u", "r", "x", "l")
         )
+        # The hot path of a probed call (see "Costs" in the module doc):
+        # one get_ident, two clock reads, the clone's call and, with a
+        # handler, one call of it with one tuple. Everything is read from
+        # the hook constant, nothing from globals.
         body = [
             "%s = %s" % (h, hook),
             "%s = %s.ident()" % (i, h),
@@ -184,18 +198,19 @@ def wrapper_source(code, kind):
             "try:",
             "    %s = %s.clone(%s)" % (r, h, call),
             "except %s.everything as %s:" % (h, x),
+            "    %s = %s.clock()" % (u, h),
             "    %s = %s.leave" % (leave, h),
             "    if %s is not None:" % leave,
             "        try:",
-            "            %s(%s, %s, %s, %s, %s.clock(), None, %s)"
-            % (leave, args, kwargs, i, t, h, x),
+            "            %s((%s, %s, %s, %s, %s, None, %s))" % (leave, args, kwargs, i, t, u, x),
             "        except %s.error:" % h,
             "            %s.failed()" % h,
             "    raise",
+            "%s = %s.clock()" % (u, h),
             "%s = %s.leave" % (leave, h),
             "if %s is not None:" % leave,
             "    try:",
-            "        %s(%s, %s, %s, %s, %s.clock(), %s, None)" % (leave, args, kwargs, i, t, h, r),
+            "        %s((%s, %s, %s, %s, %s, %s, None))" % (leave, args, kwargs, i, t, u, r),
             "    except %s.error:" % h,
             "        %s.failed()" % h,
             "return %s" % r,
@@ -287,9 +302,10 @@ def _failed():
 
 
 def _finish(exits, args, kwargs, ident, t0, t1, result, exc):
+    record = (args, kwargs, ident, t0, t1, result, exc)
     for leave in exits:
         try:
-            leave(args, kwargs, ident, t0, t1, result, exc)
+            leave(record)
         except Exception:
             _failed()
 
@@ -388,8 +404,12 @@ def _make_dispatch(kind, clone, entries, exits):
         leave = exits[0]
     elif exits:
 
-        def leave(args, kwargs, ident, t0, t1, result, exc):
-            finish(exits, args, kwargs, ident, t0, t1, result, exc)
+        def leave(record):
+            for one in exits:
+                try:
+                    one(record)
+                except Exception:
+                    failed()
 
     else:
         leave = None

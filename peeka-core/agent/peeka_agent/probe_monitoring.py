@@ -68,14 +68,28 @@ def make_argument_reader(code):
     keyword_only = layout.keyword_only
     varargs = layout.varargs
     varkw = layout.varkw
-    if not keyword_only and varkw is None:
-        if varargs is None:
+    if not keyword_only and varkw is None and varargs is None:
+        if len(positional) == 1:
+            (first,) = positional
 
-            def read_positional(frame):
+            def read_one(frame):
+                return (frame.f_locals[first],), _EMPTY
+
+            return read_one
+        if len(positional) == 2:
+            first, second = positional
+
+            def read_two(frame):
                 local = frame.f_locals
-                return tuple([local[name] for name in positional]), _EMPTY
+                return (local[first], local[second]), _EMPTY
 
-            return read_positional
+            return read_two
+
+        def read_positional(frame):
+            local = frame.f_locals
+            return tuple([local[name] for name in positional]), _EMPTY
+
+        return read_positional
 
     def read(frame):
         local = frame.f_locals
@@ -107,9 +121,14 @@ class MonitoringBackend(object):
         #: Internal errors caught in callbacks.
         self.errors = 0
         self._lock = threading.RLock()
-        # code -> (entries, exits, read_args or None, pending dict); read
-        # without the lock by the callbacks, replaced wholesale on change.
+        # id(code) -> (entries, exit or None, read_args or None, pending
+        # dict); read without the lock by the callbacks, each value replaced
+        # wholesale on change. Keyed by id: a code object's hash is not
+        # cached (it hashes its bytecode, names and constants, about 50 ns
+        # per lookup); the code objects are kept alive in _codes, so their
+        # ids stay theirs while they are here.
         self._sites = {}
+        self._codes = {}  # id(code) -> code
         self._handlers = {}  # code -> tuple of handlers
         self._global_unwind = False
         self._local_unwind = None  # unknown until tried
@@ -153,7 +172,8 @@ class MonitoringBackend(object):
         events = mon.events
         handlers = self._handlers.get(code, ())
         if not handlers:
-            site = self._sites.pop(code, None)
+            site = self._sites.pop(id(code), None)
+            self._codes.pop(id(code), None)
             mon.set_local_events(self.tool_id, code, 0)
             if site is not None:
                 site[3].clear()
@@ -162,13 +182,14 @@ class MonitoringBackend(object):
         entries = tuple(h.enter for h in handlers if h.enter is not None)
         exits = tuple(h.exit for h in handlers if h.exit is not None)
         needs_args = any(h.needs_args for h in handlers)
-        old = self._sites.get(code)
+        old = self._sites.get(id(code))
         pending = old[3] if old is not None else {}
         reader = make_argument_reader(code) if needs_args else None
         wanted = events.PY_START
         if exits:
             wanted |= events.PY_RETURN
-        self._sites[code] = (entries, exits, reader, pending)
+        self._sites[id(code)] = (entries, exit_dispatcher(exits, self._count_error), reader, pending)
+        self._codes[id(code)] = code
         if exits and self._local_unwind is not False:
             try:
                 mon.set_local_events(self.tool_id, code, wanted | events.PY_UNWIND)
@@ -182,7 +203,9 @@ class MonitoringBackend(object):
 
     def _update_global_unwind(self):
         mon = self.monitoring
-        needed = self._local_unwind is False and any(site[1] for site in self._sites.values())
+        needed = self._local_unwind is False and any(
+            site[1] is not None for site in self._sites.values()
+        )
         if needed != self._global_unwind:
             mon.set_events(self.tool_id, mon.events.PY_UNWIND if needed else 0)
             self._global_unwind = needed
@@ -215,9 +238,10 @@ class MonitoringBackend(object):
     def _release(self):
         mon = self.monitoring
         tool = self.tool_id
-        for code in list(self._sites):
+        for code in list(self._codes.values()):
             mon.set_local_events(tool, code, 0)
         self._sites.clear()
+        self._codes.clear()
         events = mon.events
         try:
             mon.set_events(tool, 0)
@@ -234,6 +258,7 @@ class MonitoringBackend(object):
 
     def _make_callbacks(self):
         sites_get = self._sites.get
+        code_id = id
         get_ident = threading.get_ident
         getframe = sys._getframe
         perf_counter = time.perf_counter
@@ -245,13 +270,13 @@ class MonitoringBackend(object):
 
         def on_start(code, offset):
             try:
-                site = sites_get(code)
+                site = sites_get(code_id(code))
                 if site is None:
                     return
                 ident = get_ident()
                 if ident in threads._idents:
                     return
-                entries, exits, read_args, pending = site
+                entries, leave, read_args, pending = site
                 frame = getframe(1)
                 if read_args is not None:
                     args, kwargs = read_args(frame)
@@ -263,57 +288,69 @@ class MonitoringBackend(object):
                             enter(args, kwargs, ident)
                         except Exception:
                             failed()
-                if exits:
+                if leave is not None:
                     if len(pending) >= MAX_PENDING:
                         purge_orphans(pending)
                         if len(pending) >= MAX_PENDING:
                             return
-                    pending[frame] = (ident, args, kwargs, perf_counter())
+                    pending[frame] = (args, kwargs, ident, perf_counter())
             except Exception:
                 failed()
 
         def on_return(code, offset, value):
             t1 = perf_counter()
             try:
-                site = sites_get(code)
+                site = sites_get(code_id(code))
                 if site is None:
                     return
                 entry = site[3].pop(getframe(1), None)
                 if entry is None:
                     return
-                ident, args, kwargs, t0 = entry
-                for leave in site[1]:
-                    try:
-                        leave(args, kwargs, ident, t0, t1, value, None)
-                    except Exception:
-                        failed()
+                args, kwargs, ident, t0 = entry
+                site[1]((args, kwargs, ident, t0, t1, value, None))
             except Exception:
                 failed()
 
         def on_unwind(code, offset, exc):
             try:
-                site = sites_get(code)
+                site = sites_get(code_id(code))
                 if site is None:
                     return
                 t1 = perf_counter()
                 entry = site[3].pop(getframe(1), None)
                 if entry is None:
                     return
-                ident, args, kwargs, t0 = entry
-                for leave in site[1]:
-                    try:
-                        leave(args, kwargs, ident, t0, t1, None, exc)
-                    except Exception:
-                        failed()
+                args, kwargs, ident, t0 = entry
+                site[1]((args, kwargs, ident, t0, t1, None, exc))
             except Exception:
                 failed()
 
         return on_start, on_return, on_unwind
 
+    def _count_error(self):
+        self.errors += 1
+
     def active_codes(self):
         """The code objects currently instrumented (for tests)."""
         with self._lock:
-            return list(self._sites)
+            return list(self._codes.values())
+
+
+def exit_dispatcher(exits, failed):
+    """One callable for a site's exit handlers (the handler itself when alone)."""
+    if not exits:
+        return None
+    if len(exits) == 1:
+        return exits[0]
+
+    def dispatch(record):
+        for leave in exits:
+            try:
+                leave(record)
+            except Exception:
+                failed()
+
+    return dispatch
 
 
 _MARK = object()

@@ -8,12 +8,18 @@ target's threads:
 
 ``handler.enter(args, kwargs, ident)`` (or None)
     at the first start of a call, before the function's body runs;
-``handler.exit(args, kwargs, ident, t0, t1, result, exc)`` (or None)
-    when the call ends: ``t0``/``t1`` are ``time.perf_counter()`` at the
-    first start and at the end (for generators and coroutines the whole
-    life, suspensions included), ``result`` the return value (the
-    ``StopIteration`` value of a generator or coroutine) and ``exc`` None,
-    or ``result`` None and ``exc`` the exception that ended the call.
+``handler.exit(record)`` (or None)
+    when the call ends, with one tuple ``record = (args, kwargs, ident,
+    t0, t1, result, exc)`` (indices :data:`ARGS` ... :data:`EXC`):
+    ``t0``/``t1`` are ``time.perf_counter()`` at the first start and at
+    the end (for generators and coroutines the whole life, suspensions
+    included), ``result`` the return value (the ``StopIteration`` value of
+    a generator or coroutine) and ``exc`` None, or ``result`` None and
+    ``exc`` the exception that ended the call. One tuple rather than seven
+    arguments so that a handler with nothing to decide on the target's
+    thread can be the stream's lazy emitter itself
+    (``stream.lazy_emitter(render)``): the record goes to the queue as it
+    is, with no Python frame of the handler's own (see :mod:`.watch_command`).
 
 ``args`` is the tuple of the positional parameters' values (``self`` first
 for a method) followed by the ``*args`` items; ``kwargs`` the dict of the
@@ -38,17 +44,34 @@ Rules for handlers (the backends rely on them):
   :data:`peeka_agent.agent_threads` first), so a probe on a function the
   agent itself uses (``json.dumps``...) cannot feed itself.
 
-Backends (:func:`backend`): ``sys.monitoring`` on 3.12+
-(:mod:`.probe_monitoring`), ``__code__`` swapping on 3.8-3.11
-(:mod:`.probe_code_swap`). Both see every caller, including references
-taken before the probe, and put everything back when the last probe of a
-function goes.
+Backends (:func:`backend`): ``__code__`` swapping (:mod:`.probe_code_swap`)
+on every version, by default; ``sys.monitoring`` (:mod:`.probe_monitoring`,
+3.12+) when the target's environment has ``PEEKA_PROBE_BACKEND=monitoring``
+(or :data:`PREFERRED_BACKEND` is set before the first probe). Both see every
+caller, including references taken before the probe, and put everything back
+when the last probe of a function goes.
+
+Why code swapping is the default on 3.12+ too: cost. A probe's price on a
+trivial hot function is what matters (the goal is at most about twice a
+minimal hand-written ``perf_counter`` timing wrapper), and ``sys.monitoring``
+cannot get there: per call it costs two callback invocations from C (about
+60-80 ns together), a ``sys._getframe`` (about 55 ns, it materialises the
+frame object) and ``frame.f_locals`` (20-90 ns) to read the arguments, a
+second frame lookup to pair the end with its start, and code-object hashing
+if callbacks look their code up in a dict (not cached: about 50 ns). Their
+sum alone is above the budget, before any work. The code-swap wrapper is one
+extra Python frame that binds the arguments it receives and times the call
+inline: measured 2-3 times cheaper on 3.12-3.15 (docs/commands.md, "Cost").
+What ``sys.monitoring`` offers instead: no extra frame (tracebacks, recursion
+limit), ``f.__code__`` untouched, every closure of a ``def`` seen; it stays
+available, and tested, for whoever prefers that.
 
 :func:`install_probe` is the common part of the probe commands: pattern,
 condition, stream, labels, ownership.
 """
 
 import itertools
+import os
 import sys
 import threading
 import time
@@ -64,13 +87,19 @@ _probes = {}
 _numbers = itertools.count(1)
 _backend = None
 
+#: Indices of an exit record (see the module documentation).
+ARGS, KWARGS, IDENT, T0, T1, RESULT, EXC = range(7)
+
+#: The backend to create: "code_swap" or "monitoring" (3.12+; else code_swap).
+PREFERRED_BACKEND = os.environ.get("PEEKA_PROBE_BACKEND") or "code_swap"
+
 
 def backend():
     """The instrumentation backend of this interpreter (created once)."""
     global _backend
     with _registry_lock:
         if _backend is None:
-            if hasattr(sys, "monitoring"):
+            if PREFERRED_BACKEND == "monitoring" and hasattr(sys, "monitoring"):
                 from .probe_monitoring import MonitoringBackend
 
                 _backend = MonitoringBackend()

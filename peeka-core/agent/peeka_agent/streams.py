@@ -22,6 +22,10 @@ and it belongs to that request's connection. The interface a probe uses:
     have changed, and it is kept alive until then). A render that raises is
     counted as a drop and reported once with an ``encode_error`` event.
 
+``stream.lazy_emitter(render) -> emitter``
+    ``emitter(value)`` is ``emit_lazy(render, value)`` without the extra
+    argument (and, for a probe, without a handler frame of its own).
+
 ``stream.event(kind, data=None) -> bool``
     A protocol ``event`` (for example ``condition_errors``); shares ``seq``
     with observations. Events have their own, larger bound
@@ -97,7 +101,7 @@ def _make_emit(stream, fifo, limit, max_items):
 
         return emit
 
-    accept = itertools.count(1).__next__
+    accept = stream._accept
 
     def emit_counted(data):
         if stream._open:
@@ -135,7 +139,7 @@ def _make_emit_lazy(stream, fifo, limit, max_items):
 
         return emit_lazy
 
-    accept = itertools.count(1).__next__
+    accept = stream._accept
 
     def emit_lazy_counted(render, value):
         if stream._open:
@@ -154,6 +158,45 @@ def _make_emit_lazy(stream, fifo, limit, max_items):
         return False
 
     return emit_lazy_counted
+
+
+def _make_lazy_emitter(stream, fifo, limit, max_items, render):
+    """``emit_lazy`` with ``render`` bound: one argument, one frame less for the caller."""
+    qsize = fifo.qsize
+    put = fifo.put
+    drop = stream._drops.__next__
+    if max_items is None:
+
+        def emit_value(value):
+            if stream._open:
+                if qsize() < limit:
+                    put((stream, render, value))
+                    return True
+                drop()
+                stream._gap = True
+            return False
+
+        return emit_value
+
+    accept = stream._accept
+
+    def emit_value_counted(value):
+        if stream._open:
+            if qsize() < limit:
+                number = accept()
+                if number < max_items:
+                    put((stream, render, value))
+                    return True
+                if number == max_items:
+                    put((stream, render, value))
+                    stream.end("count_reached")
+                    return True
+                return False
+            drop()
+            stream._gap = True
+        return False
+
+    return emit_value_counted
 
 
 class Stream(object):
@@ -177,9 +220,12 @@ class Stream(object):
         self._pending_end = None
         self._callbacks = []
         self._drops = itertools.count()
+        # Accepted observations of a counted stream (shared by every emitter).
+        self._accept = itertools.count(1).__next__
         self._gap = False
         outbox = connection.outbox
         self._fifo = outbox.queue
+        self._limit = outbox.limit
         self._event_limit = outbox.limit + EVENT_HEADROOM
         # Writer-side state, touched only by the connection's writer thread.
         self._w_state = W_PENDING
@@ -203,6 +249,16 @@ class Stream(object):
     def emit_lazy(self, render, value):  # noqa: F811
         """Queues ``render(value)`` to be run on the writer thread; never blocks."""
         return self.__dict__["emit_lazy"](render, value)
+
+    def lazy_emitter(self, render):
+        """``emit_lazy`` with ``render`` bound: ``emitter(value) -> bool``.
+
+        For a probe whose handler has nothing to decide on the target's
+        thread: the emitter can be the handler itself (one Python frame per
+        observation instead of two). Same rules as ``emit_lazy``; it returns
+        False once the stream has ended.
+        """
+        return _make_lazy_emitter(self, self._fifo, self._limit, self.max_items, render)
 
     @property
     def closed(self):

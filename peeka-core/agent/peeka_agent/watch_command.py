@@ -163,25 +163,81 @@ def make_watch_handler(probe, target, options):
     on_success = options["success"]
     on_exception = options["exception"]
     if on_success or on_exception:
-
-        def leave(args, kwargs, ident, t0, t1, result, exc):
-            try:
-                if exc is None:
-                    if not on_success:
-                        return
-                elif not on_exception:
-                    return
-                if test is not None:
-                    self_value, params = split(args)
-                    context = (params, kwargs or {}, self_value, result, exc, (t1 - t0) * 1000.0)
-                    if not test(context):
-                        report_condition()
-                        return
-                emit_lazy(render_exit, (args, kwargs, ident, t0, t1, result, exc))
-            except BaseException as exc:
-                fail(exc)
+        leave = make_exit(
+            stream.lazy_emitter(render_exit),
+            on_success,
+            on_exception,
+            condition,
+            report_condition,
+            is_method,
+            fail,
+        )
 
     return Handler(probe, target, enter=enter, exit=leave, needs_args=True)
+
+
+_EMPTY = {}
+
+
+def make_exit(emit_record, on_success, on_exception, condition, report_condition, is_method, fail):
+    """The exit handler: as little as the options allow on the target's thread.
+
+    Without a condition and with both outcomes wanted (the default, ``-f``)
+    it is the stream's lazy emitter itself: the record is queued as it is
+    and rendered on the writer thread. A condition is evaluated against a
+    context tuple built from the record (``cost`` computed here, the rest
+    references), and only a false result that came from an error reaches
+    the reporter.
+    """
+    if condition is None:
+        if on_success and on_exception:
+            return emit_record
+
+        def leave_filtered(record):
+            try:
+                if (record[6] is None) is on_success:
+                    emit_record(record)
+            except BaseException as error:
+                fail(error)
+
+        return leave_filtered
+
+    test = condition.test
+    both = on_success and on_exception
+
+    if is_method:
+
+        def leave_method(record):
+            try:
+                args, kwargs, _ident, t0, t1, result, exc = record
+                if not both and (exc is None) is not on_success:
+                    return
+                if args:
+                    context = (args[1:], kwargs or _EMPTY, args[0], result, exc, (t1 - t0) * 1e3)
+                else:
+                    context = ((), kwargs or _EMPTY, None, result, exc, (t1 - t0) * 1e3)
+                if test(context):
+                    emit_record(record)
+                elif condition.last_error is not None:
+                    report_condition()
+            except BaseException as error:
+                fail(error)
+
+        return leave_method
+
+    def leave(record):
+        try:
+            args, kwargs, _ident, t0, t1, result, exc = record
+            if not both and (exc is None) is not on_success:
+                return
+            if test((args or (), kwargs or _EMPTY, None, result, exc, (t1 - t0) * 1e3)):
+                emit_record(record)
+            elif condition.last_error is not None:
+                report_condition()
+        except BaseException as error:
+            fail(error)
+
+    return leave
 
 
 def condition_reporter(stream, condition):

@@ -3,6 +3,9 @@
 The probed functions live in :mod:`tests.probe_targets`; every test checks at
 its end that each of them has its original ``__code__`` back (the same
 object) and, on 3.12+, that no sys.monitoring tool id is left taken.
+
+Every probe test runs with the default backend (``__code__`` swapping) and,
+on 3.12+, again with ``sys.monitoring`` (the ``...OnMonitoring`` classes).
 """
 
 import asyncio
@@ -30,9 +33,13 @@ def peeka_tools():
 
 
 class ProbeTestCase(AgentTestCase):
+    #: The probe backend the agent under test uses.
+    backend = "code_swap"
+
     def setUp(self):
         AgentTestCase.setUp(self)
         self.probes_module = sys.modules[self.module.__name__ + ".probes"]
+        self.probes_module.PREFERRED_BACKEND = self.backend
         self.addCleanup(self.assert_restored)
 
     def assert_restored(self):
@@ -111,8 +118,8 @@ class WatchTests(ProbeTestCase):
         stream, data = self.start(client, "watch", pattern=P + "add", times=2)
         self.assertEqual(data["matched"][0]["name"], P + "add")
         self.assertEqual(data["matched"][0]["kind"], "function")
-        self.assertEqual(data["backend"], "monitoring" if HAS_MONITORING else "code_swap")
-        self.assertEqual(data["tool_id"] is None, not HAS_MONITORING)
+        self.assertEqual(data["backend"], self.backend)
+        self.assertEqual(data["tool_id"] is None, self.backend == "code_swap")
         self.assertEqual(data["limits"]["depth"], 1)
         self.assertEqual(targets.add(1, 2), 3)
         with self.assertRaises(TypeError):
@@ -349,13 +356,14 @@ class WatchTests(ProbeTestCase):
         finally:
             targets.kwonly_defaults.__kwdefaults__ = {"scale": 2}
         self.observations(client, 2)
-        self.assertEqual(targets.bump(), 1)
-        self.assertEqual(targets.bump(2), 3)
+        start = targets.bump.__closure__[0].cell_contents[0]  # the tests share the closure
+        self.assertEqual(targets.bump(), start + 1)
+        self.assertEqual(targets.bump(2), start + 3)
         self.observations(client, 2)
         for stream in streams:
             client.cancel(stream)
             self.end_of(client, stream)
-        self.assertEqual(targets.bump(), 4)
+        self.assertEqual(targets.bump(), start + 4)
 
     def test_hostile_values_become_placeholders(self):
         client = self.client()
@@ -630,6 +638,8 @@ class HistogramTests(unittest.TestCase):
 
 @unittest.skipUnless(HAS_MONITORING, "sys.monitoring is 3.12+")
 class ToolIdTests(ProbeTestCase):
+    backend = "monitoring"
+
     def test_no_free_tool_id_is_refused_with_the_users(self):
         taken = []
         for tool in range(6):
@@ -701,3 +711,20 @@ class ToolIdTests(ProbeTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def _on_monitoring(cls):
+    """``cls`` again, with the sys.monitoring backend (3.12+)."""
+    variant = type(
+        cls.__name__ + "OnMonitoring",
+        (cls,),
+        {"backend": "monitoring", "__doc__": "%s, with sys.monitoring." % cls.__name__},
+    )
+    return unittest.skipUnless(HAS_MONITORING, "sys.monitoring is 3.12+")(variant)
+
+
+WatchTestsOnMonitoring = _on_monitoring(WatchTests)
+OwnershipTestsOnMonitoring = _on_monitoring(OwnershipTests)
+FailureTestsOnMonitoring = _on_monitoring(FailureTests)
+StackTestsOnMonitoring = _on_monitoring(StackTests)
+MonitorTestsOnMonitoring = _on_monitoring(MonitorTests)
