@@ -29,6 +29,10 @@ Modules, one concept each:
 - :mod:`.watch_command`, :mod:`.stack_command`, :mod:`.monitor_command`
   (with :mod:`.latency_histogram`), :mod:`.reset_command`: the probe
   commands;
+- :mod:`.thread_command` (with :mod:`.thread_info`), :mod:`.top_command`:
+  the target's threads, and sampling of what they execute;
+- :mod:`.trace_command` (with :mod:`.trace_engine`): the call tree below a
+  function;
 - :mod:`.version`: ``AGENT_VERSION``.
 
 Commands built on this core register themselves with
@@ -42,6 +46,9 @@ from . import builtin_commands  # noqa: F401 - registers ping, info, detach
 from . import monitor_command  # noqa: F401 - registers monitor
 from . import reset_command  # noqa: F401 - registers reset
 from . import stack_command  # noqa: F401 - registers stack
+from . import thread_command  # noqa: F401 - registers thread
+from . import top_command  # noqa: F401 - registers top
+from . import trace_command  # noqa: F401 - registers trace
 from . import watch_command  # noqa: F401 - registers watch
 from .agent_threads import agent_native_ids, agent_thread_idents, is_agent_thread
 from .commands import CommandError, RequestContext, register_command
