@@ -236,7 +236,7 @@ pub struct StreamStarted {
     /// The functions probed.
     #[serde(default)]
     pub matched: Vec<MatchedTarget>,
-    /// `monitoring` (3.12+) or `code_swap` (3.8-3.11).
+    /// `code_swap` (the default), or `monitoring` (3.12+, opt-in in the target).
     #[serde(default)]
     pub backend: Option<String>,
     /// The `sys.monitoring` tool id used, if any.
