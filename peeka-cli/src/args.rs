@@ -43,6 +43,12 @@ pub(crate) enum Command {
     Stack(StackArgs),
     /// Per-interval call statistics of a function.
     Monitor(MonitorArgs),
+    /// The call tree below a function, with timings, for each call.
+    Trace(crate::diagnostics_args::TraceArgs),
+    /// The threads: names, states, CPU time; one thread's stack; the busiest.
+    Thread(crate::diagnostics_args::ThreadArgs),
+    /// Sample what every thread executes: the hot functions, and flame graphs.
+    Top(crate::diagnostics_args::TopArgs),
     /// Remove probes (all, or those whose pattern matches), or list them.
     Reset(ResetArgs),
     /// Remove every probe, stop the agent and delete its files.
@@ -157,7 +163,7 @@ fn parse_method(text: &str) -> Result<MethodChoice, String> {
     text.parse::<MethodChoice>().map_err(|e| e.to_string())
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 5 or 0.5)"))?;

@@ -16,8 +16,11 @@
 
 mod args;
 mod commands;
+mod diagnostics_args;
+mod diagnostics_text;
 mod error;
 pub mod exit_code;
+mod flamegraph;
 mod interrupt;
 mod output;
 mod remembered;

@@ -3,6 +3,7 @@
 
 mod attach;
 mod detach;
+mod diagnostics;
 mod doctor;
 mod probes;
 mod reset;
@@ -21,6 +22,9 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Watch(args) => ("watch", probes::watch(args, &out)),
         Command::Stack(args) => ("stack", probes::stack(args, &out)),
         Command::Monitor(args) => ("monitor", probes::monitor(args, &out)),
+        Command::Trace(args) => ("trace", diagnostics::trace(args, &out)),
+        Command::Thread(args) => ("thread", diagnostics::thread(args, &out)),
+        Command::Top(args) => ("top", diagnostics::top(args, &out)),
         Command::Reset(args) => ("reset", reset::run(args, &out)),
         Command::Detach(args) => ("detach", detach::run(args, &out)),
         Command::Doctor(args) => ("doctor", doctor::run(args, &out)),

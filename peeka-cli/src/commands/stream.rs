@@ -17,8 +17,20 @@ use crate::text::Painter;
 pub(crate) fn follow<T: Serialize + serde::de::DeserializeOwned>(
     out: &Output,
     command: &str,
+    subscription: Subscription<T>,
+    render: impl Fn(&Painter, &T) -> String,
+) -> Result<ExitCode, CliError> {
+    follow_observing(out, command, subscription, render, |_| {})
+}
+
+/// [`follow`], also handing every observation to `observe` (before it is
+/// printed), in either format.
+pub(crate) fn follow_observing<T: Serialize + serde::de::DeserializeOwned>(
+    out: &Output,
+    command: &str,
     mut subscription: Subscription<T>,
     render: impl Fn(&Painter, &T) -> String,
+    mut observe: impl FnMut(&T),
 ) -> Result<ExitCode, CliError> {
     let started = subscription.started().clone();
     let names: Vec<String> = started.matched.iter().map(|m| m.name.clone()).collect();
@@ -27,6 +39,9 @@ pub(crate) fn follow<T: Serialize + serde::de::DeserializeOwned>(
         "started",
         serde_json::to_value(&started).unwrap_or(Value::Null),
         |p| {
+            if names.is_empty() {
+                return p.dim(&format!("{command}: started; Ctrl-C to stop"));
+            }
             p.dim(&format!(
                 "{command}: probing {} ({}); Ctrl-C to stop",
                 names.join(", "),
@@ -38,6 +53,7 @@ pub(crate) fn follow<T: Serialize + serde::de::DeserializeOwned>(
     for item in &mut subscription {
         match item {
             Ok(StreamItem::Observation { seq, data }) => {
+                observe(&data);
                 let value = serde_json::to_value(&data).unwrap_or(Value::Null);
                 out.observation(command, seq, value, |p| render(p, &data));
             }

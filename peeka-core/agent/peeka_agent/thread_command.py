@@ -45,7 +45,7 @@ def handle_thread(ctx):
     sort_by = ctx.param("sort_by", str, choices=SORT_KEYS)
     include_agent = ctx.param("include_agent", bool, default=False)
     interval_default = 200 if top is not None else 100
-    interval = ctx.param("interval", int, default=interval_default, minimum=0, maximum=60000)
+    interval = ctx.param("interval", int, default=interval_default, minimum=0, maximum=5000)
     if tid is not None and top is not None:
         raise CommandError(
             ErrorCode.INVALID_PARAMS,

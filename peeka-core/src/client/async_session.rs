@@ -360,7 +360,7 @@ impl AsyncSession {
         Ok((request, data, queue))
     }
 
-    async fn call_typed<P: Serialize + ?Sized, R: DeserializeOwned>(
+    pub(super) async fn call_typed<P: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         command: &str,
         params: &P,
@@ -371,7 +371,7 @@ impl AsyncSession {
         decode_data(command, &data)
     }
 
-    async fn open<T: DeserializeOwned>(
+    pub(super) async fn open<T: DeserializeOwned>(
         &self,
         command: &str,
         params: Payload,

@@ -4,7 +4,9 @@
 //!   already there, and runs commands: [`ping`](Session::ping),
 //!   [`info`](Session::info), [`watch`](Session::watch),
 //!   [`stack`](Session::stack), [`monitor`](Session::monitor),
-//!   [`reset`](Session::reset), [`detach`](Session::detach), and any other
+//!   [`reset`](Session::reset), [`detach`](Session::detach),
+//!   [`trace`](Session::trace), [`thread`](Session::thread),
+//!   [`top`](Session::top), and any other
 //!   command through [`request`](Session::request) and
 //!   [`subscribe`](Session::subscribe).
 //! - Streaming commands return a [`Subscription`]: an iterator of
@@ -50,6 +52,7 @@
 mod async_session;
 mod core;
 mod demux;
+mod diagnostics;
 mod error;
 mod locate;
 mod observations;
@@ -61,6 +64,10 @@ mod subscription;
 
 #[cfg(feature = "tokio")]
 pub use async_session::AsyncSession;
+pub use diagnostics::{
+    ThreadEntry, ThreadReport, ThreadRequest, ThreadSort, ThreadState, TopFunction, TopRequest,
+    TopSnapshot, TopSort, TraceNode, TraceObservation, TraceRequest,
+};
 pub use error::ClientError;
 pub use locate::{agent_paths, socket_path, SOCKET_NAME};
 pub use observations::{Location, MonitorReport, StackFrame, StackObservation, WatchObservation};

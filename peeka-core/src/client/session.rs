@@ -365,7 +365,7 @@ impl Session {
         self.core.settle(&request, answer).map(|(data, _)| data)
     }
 
-    fn call_typed<P: Serialize + ?Sized, R: DeserializeOwned>(
+    pub(super) fn call_typed<P: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         command: &str,
         params: &P,
@@ -374,7 +374,7 @@ impl Session {
         decode_data(command, &data)
     }
 
-    fn open<T: DeserializeOwned>(
+    pub(super) fn open<T: DeserializeOwned>(
         &self,
         command: &str,
         params: Payload,
