@@ -16,8 +16,10 @@ Thread names used by the core:
 
 - ``peeka-agent``: the listener, blocked in ``accept()`` (the bootstrap
   detects a running agent by this prefix);
-- ``peeka-conn-<n>``: reads and dispatches the requests of connection n;
-- ``peeka-send-<n>``: writes connection n's outgoing frames;
+- ``peeka-conn-<n>``: reads and dispatches the requests of connection n, and
+  writes its answers until the connection needs a writer;
+- ``peeka-send-<n>``: writes connection n's outgoing frames, once it opens a
+  stream or defers a reply (see :mod:`peeka_agent.outbox`);
 - ``peeka-work-<name>``: helpers started by commands (:meth:`Agent.spawn`).
 """
 

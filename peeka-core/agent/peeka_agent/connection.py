@@ -1,10 +1,15 @@
 """One client connection: handshake, request dispatch, cancels, and its streams.
 
-Each admitted connection runs two agent threads:
+Each admitted connection runs one or two agent threads:
 
 - ``peeka-conn-<n>`` reads frames (blocking ``recv``), answers the
   ``hello``, dispatches requests to command handlers and applies ``cancel``;
-- ``peeka-send-<n>`` runs the connection's :class:`~peeka_agent.outbox.Outbox`.
+  until the writer runs, it also writes what it queued (the welcome and the
+  responses) before it reads again;
+- ``peeka-send-<n>`` drains the connection's
+  :class:`~peeka_agent.outbox.Outbox`, started only once the connection
+  opens a stream or defers a reply (or when another thread closes it), so
+  that a short command (hello, request, response) is served by one thread.
 
 Any protocol violation, a clean end of stream or a socket error closes the
 connection. Closing ends every stream the connection still owns without
@@ -47,7 +52,14 @@ class Connection(object):
         self.client = None
         #: Guards the stream table, in-flight ids and stream state changes.
         self.lock = new_lock()
-        self.outbox = Outbox(sock, agent.queue_limit, self._writer_failed, agent.record_error)
+        self.outbox = Outbox(
+            sock,
+            agent.queue_limit,
+            self._writer_failed,
+            agent.record_error,
+            "peeka-send-%d" % number,
+            self._thread_failed,
+        )
         self._refuse_reason = refuse_reason
         self._streams = {}
         self._inflight = set()
@@ -56,13 +68,9 @@ class Connection(object):
         self.reader_thread = AgentThread(
             "peeka-conn-%d" % number, self._serve, on_error=self._thread_failed
         )
-        self.writer_thread = AgentThread(
-            "peeka-send-%d" % number, self.outbox.run, on_error=self._thread_failed
-        )
 
     def start(self):
-        """Starts the writer and reader threads."""
-        self.writer_thread.start()
+        """Starts the reader thread (the writer starts when needed, see the module doc)."""
         self.reader_thread.start()
 
     # -- public helpers ------------------------------------------------------
@@ -78,7 +86,10 @@ class Connection(object):
             return list(self._streams.values())
 
     def send(self, message):
-        """Queues one message (encoded now); never dropped."""
+        """Queues one message (encoded now); never dropped.
+
+        The reader writes it before it reads again, unless the writer runs.
+        """
         self.outbox.send_message(message)
 
     def cancel(self, stream_id):
@@ -107,15 +118,18 @@ class Connection(object):
             streams = list(self._streams.values())
         for stream in streams:
             stream._finish("cancelled", None, False)
-        self.outbox.stop()
-        if threading.current_thread() is not self.writer_thread:
-            self.writer_thread.join(flush_timeout)
+        self.outbox.stop(self.on_reader())
+        self.outbox.wait_stopped(flush_timeout)
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self._closed.set()
         self.agent._connection_closed(self)
+
+    def on_reader(self):
+        """Whether the calling thread is this connection's reader."""
+        return threading.current_thread() is self.reader_thread
 
     def wait_closed(self, timeout):
         """Waits until close() has run; True if it has."""
@@ -161,7 +175,7 @@ class Connection(object):
         finally:
             self.close()
             reader.close()
-            self.writer_thread.join(FLUSH_TIMEOUT)
+            self.outbox.wait_stopped(FLUSH_TIMEOUT)
             try:
                 self.sock.close()
             except OSError:
@@ -182,7 +196,9 @@ class Connection(object):
         self.client = hello["client"]
         agent = self.agent
         self.send(welcome(agent.version, agent.pid, agent.capabilities()))
+        drain = self.outbox.drain
         while True:
+            drain()
             message = reader.read()
             if message is None:
                 return
@@ -248,6 +264,12 @@ class Connection(object):
         else:
             if not ctx.answered and not ctx.deferred:
                 ctx.reply(result)
+        stream = ctx.stream
+        if ctx.deferred or (stream is not None and not stream._discarded):
+            # Items will come from other threads: the response first, then
+            # the writer takes over.
+            self.outbox.drain()
+            self.outbox.start_writer()
 
     def _handler_failed(self, ctx, code, message, text):
         if ctx.answered:

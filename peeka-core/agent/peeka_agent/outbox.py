@@ -1,9 +1,33 @@
-"""A connection's outgoing queue and the writer thread that drains it.
+"""A connection's outgoing queue, and the one consumer at a time that writes it.
 
 Everything a connection sends goes through one FIFO, a ``queue.SimpleQueue``,
-drained by one writer thread (``peeka-send-<n>``) that encodes, batches and
-writes frames to the socket. The FIFO is what orders a stream's response,
-observations, events and ``stream_end`` on the wire.
+whose consumer encodes, batches and writes frames to the socket. The FIFO is
+what orders a stream's response, observations, events and ``stream_end`` on
+the wire.
+
+Consumers
+---------
+A connection starts without a writer thread: its reader (``peeka-conn-<n>``)
+writes its welcome and responses itself, calling :meth:`Outbox.drain` right
+after queueing them. A short command thus involves no thread but the reader;
+every hand-over between threads costs a wait for the GIL, up to the 5 ms
+switch interval when the target keeps the GIL busy.
+
+The writer thread ``peeka-send-<n>`` (:meth:`Outbox.start_writer`) takes over
+for good as soon as items may be queued while the reader is busy elsewhere:
+when the connection opens a stream (probes queue from the target's threads,
+which never write) or defers a reply (answered from another thread), or when
+a thread other than the reader stops the outbox (detach: that thread must not
+wait on the socket; it waits, bounded, for the writer).
+
+The consumer lock orders the consumers: whoever takes items from the FIFO
+holds it until those items are written, so the FIFO order is the wire order
+and the writer-side stream state (``_w_*``) has one owner at a time. The
+writer holds it for its whole life; :meth:`~Outbox.drain` only tries it and
+leaves the items to the writer when it is taken; and a drain takes at most
+what was queued when it began, so a busy stream cannot keep the reader from
+reading. ``OP_STOP`` ends the output: what was queued before it is written,
+nothing after it.
 
 The hot path
 ------------
@@ -21,15 +45,15 @@ Items are plain tuples, to keep the producer cheap:
 
 - ``(stream, data)``: an observation whose data is already JSON-able;
 - ``(stream, render, value)``: a lazy observation, ``render(value)`` runs on
-  the writer thread and returns the JSON-able data;
+  the consuming agent thread and returns the JSON-able data;
 - ``(OP_..., ...)``: control items (responses, events, ``stream_end``, stop),
   which start with an int and are never dropped by the bound (events have a
   bound of their own, see :class:`~peeka_agent.streams.Stream`).
 
 Sequence numbers
 ----------------
-``seq`` is assigned by the writer, the only consumer, so it always increases
-on the wire even when producers race. A drop leaves a gap: the writer adds
+``seq`` is assigned by the consumer, one at a time, so it always increases
+on the wire even when producers race. A drop leaves a gap: the consumer adds
 the drops counted since the stream's previous message to the next ``seq`` it
 assigns, and an observation that fails to encode keeps the ``seq`` it was
 given. Every ``seq`` from 0 to the last one sent is therefore either
@@ -44,9 +68,11 @@ small per-stream buffer and are released right after the response.
 import itertools
 import queue
 import socket
+import threading
 import time
 import traceback
 
+from .agent_threads import AgentThread
 from .wire import FrameTooLarge, encode_frame, error_body, event, observation_frame, stream_end
 
 #: Control item opcodes (the first element of a control tuple).
@@ -65,7 +91,7 @@ W_DONE = 2  # stream_end written or stream discarded: ignore late items
 BATCH_ITEMS = 8192
 #: Most bytes gathered before a sendall().
 BATCH_BYTES = 4 << 20
-#: Longest time spent encoding one batch. The writer holds the GIL while it
+#: Longest time spent encoding one batch. The consumer holds the GIL while it
 #: encodes; staying under the interpreter's 5 ms switch interval keeps the
 #: target's threads from waiting longer than they would for any other
 #: thread, while large batches amortise the wait for the GIL that follows
@@ -88,22 +114,35 @@ def counter_value(counter):
 
 
 class Outbox(object):
-    """The outgoing FIFO of one connection and its writer loop.
+    """The outgoing FIFO of one connection and its consumers (see the module documentation).
 
     ``limit`` bounds the observations waiting in the FIFO; ``on_failure`` is
-    called (once, from the writer thread) when the socket cannot be written;
-    ``record_error`` receives internal failures for the agent's error log.
+    called (once, from the consumer that failed, outside the consumer lock)
+    when the socket cannot be written; ``record_error`` receives internal
+    failures for the agent's error log; the writer thread, when started, is
+    named ``writer_name`` and hands an exception escaping it to
+    ``on_thread_error``.
     """
 
-    def __init__(self, sock, limit, on_failure, record_error):
+    def __init__(self, sock, limit, on_failure, record_error, writer_name, on_thread_error):
         self.queue = queue.SimpleQueue()
         self.limit = limit
         self._sock = sock
         self._on_failure = on_failure
         self._record_error = record_error
+        self._writer_name = writer_name
+        self._on_thread_error = on_thread_error
         self.sent_frames = 0
         self.sent_bytes = 0
         self.failed = False
+        self._failure_unreported = False
+        #: True once ``OP_STOP`` was taken or the socket failed: nothing more is written.
+        self.stopped = False
+        #: Held by the thread taking items from the FIFO until it has written them.
+        self._consumer = threading.Lock()
+        self._writer_lock = threading.Lock()
+        #: The writer thread, once started (see "Consumers" above).
+        self.writer = None
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         except OSError:
@@ -124,47 +163,104 @@ class Outbox(object):
         """Encodes ``message`` now (raising on failure) and queues the frame."""
         self.queue.put((OP_FRAME, encode_frame(message), None))
 
-    def stop(self):
-        """Asks the writer to flush everything queued so far, then exit."""
-        self.queue.put((OP_STOP,))
+    # -- consumers -----------------------------------------------------------
 
-    # -- the writer thread ---------------------------------------------------
+    def drain(self):
+        """Writes, on the calling thread, what is queued now (the reader's path).
+
+        Returns at once when another consumer holds the consumer lock (the
+        writer thread, which then writes it). Blocks while the socket is
+        full, so only the connection's reader calls it.
+        """
+        consumer = self._consumer
+        if not consumer.acquire(False):
+            return
+        try:
+            remaining = self.queue.qsize()
+            while remaining > 0 and not self.stopped:
+                remaining -= self._write_batch(self.queue.get_nowait(), remaining)
+        finally:
+            consumer.release()
+        self._report_failure()
+
+    def start_writer(self):
+        """Hands the FIFO to the writer thread for good (idempotent; nothing once stopped)."""
+        with self._writer_lock:
+            if self.writer is None and not self.stopped:
+                thread = AgentThread(self._writer_name, self.run, on_error=self._on_thread_error)
+                thread.start()
+                self.writer = thread
+
+    def stop(self, inline):
+        """Queues ``OP_STOP``: what was queued before it is written, nothing after it.
+
+        ``inline``: the caller is the connection's reader, which writes it
+        now when no writer runs; any other thread starts the writer instead
+        (it never waits on the socket itself, see :meth:`wait_stopped`).
+        """
+        self.queue.put((OP_STOP,))
+        if self.writer is None:
+            if inline:
+                self.drain()
+                return
+            try:
+                self.start_writer()
+            except Exception as exc:  # no thread to be had: the close shuts the socket
+                self._record_error("could not start %s to flush" % self._writer_name, exc)
+
+    def wait_stopped(self, timeout):
+        """After :meth:`stop`: waits at most ``timeout`` seconds for the writer to flush, exit."""
+        writer = self.writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout)
 
     def run(self):
-        """The writer loop: blocks in ``get()`` (no polling), batches, writes."""
-        get = self.queue.get
+        """The writer thread: the consumer for good; blocks in ``get()`` (no polling)."""
+        with self._consumer:
+            get = self.queue.get
+            while not self.stopped:
+                self._write_batch(get(), BATCH_ITEMS)
+        self._report_failure()
+
+    def _write_batch(self, item, most):
+        """Handles ``item`` and what follows it in one batch (at most ``most`` items), writes them.
+
+        Returns how many items it took. Called with the consumer lock held.
+        """
         get_nowait = self.queue.get_nowait
         qsize = self.queue.qsize
-        sendall = self._sock.sendall
         handle = self._handle
         clock = time.perf_counter
+        most = min(most, BATCH_ITEMS)
+        chunks = []
+        count = 0
+        deadline = clock() + BATCH_SECONDS
         while True:
-            item = get()
-            chunks = []
-            count = 0
-            deadline = clock() + BATCH_SECONDS
-            while True:
-                stop = handle(item, chunks)
-                count += 1
-                if stop or count >= BATCH_ITEMS or not qsize():
-                    break
-                if count & 127 == 0 and (
-                    clock() > deadline or sum(map(len, chunks)) >= BATCH_BYTES
-                ):
-                    break
-                item = get_nowait()
-            if chunks:
-                data = b"".join(chunks)
-                try:
-                    sendall(data, _SEND_FLAGS)
-                except OSError:
-                    self.failed = True
-                    self._on_failure()
-                    return
-                self.sent_frames += len(chunks)
-                self.sent_bytes += len(data)
-            if stop:
-                return
+            stop = handle(item, chunks)
+            count += 1
+            if stop or count >= most or not qsize():
+                break
+            if count & 127 == 0 and (clock() > deadline or sum(map(len, chunks)) >= BATCH_BYTES):
+                break
+            item = get_nowait()
+        if chunks:
+            data = b"".join(chunks)
+            try:
+                self._sock.sendall(data, _SEND_FLAGS)
+            except OSError:
+                self.failed = self.stopped = self._failure_unreported = True
+                return count
+            self.sent_frames += len(chunks)
+            self.sent_bytes += len(data)
+        if stop:
+            self.stopped = True
+        return count
+
+    def _report_failure(self):
+        """Calls ``on_failure`` once a write failed (outside the consumer lock)."""
+        if self._failure_unreported:
+            self._failure_unreported = False
+            self._on_failure()
 
     def _handle(self, item, chunks):
         """Turns one queue item into frames appended to ``chunks``; True means stop."""

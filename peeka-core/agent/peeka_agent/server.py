@@ -18,6 +18,8 @@ closed at once and counted.
    ``on_close`` callbacks remove the probes);
 3. ``before_close`` runs (the ``detach`` command queues its response there);
 4. every connection flushes what it has queued (bounded wait) and closes;
+   the writer threads flush (one is started for a connection that has
+   none), except that the reader running ``detach`` writes its own reply;
 5. the socket, every file in the private directory and the directory itself
    are removed (:func:`remove_private_directory` says how a directory not
    named ``peeka-...`` is treated), and the ``atexit`` hook is unregistered;
@@ -471,9 +473,10 @@ class Agent(object):
             except BaseException as exc:
                 self.record_error("detach: the final reply failed", exc)
         for connection in connections:
-            connection.outbox.stop()
+            # The calling connection writes its own; the others get their writer.
+            connection.outbox.stop(connection.on_reader())
         for connection in connections:
-            connection.writer_thread.join(max(0.0, deadline - time.monotonic()))
+            connection.outbox.wait_stopped(max(0.0, deadline - time.monotonic()))
         for connection in connections:
             connection.close(0.0)
         self._cleanup_files()
@@ -485,7 +488,7 @@ class Agent(object):
         threads = [self._listener_thread]
         for connection in connections:
             threads.append(connection.reader_thread)
-            threads.append(connection.writer_thread)
+            threads.append(connection.outbox.writer)
         with self._lock:
             threads.extend(self._spawned)
         for thread in threads:

@@ -83,9 +83,23 @@ class RawClient(object):
     def __init__(self, path, timeout=5.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+        except BaseException:
+            self.sock.close()
+            raise
         self._buffer = b""
         self._next_id = 1
+
+    @classmethod
+    def over(cls, sock, timeout=5.0):
+        """A client over an already connected socket (one end of a socketpair)."""
+        client = cls.__new__(cls)
+        client.sock = sock
+        client.sock.settimeout(timeout)
+        client._buffer = b""
+        client._next_id = 1
+        return client
 
     def close(self):
         try:

@@ -7,6 +7,7 @@ socket, and detaches it at the end.
 
 import os
 import shutil
+import socket
 import stat
 import sys
 import tempfile
@@ -183,7 +184,8 @@ class RequestTests(AgentTestCase):
         self.assertEqual(info["pid"], os.getpid())
         self.assertIn("peeka-agent", info["threads"])
         self.assertIn("peeka-conn-1", info["threads"])
-        self.assertIn("peeka-send-1", info["threads"])
+        # Requests alone are answered by the reader: no writer thread.
+        self.assertNotIn("peeka-send-1", info["threads"])
         self.assertIn("ping", info["commands"])
         self.assertIn("test.stream", info["commands"])
         self.assertEqual(info["connections"], 1)
@@ -499,6 +501,194 @@ class DetachTests(AgentTestCase):
         self.agent.stopping.clear()
 
 
+def writer_threads():
+    return [name for name in peeka_threads() if name.startswith("peeka-send-")]
+
+
+class ConsumerTests(AgentTestCase):
+    """The reader writes until a stream or a deferred reply needs the writer thread."""
+
+    def test_responses_stay_in_order_when_the_writer_takes_over(self):
+        client = self.client()
+        pings = [client.request("ping") for _ in range(3)]
+        self.assertEqual([client.recv()["id"] for _ in pings], pings)
+        self.assertEqual(writer_threads(), [])
+        stream_id = client.request("test.stream", {"emit": 2})
+        ping_id = client.request("ping")
+        messages = [client.recv() for _ in range(4)]
+        self.assertEqual(
+            [(m["type"], m.get("id", m.get("seq"))) for m in messages],
+            [
+                ("response", stream_id),
+                ("observation", 0),
+                ("observation", 1),
+                ("response", ping_id),
+            ],
+        )
+        self.assertEqual(writer_threads(), ["peeka-send-1"])
+        self.streams[stream_id].emit({"i": 2})
+        ping_id = client.request("ping")
+        self.assertEqual(client.recv()["seq"], 2)
+        self.assertEqual(client.recv()["id"], ping_id)
+        client.cancel(stream_id)
+        self.assertEqual(client.recv()["type"], "stream_end")
+        self.assertTrue(client.call("ping")["ok"])
+
+    def test_a_failed_stream_request_needs_no_writer(self):
+        client = self.client()
+        request_id = client.request("test.stream", {"emit": 2, "fail": True})
+        response = client.recv()
+        self.assertEqual((response["id"], response["ok"]), (request_id, False))
+        self.assertTrue(client.call("ping")["ok"])
+        self.assertEqual(writer_threads(), [])
+
+    def test_deferred_reply_queued_before_the_handler_returns(self):
+        def early(ctx):
+            ctx.defer()
+            replied = threading.Event()
+
+            def reply():
+                ctx.reply({"early": True})
+                replied.set()
+
+            ctx.agent.spawn("early", reply)
+            replied.wait(2.0)
+
+        self.agent.register_command("test.early", early)
+        client = self.client()
+        self.assertEqual(client.call("test.early")["data"], {"early": True})
+        self.assertEqual(client.call("ping")["data"]["pong"], True)
+        self.assertEqual(writer_threads(), ["peeka-send-1"])
+
+    def big_response(self, ctx):
+        # A tiny send buffer: the reader blocks writing this response.
+        ctx.connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return {"blob": "x" * (1 << 20)}
+
+    def test_detach_while_the_reader_is_blocked_writing(self):
+        self.agent.register_command("test.big", self.big_response)
+        silent = self.client()
+        idle = self.client()
+        silent.request("test.big")  # never read
+        connection = next(c for c in self.agent.connections() if c.number == 1)
+        self.assertTrue(wait_until(connection.outbox._consumer.locked, timeout=2.0))
+        time.sleep(0.1)
+        self.assertTrue(connection.outbox._consumer.locked(), "the reader should be writing")
+        started = time.monotonic()
+        self.assertTrue(self.agent.detach())
+        self.assertLess(time.monotonic() - started, 2.5)
+        self.assertTrue(idle.at_eof())
+        self.assertTrue(wait_until(lambda: not peeka_threads(), timeout=2.0), peeka_threads())
+        self.assertFalse(os.path.exists(self.directory))
+        failures = [e["message"] for e in self.agent.errors() if "failed" in e["message"]]
+        self.assertEqual(failures, [])
+
+    def test_client_gone_before_its_response(self):
+        self.agent.register_command("test.big", self.big_response)
+        gone = self.client()
+        gone.request("test.big")
+        gone.close()
+        self.assertTrue(wait_until(lambda: not self.agent.connections(), timeout=2.0))
+        self.assertTrue(self.client().call("ping")["ok"])
+        failures = [e["message"] for e in self.agent.errors() if "failed" in e["message"]]
+        self.assertEqual(failures, [])
+
+    def test_detach_from_python_with_an_idle_client(self):
+        client = self.client()
+        client.call("ping")
+        started = time.monotonic()
+        self.assertTrue(self.agent.detach())
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertTrue(client.at_eof())
+        self.assertTrue(wait_until(lambda: not peeka_threads(), timeout=1.0), peeka_threads())
+
+
+class OutboxTests(AgentTestCase):
+    """The consumer protocol of Outbox, over a socketpair."""
+
+    def make_outbox(self):
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        client = RawClient.over(theirs)
+        self.addCleanup(client.close)
+        self.failures = []
+        self.thread_errors = []
+        module = sys.modules[self.module.__name__ + ".outbox"]
+        box = module.Outbox(
+            ours,
+            16,
+            lambda: self.failures.append(box._consumer.locked()),
+            lambda *args: None,
+            "peeka-send-test",
+            self.thread_errors.append,
+        )
+        return box, client
+
+    def test_drains_and_the_writer_keep_the_fifo_order(self):
+        box, client = self.make_outbox()
+        for index in range(200):
+            box.send_message({"type": "n", "i": index})
+            if index % 7 == 0:
+                box.drain()
+            if index == 100:
+                box.start_writer()
+                self.assertEqual(writer_threads(), ["peeka-send-test"])
+        self.assertEqual([client.recv()["i"] for _ in range(200)], list(range(200)))
+        box.stop(False)
+        box.wait_stopped(2.0)
+        self.assertFalse(box.writer.is_alive())
+        box.send_message({"type": "late"})
+        box.drain()
+        box.start_writer()
+        self.assertEqual(writer_threads(), [])
+        box._sock.shutdown(socket.SHUT_RDWR)
+        self.assertTrue(client.at_eof())
+        self.assertEqual((self.failures, self.thread_errors), ([], []))
+
+    def test_stop_on_the_reader_writes_without_a_thread(self):
+        box, client = self.make_outbox()
+        box.send_message({"type": "last"})
+        box.stop(True)
+        self.assertTrue(box.stopped)
+        self.assertIsNone(box.writer)
+        self.assertEqual(client.recv()["type"], "last")
+
+    def test_stop_from_another_thread_starts_the_writer(self):
+        box, client = self.make_outbox()
+        box.send_message({"type": "last"})
+        box.stop(False)
+        self.assertIsNotNone(box.writer)
+        box.wait_stopped(2.0)
+        self.assertTrue(box.stopped)
+        self.assertEqual(client.recv()["type"], "last")
+
+    def test_a_drain_takes_only_what_was_queued_when_it_began(self):
+        box, client = self.make_outbox()
+        handle = box._handle
+
+        def busy_producer(item, chunks):
+            box.send_message({"type": "more"})
+            return handle(item, chunks)
+
+        box._handle = busy_producer
+        box.send_message({"type": "first"})
+        box.send_message({"type": "second"})
+        box.drain()
+        self.assertEqual(box.queue.qsize(), 2)
+        self.assertEqual([client.recv()["type"], client.recv()["type"]], ["first", "second"])
+
+    def test_a_failed_write_is_reported_once_outside_the_lock(self):
+        box, client = self.make_outbox()
+        client.close()
+        box.send_message({"type": "x"})
+        box.drain()
+        box.send_message({"type": "y"})
+        box.drain()
+        box.stop(True)
+        self.assertTrue(box.failed)
+        self.assertEqual(self.failures, [False])
+
+
 class ForeignDirectoryTests(unittest.TestCase):
     """A private directory not named ``peeka-...`` loses only what Peeka put there."""
 
@@ -533,7 +723,8 @@ class ForeignDirectoryTests(unittest.TestCase):
 class ThreadRegistryTests(AgentTestCase):
     def test_agent_threads_are_known(self):
         client = self.client()
-        client.call("ping")
+        self.open_stream(client)
+        client.call("ping")  # answered once the writer thread has started
         module = self.module
         names = dict((t.name, t) for t in threading.enumerate())
         for name in ("peeka-agent", "peeka-conn-1", "peeka-send-1"):
@@ -561,7 +752,11 @@ class IdleCostTests(AgentTestCase):
     def test_idle_agent_threads_never_wake_up(self):
         client = self.client()
         client.call("ping")
+        streaming = self.client()
+        self.open_stream(streaming)
+        streaming.call("ping")  # answered once the writer thread has started
         threads = [t for t in threading.enumerate() if t.name.startswith("peeka-")]
+        self.assertIn("peeka-send-2", [t.name for t in threads])
         if not threads or getattr(threads[0], "native_id", None) is None:
             self.skipTest("no native thread ids on this interpreter")
         time.sleep(0.2)
