@@ -16,9 +16,10 @@ is bounded: at most :data:`MAX_THREADS` threads and :data:`MAX_DEPTH`
 frames each (deeper stacks keep their innermost frames).
 
 A *sample* is one thread's stack at one tick. It is *active* when its
-thread used at least :data:`ACTIVE_SHARE` of a CPU since the previous tick
-(``/proc/self/task/<id>/schedstat``, read through descriptors kept open
-while the stream lives, at most :data:`MAX_OPEN_FILES`); a waiting thread's
+thread used at least :data:`ACTIVE_SHARE` of a CPU over the last
+:data:`CPU_REFRESH` seconds (``/proc/self/task/<id>/schedstat``, read at
+that pace through descriptors kept open while the stream lives, at most
+:data:`MAX_OPEN_FILES`); a waiting thread's
 samples are *idle* and counted apart unless ``idle`` is set (where ``/proc``
 is not readable every sample is active). Only active samples enter the
 statistics, so percentages describe where CPU time goes.
@@ -70,9 +71,14 @@ MAX_FUNCTIONS = 20000
 MAX_STACKS_PER_REPORT = 5000
 #: /proc descriptors kept open while sampling.
 MAX_OPEN_FILES = 64
-#: Share of a CPU a thread must have used since the previous tick for its
-#: sample to count as active.
+#: Share of a CPU a thread must have used since its CPU time was last read
+#: for its samples to count as active.
 ACTIVE_SHARE = 0.1
+#: How often each thread's CPU time is read (seconds). Reading releases the
+#: GIL, which a CPU-bound thread then takes for up to a switch interval:
+#: reading at every tick would cost the target one more GIL hand-off per
+#: tick, so the activity of a thread is refreshed at this pace instead.
+CPU_REFRESH = 0.1
 
 _OTHER = -1
 _TRUNCATED = -2
@@ -170,7 +176,7 @@ class Sampler(object):
         self.truncated = 0
         self.pending_truncated = 0
         self._files = {}  # native id -> fd of its schedstat
-        self._cpu = {}  # native id -> (monotonic, nanoseconds)
+        self._cpu = {}  # native id -> (monotonic, nanoseconds, active)
         self._natives = {}
         self._natives_at = -1.0
         self._closed = False
@@ -267,20 +273,26 @@ class Sampler(object):
         return natives
 
     def _active(self, native, now):
-        """Whether thread ``native`` used at least ACTIVE_SHARE of a CPU since the last tick."""
+        """Whether thread ``native`` used at least ACTIVE_SHARE of a CPU lately.
+
+        Its CPU time is read at most every CPU_REFRESH seconds; in between,
+        the last verdict stands.
+        """
         if native is None or not self._proc:
             return True
+        previous = self._cpu.get(native)
+        if previous is not None and now - previous[0] < CPU_REFRESH:
+            return previous[2]
         nanoseconds = self._read_cpu(native)
         if nanoseconds is None:
             return True
-        previous = self._cpu.get(native)
-        self._cpu[native] = (now, nanoseconds)
         if previous is None:
-            return True
-        wall = now - previous[0]
-        if wall <= 0:
-            return True
-        return (nanoseconds - previous[1]) / 1e9 >= ACTIVE_SHARE * wall
+            active = True
+        else:
+            wall = now - previous[0]
+            active = wall <= 0 or (nanoseconds - previous[1]) / 1e9 >= ACTIVE_SHARE * wall
+        self._cpu[native] = (now, nanoseconds, active)
+        return active
 
     def _read_cpu(self, native):
         with self._lock:
