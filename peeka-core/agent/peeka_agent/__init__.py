@@ -33,6 +33,10 @@ Modules, one concept each:
   the target's threads, and sampling of what they execute;
 - :mod:`.trace_command` (with :mod:`.trace_engine`): the call tree below a
   function;
+- :mod:`.search_command` (``sc``, ``sm``), :mod:`.inspect_command`,
+  :mod:`.logger_command`, :mod:`.memory_command`: the runtime commands,
+  with :mod:`.classes` (finding and describing classes) and :mod:`.heap`
+  (bounded walks of the collector's objects, answers from a worker thread);
 - :mod:`.version`: ``AGENT_VERSION``.
 
 Commands built on this core register themselves with
@@ -43,6 +47,10 @@ before :func:`start`).
 import threading
 
 from . import builtin_commands  # noqa: F401 - registers ping, info, detach
+from . import inspect_command  # noqa: F401 - registers inspect
+from . import logger_command  # noqa: F401 - registers logger
+from . import memory_command  # noqa: F401 - registers memory
+from . import search_command  # noqa: F401 - registers sc, sm
 from . import monitor_command  # noqa: F401 - registers monitor
 from . import reset_command  # noqa: F401 - registers reset
 from . import stack_command  # noqa: F401 - registers stack

@@ -380,8 +380,10 @@ def _constant_node(value, offset):
 
 
 class _Compiler(object):
-    def __init__(self, source):
+    def __init__(self, source, names=None):
         self.source = source
+        # Another vocabulary: {spelling: context name} (see compile_expression).
+        self.names = names
         self.positions = _Positions(source)
         self.nodes = 0
         self.depth = 0
@@ -434,7 +436,10 @@ class _Compiler(object):
         offset = self.positions.from_node(node)
         if name.startswith("__"):
             raise self.error("names starting with `__` are not allowed", node)
-        canonical = NAME_ALIASES.get(name, name)
+        if self.names is not None:
+            canonical = self.names.get(name)
+        else:
+            canonical = NAME_ALIASES.get(name, name)
         if canonical in CONTEXT_NAMES:
             self.uses.add(canonical)
             return _Node(operator.itemgetter(CONTEXT_NAMES.index(canonical)), offset)
@@ -442,6 +447,11 @@ class _Compiler(object):
             raise self.error("`%s` is a function: call it, as in %s(...)" % (name, name), node)
         if name in TYPE_NAMES:
             raise self.error("`%s` can only be used as isinstance()'s second argument" % name, node)
+        if self.names is not None:
+            raise self.error(
+                "unknown name `%s`; the names are %s" % (name, ", ".join(sorted(self.names))),
+                node,
+            )
         raise self.error(
             "unknown name `%s`; the names are %s (and args for params)"
             % (name, ", ".join(CONTEXT_NAMES)),
@@ -948,8 +958,13 @@ class Expression(object):
         return "Expression(%r)" % (self.source,)
 
 
-def compile_expression(source):
-    """Compiles ``source``; raises ExpressionError (with its position) if it is not allowed."""
+def compile_expression(source, names=None):
+    """Compiles ``source``; raises ExpressionError (with its position) if it is not allowed.
+
+    ``names`` replaces the vocabulary: a dict ``{spelling: context name}``,
+    e.g. ``{"obj": "target"}`` for an expression over one object (``inspect
+    --filter-express``); only those spellings are then accepted.
+    """
     if not isinstance(source, str):
         raise ExpressionError("an expression must be a string")
     if len(source) > MAX_SOURCE_CHARS:
@@ -963,7 +978,7 @@ def compile_expression(source):
     null = source.find("\0")
     if null >= 0:
         raise ExpressionError("the expression contains a NUL character", null, source)
-    compiler = _Compiler(source)
+    compiler = _Compiler(source, names)
     _check_tokens(source, compiler.positions)
     try:
         tree = ast.parse(source, "<expression>", "eval")

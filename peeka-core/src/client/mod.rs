@@ -6,7 +6,10 @@
 //!   [`stack`](Session::stack), [`monitor`](Session::monitor),
 //!   [`reset`](Session::reset), [`detach`](Session::detach),
 //!   [`trace`](Session::trace), [`thread`](Session::thread),
-//!   [`top`](Session::top), and any other
+//!   [`top`](Session::top), the runtime commands ([`sc`](Session::sc),
+//!   [`sm`](Session::sm), [`inspect_get`](Session::inspect_get),
+//!   [`logger_set`](Session::logger_set),
+//!   [`memory_overview`](Session::memory_overview) and their siblings), and any other
 //!   command through [`request`](Session::request) and
 //!   [`subscribe`](Session::subscribe).
 //! - Streaming commands return a [`Subscription`]: an iterator of
@@ -59,6 +62,7 @@ mod observations;
 mod options;
 mod replies;
 mod requests;
+mod runtime;
 mod session;
 mod subscription;
 
@@ -82,6 +86,13 @@ pub use replies::{
     ResetOutcome, StreamEnd, StreamItem, StreamStarted, StreamSummary,
 };
 pub use requests::{MonitorRequest, ResetRequest, StackRequest, WatchRequest};
+pub use runtime::{
+    AllocationDiff, AllocationQuery, AllocationStat, AllocationTop, ClassInfo, ClassSearch,
+    DumpReport, GcReport, GroupBy, HandlerInfo, InspectedValue, InstanceCount, InstanceInfo,
+    Instances, InstancesRequest, LevelChange, LoggerDetail, LoggerList, LoggerSummary,
+    MemoryOverview, MethodInfo, MethodSearch, ReferenceNode, ReferenceTree, ReferencesRequest,
+    ScRequest, ScanSummary, SmRequest, SnapshotTaken, TracingState, TypeUsage,
+};
 pub use session::Session;
 #[cfg(feature = "tokio")]
 pub use subscription::AsyncSubscription;
