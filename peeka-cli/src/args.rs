@@ -49,6 +49,16 @@ pub(crate) enum Command {
     Thread(crate::diagnostics_args::ThreadArgs),
     /// Sample what every thread executes: the hot functions, and flame graphs.
     Top(crate::diagnostics_args::TopArgs),
+    /// Search the loaded classes by a glob over their names.
+    Sc(crate::runtime_args::ScArgs),
+    /// Search the methods of the classes a glob names.
+    Sm(crate::runtime_args::SmArgs),
+    /// Read a live value by its path, or find the instances of a class.
+    Inspect(crate::runtime_args::InspectArgs),
+    /// List the loggers, show one, or change a level.
+    Logger(crate::runtime_args::LoggerArgs),
+    /// Memory: overview, allocation tracing (tracemalloc), gc, references, dumps.
+    Memory(crate::runtime_args::MemoryArgs),
     /// Remove probes (all, or those whose pattern matches), or list them.
     Reset(ResetArgs),
     /// Remove every probe, stop the agent and delete its files.

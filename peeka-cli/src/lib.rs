@@ -24,6 +24,8 @@ mod flamegraph;
 mod interrupt;
 mod output;
 mod remembered;
+mod runtime_args;
+mod runtime_text;
 mod session;
 mod text;
 

@@ -7,6 +7,7 @@ mod diagnostics;
 mod doctor;
 mod probes;
 mod reset;
+mod runtime;
 mod stream;
 
 use crate::args::{Cli, Command};
@@ -25,6 +26,11 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Trace(args) => ("trace", diagnostics::trace(args, &out)),
         Command::Thread(args) => ("thread", diagnostics::thread(args, &out)),
         Command::Top(args) => ("top", diagnostics::top(args, &out)),
+        Command::Sc(args) => ("sc", runtime::sc(args, &out)),
+        Command::Sm(args) => ("sm", runtime::sm(args, &out)),
+        Command::Inspect(args) => ("inspect", runtime::inspect(args, &out)),
+        Command::Logger(args) => ("logger", runtime::logger(args, &out)),
+        Command::Memory(args) => ("memory", runtime::memory(args, &out)),
         Command::Reset(args) => ("reset", reset::run(args, &out)),
         Command::Detach(args) => ("detach", detach::run(args, &out)),
         Command::Doctor(args) => ("doctor", doctor::run(args, &out)),

@@ -758,8 +758,8 @@ def dump(path, handle, pid, stop_event):
     objects = 0
     truncated = False
     with handle:
-        summary = _memory_figures()
-        summary.update({"kind": "summary", "pid": pid, "time": time.time()})
+        summary = {"kind": "summary", "pid": pid, "time": time.time()}
+        summary.update(_memory_figures())
         summary["gc"] = _gc_state()
         summary["tracemalloc"] = _tracemalloc_state()
         lines = [encode(summary)]
