@@ -821,11 +821,12 @@ pub struct DumpReport {
 // Parameters
 
 /// The `params` of one runtime command, with its `action`.
-fn with_action<P: Serialize>(action: &str, params: &P) -> Result<Value, ClientError> {
-    let mut value = serde_json::to_value(params).map_err(|e| ClientError::InvalidRequest {
-        command: action.to_owned(),
-        detail: e.to_string(),
-    })?;
+fn with_action<P: Serialize>(
+    command: &str,
+    action: &str,
+    params: &P,
+) -> Result<Value, ClientError> {
+    let mut value = self::params(command, params)?;
     if let Value::Object(fields) = &mut value {
         fields.insert("action".into(), Value::from(action));
     }
@@ -881,7 +882,7 @@ fn inspect_get_call(path: &str, depth: Option<u32>) -> Call {
 fn inspect_call(action: &str, req: &InstancesRequest) -> Result<Call, ClientError> {
     Ok(Call {
         command: "inspect",
-        params: with_action(action, req)?,
+        params: with_action("inspect", action, req)?,
     })
 }
 
@@ -930,7 +931,7 @@ fn references_call(req: &ReferencesRequest) -> Result<Call, ClientError> {
     };
     Ok(Call {
         command: "memory",
-        params: with_action(action, req)?,
+        params: with_action("memory", action, req)?,
     })
 }
 
