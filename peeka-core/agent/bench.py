@@ -13,7 +13,9 @@ of machine is noisy, so compare numbers from one run side by side):
   condition (every call observed and sent), with a false condition (the
   probe alone), with a true condition and a large ``-n``, and under
   ``monitor``; each with its ratio to the timing wrapper, and the
-  observations delivered to (and dropped for) the draining client;
+  observations delivered to (and dropped for) the draining client; the
+  backend is the default one (``PEEKA_PROBE_BACKEND=monitoring python
+  bench.py --probes`` measures ``sys.monitoring`` on 3.12+);
 
 - ``emit``: ``Stream.emit`` on the hot path while a client process drains
   the socket, next to a call of an empty Python function and a minimal
@@ -303,6 +305,9 @@ def bench_probes(number=100000, repeat=5):
         if name.startswith("watch") and name != "watch_condition_false":
             results[name + "_delivered"] = delivery["delivered"]
             results[name + "_dropped"] = delivery["dropped"]
+    from peeka_agent.probes import backend
+
+    results["backend"] = backend().name
     agent.detach()
     base = results["timing_wrapper_ns"]
     for key in list(results):

@@ -50,6 +50,24 @@ Items are plain tuples, to keep the producer cheap:
   which start with an int and are never dropped by the bound (events have a
   bound of their own, see :class:`~peeka_agent.streams.Stream`).
 
+The writer's budget
+-------------------
+A probe on a hot function can produce far more observations than any client
+can take, and rendering one (capture, JSON) costs the writer 100 times what
+producing it cost the target, with the GIL held. Left alone, the writer
+would take a large share of the GIL from the target's threads under such a
+flood (measured: 20-45 %). So the writer keeps to a budget: a token bucket
+of its own CPU time (``time.thread_time``) filling at :data:`WRITER_SHARE`
+of one CPU (10 %) up to :data:`WRITER_BURST` (20 ms). A batch that leaves
+it in debt is followed by a sleep until the debt is repaid; meanwhile the
+queue fills to its bound and producers drop and count, as they do whenever
+the queue is full. After such a pause the writer sheds the backlog down to
+:data:`SHED_KEEP` observations, oldest first, unrendered and counted as
+drops (a gap in ``seq``, included in ``stream_end.dropped``): what it
+renders next is recent, and a ``stream_end`` queued behind a flood is not
+delayed by rendering it. Light traffic never reaches the budget. The reader's
+inline :meth:`~Outbox.drain` (responses to short commands) is not budgeted.
+
 Sequence numbers
 ----------------
 ``seq`` is assigned by the consumer, one at a time, so it always increases
@@ -97,6 +115,13 @@ BATCH_BYTES = 4 << 20
 #: thread, while large batches amortise the wait for the GIL that follows
 #: each sendall() when the target keeps the GIL busy.
 BATCH_SECONDS = 0.004
+#: The writer's CPU budget under a flood (see "The writer's budget"): the
+#: share of one CPU it may use for rendering, encoding and writing...
+WRITER_SHARE = 0.1
+#: ... after a burst of this much CPU time (seconds) at full speed.
+WRITER_BURST = 0.02
+#: Observations left queued after a pause; older ones are dropped unrendered.
+SHED_KEEP = 512
 #: Kernel send buffer asked for each connection, so that a burst is handed
 #: to the kernel at once instead of waiting for the client to read it
 #: (capped by net.core.wmem_max).
@@ -105,6 +130,15 @@ SEND_BUFFER = 4 << 20
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 
 _ENCODE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, FrameTooLarge)
+
+
+def _thread_clock():
+    """CPU time of the calling thread (``time.thread_time``), or wall time where unsupported."""
+    try:
+        time.thread_time()
+        return time.thread_time
+    except (AttributeError, OSError):
+        return time.perf_counter
 
 
 def counter_value(counter):
@@ -132,6 +166,9 @@ class Outbox(object):
         self._record_error = record_error
         self._writer_name = writer_name
         self._on_thread_error = on_thread_error
+        #: Times the writer slept to keep to its CPU budget, and observations it shed.
+        self.paused = 0
+        self.shed = 0
         self.sent_frames = 0
         self.sent_bytes = 0
         self.failed = False
@@ -215,12 +252,60 @@ class Outbox(object):
             writer.join(timeout)
 
     def run(self):
-        """The writer thread: the consumer for good; blocks in ``get()`` (no polling)."""
+        """The writer thread: the consumer for good; blocks in ``get()`` (no polling).
+
+        Keeps to its CPU budget (see "The writer's budget" above): a batch
+        that leaves it in debt is followed by a sleep until the debt is
+        repaid, then by shedding the stale backlog.
+        """
+        cpu = _thread_clock()
+        clock = time.monotonic
+        sleep = time.sleep
+        share = WRITER_SHARE
+        burst = WRITER_BURST
         with self._consumer:
             get = self.queue.get
+            qsize = self.queue.qsize
+            credit = burst
+            last = clock()
             while not self.stopped:
-                self._write_batch(get(), BATCH_ITEMS)
+                item = get()
+                used = cpu()
+                self._write_batch(item, BATCH_ITEMS)
+                used = cpu() - used
+                now = clock()
+                credit = min(burst, credit + (now - last) * share) - used
+                last = now
+                if credit < 0.0:
+                    self.paused += 1
+                    sleep(-credit / share)
+                    backlog = qsize()
+                    if backlog > SHED_KEEP:
+                        used = cpu()
+                        self.shed += self._shed(backlog - SHED_KEEP)
+                        credit -= cpu() - used
         self._report_failure()
+
+    def _shed(self, most):
+        """Drops (and counts) up to ``most`` queued observations, oldest first; returns how many.
+
+        Stops at the first item that is not an observation of an open
+        stream (a response, event, ``stream_end``...): that one is written
+        at once, as the first item of a normal batch, so the order on the
+        wire is kept.
+        """
+        get_nowait = self.queue.get_nowait
+        shed = 0
+        while shed < most:
+            item = get_nowait()
+            stream = item[0]
+            if type(stream) is int or stream._w_state != W_OPEN:
+                self._write_batch(item, BATCH_ITEMS)
+                break
+            stream._w_drops += 1
+            stream._w_seq += 1
+            shed += 1
+        return shed
 
     def _write_batch(self, item, most):
         """Handles ``item`` and what follows it in one batch (at most ``most`` items), writes them.

@@ -207,7 +207,8 @@ class MonitoringBackend(object):
         wanted = events.PY_START
         if exits:
             wanted |= events.PY_RETURN
-        self._sites[id(code)] = (entries, exit_dispatcher(exits, self._count_error), reader, pending)
+        leave = exit_dispatcher(exits, self._count_error)
+        self._sites[id(code)] = (entries, leave, reader, pending)
         self._codes[id(code)] = code
         if exits and self._local_unwind is not False:
             try:

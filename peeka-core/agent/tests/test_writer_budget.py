@@ -1,0 +1,63 @@
+"""The writer's CPU budget under a flood (outbox.py, "The writer's budget")."""
+
+import os
+import sys
+import time
+
+from tests.test_agent import AgentTestCase
+
+
+def burn(seconds):
+    """Spends ``seconds`` of CPU (a render that is expensive on purpose)."""
+    deadline = time.thread_time() + seconds
+    while time.thread_time() < deadline:
+        pass
+
+
+class WriterBudgetTests(AgentTestCase):
+    def setUp(self):
+        AgentTestCase.setUp(self)
+        self.outbox_module = sys.modules[self.module.__name__ + ".outbox"]
+        # A small budget and backlog so that a short flood exercises both.
+        self.outbox_module.WRITER_SHARE = 0.2
+        self.outbox_module.WRITER_BURST = 0.005
+        self.outbox_module.SHED_KEEP = 8
+
+    def render(self, value):
+        burn(0.0005)
+        return {"i": value}
+
+    def test_a_flood_pauses_the_writer_and_sheds_with_exact_accounting(self):
+        client = self.client()
+        stream_id = self.open_stream(client)
+        stream = self.streams[stream_id]
+        outbox = stream.connection.outbox
+        emitted = 0
+        writer_cpu = []
+        started = time.perf_counter()
+        deadline = started + 0.6
+        while time.perf_counter() < deadline:
+            for index in range(200):
+                stream.emit_lazy(self.render, emitted + index)
+            emitted += 200
+            time.sleep(0.001)
+        elapsed = time.perf_counter() - started
+        writer = outbox.writer
+        if writer is not None and getattr(writer, "native_id", None):
+            with open("/proc/self/task/%d/stat" % writer.native_id) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            writer_cpu.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        client.cancel(stream_id)
+        messages = self.read_until_end(client, stream_id)
+        observations = [m for m in messages if m["type"] == "observation"]
+        end = messages[-1]
+        self.assertGreater(outbox.paused, 0)
+        self.assertGreater(outbox.shed, 0)
+        seqs = [m["seq"] for m in observations]
+        self.assertEqual(seqs, sorted(set(seqs)), "seq must strictly increase")
+        self.assertEqual(len(observations) + end["dropped"], emitted)
+        numbers = [m["data"]["i"] for m in observations]
+        self.assertEqual(numbers, sorted(numbers), "shedding keeps the order")
+        if writer_cpu:
+            # 20 % of the elapsed time, plus the burst, with room for clock ticks.
+            self.assertLess(writer_cpu[0], elapsed * 0.2 + 0.005 + 0.05)
