@@ -4,8 +4,9 @@
     python bench.py --json    # one JSON object
     python bench.py --probes  # only the probe section
 
-What it measures (timings are per call, best of several repeats; this kind
-of machine is noisy, so compare numbers from one run side by side):
+What it measures (timings are per call, best of several repeats, 11 for
+the probes; this kind of machine is noisy, so compare numbers from one run
+side by side):
 
 - ``probes``: a trivial function (``return x``) unwatched, behind a
   minimal hand-written ``perf_counter`` timing wrapper, and under
@@ -236,7 +237,7 @@ def hot(x):
     return x
 
 
-def bench_probes(number=100000, repeat=5):
+def bench_probes(number=100000, repeat=11):
     """Per-call cost of a trivial function: bare, hand-timed, and under ``watch``.
 
     The probes are requested by a client process over the agent's socket
