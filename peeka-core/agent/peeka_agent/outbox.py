@@ -56,7 +56,7 @@ A probe on a hot function can produce far more observations than any client
 can take, and rendering one (capture, JSON) costs the writer 100 times what
 producing it cost the target, with the GIL held. Left alone, the writer
 would take a large share of the GIL from the target's threads under such a
-flood (measured: 20-45 %). So the writer keeps to a budget: a token bucket
+flood (measured: 12-20 % of a CPU on a busy 2-core machine). So the writer keeps to a budget: a token bucket
 of its own CPU time (``time.thread_time``) filling at :data:`WRITER_SHARE`
 of one CPU (10 %) up to :data:`WRITER_BURST` (20 ms). A batch that leaves
 it in debt is followed by a sleep until the debt is repaid; meanwhile the
