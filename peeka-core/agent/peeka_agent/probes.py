@@ -269,7 +269,14 @@ def install_probe(ctx, pattern, make_handler, max_items=None, labels=None):
     the probe is removed whenever the stream ends. ``labels`` are added to
     the stream's labels (shown by ``info``).
     """
-    targets = resolve(pattern)
+    pending = False
+    try:
+        targets = resolve(pattern)
+    except CommandError as exc:
+        # ``pending``: wait for the function to appear (see :mod:`.pending`).
+        if exc.code != ErrorCode.NOT_FOUND or not ctx.param("pending", bool, default=False):
+            raise
+        targets, pending = [], True
     probe_backend = backend()
     stream = ctx.open_stream(max_items=max_items)
     probe = Probe(ctx.command, pattern, stream, targets)
@@ -290,6 +297,11 @@ def install_probe(ctx, pattern, make_handler, max_items=None, labels=None):
         "backend": probe_backend.name,
         "tool_id": probe_backend.tool_id,
     }
+    if pending:
+        from . import pending as pending_probes
+
+        pending_probes.add(probe, make_handler)
+        data["pending"] = True
     return probe, data
 
 

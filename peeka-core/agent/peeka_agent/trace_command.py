@@ -66,7 +66,15 @@ from .trace_engine import builtin_name, engine
 from .watch_command import condition_reporter
 from .wire import ErrorCode
 
-PARAMS = ("pattern", "depth", "times", "condition", "min_duration", "skip_builtin")
+PARAMS = (
+    "pattern",
+    "depth",
+    "times",
+    "condition",
+    "min_duration",
+    "skip_builtin",
+    "pending",
+)
 DEFAULT_DEPTH = 3
 MAX_DEPTH = 20
 #: Nodes in one tree.
@@ -91,7 +99,12 @@ def handle_trace(ctx):
     condition = compile_optional_condition(ctx)
     from .patterns import resolve
 
-    targets = resolve(pattern)  # fails early (not_found) before anything is installed
+    try:
+        targets = resolve(pattern)  # fails early (not_found) before anything is installed
+    except CommandError as exc:
+        if exc.code != ErrorCode.NOT_FOUND or not ctx.param("pending", bool, default=False):
+            raise
+        targets = []  # install_probe makes it wait (see .pending)
     for target in targets:
         if target.kind != KIND_FUNCTION:
             raise CommandError(

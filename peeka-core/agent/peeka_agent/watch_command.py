@@ -50,6 +50,7 @@ PARAMS = (
     "max_string",
     "max_items",
     "max_bytes",
+    "pending",
 )
 
 

@@ -57,6 +57,7 @@ mod core;
 mod demux;
 mod diagnostics;
 mod error;
+mod launch;
 mod locate;
 mod observations;
 mod options;
@@ -73,6 +74,7 @@ pub use diagnostics::{
     TopSnapshot, TopSort, TraceNode, TraceObservation, TraceRequest,
 };
 pub use error::ClientError;
+pub use launch::{Launch, LaunchConfig, Program, LAUNCHER};
 pub use locate::{agent_paths, socket_path, SOCKET_NAME};
 pub use observations::{Location, MonitorReport, StackFrame, StackObservation, WatchObservation};
 pub use options::{
