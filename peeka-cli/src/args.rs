@@ -65,6 +65,10 @@ pub(crate) enum Command {
     Detach(TargetArgs),
     /// Explain whether and how Peeka can attach to a process.
     Doctor(DoctorArgs),
+    /// Start a Python program with the agent loaded before its first line
+    /// and follow one probe command on it: `run app.py ARGS -- watch
+    /// __main__.load_config`; exits with the program's exit code.
+    Run(crate::run_args::RunArgs),
 }
 
 /// Which process a command talks to.

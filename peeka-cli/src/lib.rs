@@ -24,6 +24,7 @@ mod flamegraph;
 mod interrupt;
 mod output;
 mod remembered;
+mod run_args;
 mod runtime_args;
 mod runtime_text;
 mod session;

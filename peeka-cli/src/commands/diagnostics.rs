@@ -19,6 +19,14 @@ const TEXT_ROWS: u32 = 20;
 
 pub(crate) fn trace(args: &TraceArgs, out: &Output) -> Result<ExitCode, CliError> {
     let pid = target_pid(&args.target)?;
+    let request = trace_request(args);
+    let session = connect_or_attach(pid, out)?;
+    let subscription = session.trace(&request)?;
+    follow(out, "trace", subscription, diagnostics_text::trace)
+}
+
+/// The request `trace` sends for `args`.
+pub(crate) fn trace_request(args: &TraceArgs) -> TraceRequest {
     let mut request = TraceRequest::new(args.pattern.clone()).skip_builtin(args.skip_builtin);
     if let Some(depth) = args.depth {
         request = request.depth(depth);
@@ -32,9 +40,7 @@ pub(crate) fn trace(args: &TraceArgs, out: &Output) -> Result<ExitCode, CliError
     if let Some(ms) = args.min_duration {
         request = request.min_duration(ms);
     }
-    let session = connect_or_attach(pid, out)?;
-    let subscription = session.trace(&request)?;
-    follow(out, "trace", subscription, diagnostics_text::trace)
+    request
 }
 
 pub(crate) fn thread(args: &ThreadArgs, out: &Output) -> Result<ExitCode, CliError> {

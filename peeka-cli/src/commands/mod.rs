@@ -7,6 +7,7 @@ mod diagnostics;
 mod doctor;
 mod probes;
 mod reset;
+mod run;
 mod runtime;
 mod stream;
 
@@ -34,6 +35,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Reset(args) => ("reset", reset::run(args, &out)),
         Command::Detach(args) => ("detach", detach::run(args, &out)),
         Command::Doctor(args) => ("doctor", doctor::run(args, &out)),
+        Command::Run(args) => ("run", run::run(args, &out)),
     };
     match result {
         Ok(code) => code,

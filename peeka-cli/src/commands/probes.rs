@@ -12,6 +12,14 @@ use crate::text;
 
 pub(crate) fn watch(args: &WatchArgs, out: &Output) -> Result<ExitCode, CliError> {
     let pid = target_pid(&args.target)?;
+    let request = watch_request(args);
+    let session = connect_or_attach(pid, out)?;
+    let subscription = session.watch(&request)?;
+    follow(out, "watch", subscription, text::watch)
+}
+
+/// The request `watch` sends for `args`.
+pub(crate) fn watch_request(args: &WatchArgs) -> WatchRequest {
     let mut request = WatchRequest::new(args.pattern.clone())
         .before(args.before)
         .exception(args.exception)
@@ -26,13 +34,19 @@ pub(crate) fn watch(args: &WatchArgs, out: &Output) -> Result<ExitCode, CliError
     if let Some(condition) = &args.condition {
         request = request.condition(condition.clone());
     }
-    let session = connect_or_attach(pid, out)?;
-    let subscription = session.watch(&request)?;
-    follow(out, "watch", subscription, text::watch)
+    request
 }
 
 pub(crate) fn stack(args: &StackArgs, out: &Output) -> Result<ExitCode, CliError> {
     let pid = target_pid(&args.target)?;
+    let request = stack_request(args);
+    let session = connect_or_attach(pid, out)?;
+    let subscription = session.stack(&request)?;
+    follow(out, "stack", subscription, text::stack)
+}
+
+/// The request `stack` sends for `args`.
+pub(crate) fn stack_request(args: &StackArgs) -> StackRequest {
     let mut request = StackRequest::new(args.pattern.clone());
     if let Some(depth) = args.depth {
         request = request.depth(depth);
@@ -43,13 +57,22 @@ pub(crate) fn stack(args: &StackArgs, out: &Output) -> Result<ExitCode, CliError
     if let Some(condition) = &args.condition {
         request = request.condition(condition.clone());
     }
-    let session = connect_or_attach(pid, out)?;
-    let subscription = session.stack(&request)?;
-    follow(out, "stack", subscription, text::stack)
+    request
 }
 
 pub(crate) fn monitor(args: &MonitorArgs, out: &Output) -> Result<ExitCode, CliError> {
     let pid = target_pid(&args.target)?;
+    let request = monitor_request(args);
+    let session = connect_or_attach(pid, out)?;
+    let subscription = session.monitor(&request)?;
+    if !out.is_json() {
+        out.text_line(&text::monitor_header(&out.paint));
+    }
+    follow(out, "monitor", subscription, text::monitor)
+}
+
+/// The request `monitor` sends for `args`.
+pub(crate) fn monitor_request(args: &MonitorArgs) -> MonitorRequest {
     let mut request = MonitorRequest::new(args.pattern.clone()).interval(args.interval);
     if let Some(cycles) = args.cycles {
         request = request.cycles(cycles);
@@ -57,10 +80,5 @@ pub(crate) fn monitor(args: &MonitorArgs, out: &Output) -> Result<ExitCode, CliE
     if let Some(condition) = &args.condition {
         request = request.condition(condition.clone());
     }
-    let session = connect_or_attach(pid, out)?;
-    let subscription = session.monitor(&request)?;
-    if !out.is_json() {
-        out.text_line(&text::monitor_header(&out.paint));
-    }
-    follow(out, "monitor", subscription, text::monitor)
+    request
 }
