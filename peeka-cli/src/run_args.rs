@@ -90,19 +90,41 @@ mod tests {
     #[test]
     fn the_program_and_the_probe_split_at_the_last_separator() {
         let args = parse(&[
-            "peeka-cli", "run", "--python", "/usr/bin/python3.11", "app.py", "-v", "--", "x",
-            "--", "watch", "__main__.load", "-n", "1",
+            "peeka-cli",
+            "run",
+            "--python",
+            "/usr/bin/python3.11",
+            "app.py",
+            "-v",
+            "--",
+            "x",
+            "--",
+            "watch",
+            "__main__.load",
+            "-n",
+            "1",
         ]);
         assert_eq!(args.python, "/usr/bin/python3.11");
         let (program, probe) = split_rest(&args.rest).unwrap();
         assert_eq!(program, ["app.py", "-v", "--", "x"].map(OsString::from));
         let line = ProbeLine::try_parse_from(probe).unwrap();
-        assert!(matches!(line.command, RunProbe::Watch(ref w) if w.pattern == "__main__.load" && w.times == Some(1)));
+        assert!(
+            matches!(line.command, RunProbe::Watch(ref w) if w.pattern == "__main__.load" && w.times == Some(1))
+        );
     }
 
     #[test]
     fn a_module_takes_every_argument_before_the_separator() {
-        let args = parse(&["peeka-cli", "run", "-m", "pkg.tool", "a", "--", "stack", "pkg.f"]);
+        let args = parse(&[
+            "peeka-cli",
+            "run",
+            "-m",
+            "pkg.tool",
+            "a",
+            "--",
+            "stack",
+            "pkg.f",
+        ]);
         assert_eq!(args.module.as_deref(), Some("pkg.tool"));
         let (program, probe) = split_rest(&args.rest).unwrap();
         assert_eq!(program, ["a"].map(OsString::from));

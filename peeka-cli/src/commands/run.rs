@@ -71,7 +71,10 @@ pub(crate) fn run(args: &RunArgs, out: &Output) -> Result<ExitCode, CliError> {
     let mut extra = Map::new();
     extra.insert("pid".into(), json!(launch.pid()));
     out.status(
-        &format!("started {what} (pid {}) with the agent loaded", launch.pid()),
+        &format!(
+            "started {what} (pid {}) with the agent loaded",
+            launch.pid()
+        ),
         extra,
     );
     let pid = launch.pid();
@@ -81,15 +84,17 @@ pub(crate) fn run(args: &RunArgs, out: &Output) -> Result<ExitCode, CliError> {
         .wait()
         .map_err(|e| CliError::new(ExitCode::CommandFailed, e.to_string()))?;
     let code = exit_code_of(status);
-    if let Err(CliError { message, code: error_code, exit }) = followed {
+    if let Err(CliError {
+        message,
+        code: error_code,
+        exit,
+    }) = followed
+    {
         out.error("run", &message, error_code.as_deref(), exit.code());
     }
-    out.event(
-        "run",
-        "exited",
-        json!({"pid": pid, "code": code}),
-        |p| p.dim(&format!("run: the program exited with code {code}")),
-    );
+    out.event("run", "exited", json!({"pid": pid, "code": code}), |p| {
+        p.dim(&format!("run: the program exited with code {code}"))
+    });
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code);

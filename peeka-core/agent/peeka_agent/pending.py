@@ -179,10 +179,7 @@ class _LoaderWrapper(object):
         self._peeka_name = name
 
     def create_module(self, spec):
-        real = self._peeka_loader
-        if spec.loader is self:
-            spec.loader = real
-        create = getattr(real, "create_module", None)
+        create = getattr(self._peeka_loader, "create_module", None)
         return create(spec) if create is not None else None
 
     def exec_module(self, module):

@@ -165,7 +165,10 @@ impl Session {
             if Instant::now() >= deadline {
                 return Err(launch_error(
                     "starting the program",
-                    format!("the interpreter (pid {pid}) did not start within {:?}", cfg.timeout),
+                    format!(
+                        "the interpreter (pid {pid}) did not start within {:?}",
+                        cfg.timeout
+                    ),
                 ));
             }
             std::thread::sleep(pause);
@@ -197,11 +200,8 @@ impl Session {
                 format!("the agent failed to start:\n{traceback}"),
             ));
         }
-        let session = Session::connect_socket_with(
-            &staging.host_dir.join(SOCKET_NAME),
-            pid,
-            &cfg.session,
-        )?;
+        let session =
+            Session::connect_socket_with(&staging.host_dir.join(SOCKET_NAME), pid, &cfg.session)?;
         Ok((session, launch))
     }
 
