@@ -281,16 +281,18 @@ class Sampler(object):
         if native is None or not self._proc:
             return True
         previous = self._cpu.get(native)
-        if previous is not None and now - previous[0] < CPU_REFRESH:
+        if previous is not None and previous[2] is not None and now - previous[0] < CPU_REFRESH:
             return previous[2]
         nanoseconds = self._read_cpu(native)
         if nanoseconds is None:
             return True
         if previous is None:
-            active = True
-        else:
-            wall = now - previous[0]
-            active = wall <= 0 or (nanoseconds - previous[1]) / 1e9 >= ACTIVE_SHARE * wall
+            # No history yet: this sample is left out (as idle) and the
+            # next tick measures over the time between the two.
+            self._cpu[native] = (now, nanoseconds, None)
+            return False
+        wall = now - previous[0]
+        active = wall <= 0 or (nanoseconds - previous[1]) / 1e9 >= ACTIVE_SHARE * wall
         self._cpu[native] = (now, nanoseconds, active)
         return active
 
