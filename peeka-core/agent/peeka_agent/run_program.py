@@ -201,6 +201,7 @@ def _report(exc):
             continue
         break
     try:
+        exc.__traceback__ = tb  # some versions print the exception's own traceback
         sys.excepthook(type(exc), exc, tb)
     except BaseException:
         pass
