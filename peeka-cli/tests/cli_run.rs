@@ -2,6 +2,7 @@
 //! function that runs only at start-up (in the script, and in a module the
 //! script imports) is observed with the right values; the program's output
 //! and exit code pass through; nothing is left in /tmp.
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 mod common;
 
