@@ -267,18 +267,17 @@ fn session(python: &Interpreter) {
     assert_eq!(reports.len(), 2, "{id}: {reports:?}");
     for r in &reports {
         let total = r["total"].as_u64().unwrap();
-        assert!(total > 0, "{id}: {r}");
-        assert_eq!(
-            total,
-            r["success"].as_u64().unwrap() + r["fail"].as_u64().unwrap(),
-            "{id}: {r}"
-        );
-        assert!(r["fail"].as_u64().unwrap() > 0, "{id}: {r}");
-        assert!(
-            r["rt_p99"].as_f64().unwrap() >= r["rt_p50"].as_f64().unwrap(),
-            "{id}: {r}"
-        );
+        let parts = r["success"].as_u64().unwrap() + r["fail"].as_u64().unwrap();
+        assert_eq!(total, parts, "{id}: {r}");
+        let (p50, p99) = (r["rt_p50"].as_f64().unwrap(), r["rt_p99"].as_f64().unwrap());
+        assert!(p99 >= p50, "{id}: {r}");
     }
+    // A loaded machine can starve the target for a whole short cycle; over
+    // both, the calls and the known failures (coupon BAD) are there.
+    let total: u64 = reports.iter().map(|r| r["total"].as_u64().unwrap()).sum();
+    let fail: u64 = reports.iter().map(|r| r["fail"].as_u64().unwrap()).sum();
+    assert!(total > 0 && fail > 0, "{id}: {reports:?}");
+    assert_eq!(reports[1]["cycle"], 2, "{id}");
 
     // reset: a running watch is listed, then removed; its client ends.
     let mut running = Streaming::start(&state, &["watch", "--pid", pid, "__main__.checkout"]);
