@@ -67,8 +67,8 @@ impl RunProbe {
 
 /// The program's part and the probe command's part of `rest`, split at the
 /// last `--` (clap keeps a `--` met after the script among the values; one
-/// right after the options, as in `run -m mod -- watch ...`, it takes, which
-/// `had_separator` reports as false: then everything is the probe command).
+/// right after the options, as in `run -m mod -- watch ...`, it takes
+/// itself, and then there is none: the caller treats it).
 pub(crate) fn split_rest(rest: &[OsString]) -> Option<(&[OsString], &[OsString])> {
     let at = rest.iter().rposition(|a| a == "--")?;
     Some((&rest[..at], &rest[at + 1..]))

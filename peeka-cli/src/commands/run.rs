@@ -34,7 +34,15 @@ use crate::text;
 
 pub(crate) fn run(args: &RunArgs, out: &Output) -> Result<ExitCode, CliError> {
     let usage = |message: String| CliError::new(ExitCode::Usage, message);
-    let Some((program_part, probe_part)) = split_rest(&args.rest) else {
+    let parts = match split_rest(&args.rest) {
+        Some(parts) => Some(parts),
+        // `run -m MODULE -- watch ...`: clap took the `--` itself.
+        None if args.module.is_some() && !args.rest.is_empty() => {
+            Some((&args.rest[..0], &args.rest[..]))
+        }
+        None => None,
+    };
+    let Some((program_part, probe_part)) = parts else {
         return Err(usage(
             "name the probe command after `--`: `peeka-cli run app.py [ARGS...] -- watch __main__.main`"
                 .into(),
