@@ -37,6 +37,8 @@ Modules, one concept each:
   :mod:`.logger_command`, :mod:`.memory_command`: the runtime commands,
   with :mod:`.classes` (finding and describing classes) and :mod:`.heap`
   (bounded walks of the collector's objects, answers from a worker thread);
+- :mod:`.pending`: probes whose function does not exist yet (``pending``);
+  :mod:`.run_program`: running a program as ``__main__`` for ``peeka-cli run``;
 - :mod:`.version`: ``AGENT_VERSION``.
 
 Commands built on this core register themselves with
