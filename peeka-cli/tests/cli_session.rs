@@ -126,6 +126,40 @@ fn session(python: &Interpreter) {
     );
     assert_eq!(locations(&successes), ["AtExit", "AtExit"], "{id}");
 
+    // The default instrumentation is sys.monitoring on 3.12+, code swapping
+    // before; code swapping can be asked for everywhere.
+    let minor: u32 = python.minor.trim_start_matches("3.").parse().unwrap();
+    let monitoring = minor >= 12;
+    let expected = if monitoring {
+        "monitoring"
+    } else {
+        "code_swap"
+    };
+    assert_eq!(
+        finish.event("started").unwrap()["data"]["backend"],
+        expected,
+        "{id}"
+    );
+    let swapped = watch(
+        &state,
+        pid,
+        &[
+            "__main__.checkout",
+            "-s",
+            "-n",
+            "1",
+            "--backend",
+            "code_swap",
+        ],
+        &format!("{id} --backend code_swap"),
+    );
+    assert_eq!(
+        swapped.event("started").unwrap()["data"]["backend"],
+        "code_swap",
+        "{id}"
+    );
+    assert_eq!(locations(&swapped), ["AtExit"], "{id}");
+
     // -x: expansion depth of captured values.
     let shallow = watch(
         &state,

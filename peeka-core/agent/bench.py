@@ -2,7 +2,7 @@
 
     python bench.py           # human-readable table
     python bench.py --json    # one JSON object
-    python bench.py --probes  # only the probe section
+    python bench.py --probes [--backend monitoring|code_swap]  # only the probe section
 
 What it measures (timings are per call, best of several repeats, 11 for
 the probes; this kind of machine is noisy, so compare numbers from one run
@@ -15,8 +15,8 @@ side by side):
   probe alone), with a true condition and a large ``-n``, and under
   ``monitor``; each with its ratio to the timing wrapper, and the
   observations delivered to (and dropped for) the draining client; the
-  backend is the default one (``PEEKA_PROBE_BACKEND=monitoring python
-  bench.py --probes`` measures ``sys.monitoring`` on 3.12+);
+  backend is the one ``--backend monitoring|code_swap`` names (default:
+  the agent's default, ``sys.monitoring`` on 3.12+);
 
 - ``emit``: ``Stream.emit`` on the hot path while a client process drains
   the socket, next to a call of an empty Python function and a minimal
@@ -237,7 +237,7 @@ def hot(x):
     return x
 
 
-def bench_probes(number=100000, repeat=11):
+def bench_probes(number=100000, repeat=11, probe_backend=None):
     """Per-call cost of a trivial function: bare, hand-timed, and under ``watch``.
 
     The probes are requested by a client process over the agent's socket
@@ -282,6 +282,8 @@ def bench_probes(number=100000, repeat=11):
             command, params = "monitor", {"pattern": pattern, "interval": 3600}
         else:
             command, params = "watch", dict(params, pattern=pattern)
+        if probe_backend is not None:
+            params["backend"] = probe_backend
         client = subprocess.Popen(
             [
                 sys.executable,
@@ -308,7 +310,7 @@ def bench_probes(number=100000, repeat=11):
             results[name + "_dropped"] = delivery["dropped"]
     from peeka_agent.probes import backend
 
-    results["backend"] = backend().name
+    results["backend"] = backend(probe_backend).name
     agent.detach()
     base = results["timing_wrapper_ns"]
     for key in list(results):
@@ -446,8 +448,14 @@ def bench_idle(rounds=5, seconds=1.5):
 
 
 def main(argv):
+    probe_backend = None
+    if "--backend" in argv:
+        probe_backend = argv[argv.index("--backend") + 1]
     if "--probes" in argv:
-        results = {"python": sys.version.split(" ", 1)[0], "probes": bench_probes()}
+        results = {
+            "python": sys.version.split(" ", 1)[0],
+            "probes": bench_probes(probe_backend=probe_backend),
+        }
     else:
         results = {
             "python": sys.version.split(" ", 1)[0],

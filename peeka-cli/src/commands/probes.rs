@@ -34,6 +34,9 @@ pub(crate) fn watch_request(args: &WatchArgs) -> WatchRequest {
     if let Some(condition) = &args.condition {
         request = request.condition(condition.clone());
     }
+    if let Some(backend) = args.backend {
+        request = request.backend(backend.into());
+    }
     request
 }
 
@@ -57,6 +60,9 @@ pub(crate) fn stack_request(args: &StackArgs) -> StackRequest {
     if let Some(condition) = &args.condition {
         request = request.condition(condition.clone());
     }
+    if let Some(backend) = args.backend {
+        request = request.backend(backend.into());
+    }
     request
 }
 
@@ -79,6 +85,9 @@ pub(crate) fn monitor_request(args: &MonitorArgs) -> MonitorRequest {
     }
     if let Some(condition) = &args.condition {
         request = request.condition(condition.clone());
+    }
+    if let Some(backend) = args.backend {
+        request = request.backend(backend.into());
     }
     request
 }

@@ -32,7 +32,7 @@ _NEEDS_ARGS = frozenset(("params", "kwargs", "target"))
 
 def handle_monitor(ctx):
     """``monitor``: installs the probe, starts the timer, answers with the stream."""
-    ctx.check_params(("pattern", "interval", "cycles", "condition", "pending"))
+    ctx.check_params(("pattern", "interval", "cycles", "condition", "pending", "backend"))
     pattern = ctx.param("pattern", str, required=True)
     interval = float(
         ctx.param("interval", float, default=DEFAULT_INTERVAL, minimum=MIN_INTERVAL, maximum=86400)

@@ -1,8 +1,7 @@
-"""The opt-in probe backend of CPython 3.12+: ``sys.monitoring`` (PEP 669).
+"""The default probe backend of CPython 3.12+: ``sys.monitoring`` (PEP 669).
 
-Used when the target's environment has ``PEEKA_PROBE_BACKEND=monitoring``
-(see :mod:`.probes` for why ``__code__`` swapping is the default: this
-backend costs 2-3 times more per call on a trivial function).
+A request may name ``"backend": "code_swap"`` instead, 2-3 times cheaper
+per call on a trivial hot function (see :mod:`.probes`).
 
 How it works
 ------------

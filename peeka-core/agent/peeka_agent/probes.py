@@ -44,34 +44,32 @@ Rules for handlers (the backends rely on them):
   :data:`peeka_agent.agent_threads` first), so a probe on a function the
   agent itself uses (``json.dumps``...) cannot feed itself.
 
-Backends (:func:`backend`): ``__code__`` swapping (:mod:`.probe_code_swap`)
-on every version, by default; ``sys.monitoring`` (:mod:`.probe_monitoring`,
-3.12+) when the target's environment has ``PEEKA_PROBE_BACKEND=monitoring``
-(or :data:`PREFERRED_BACKEND` is set before the first probe). Both see every
-caller, including references taken before the probe, and put everything back
-when the last probe of a function goes.
+Backends (:func:`backend`), chosen per probe by the request's ``backend``
+parameter (``"monitoring"`` or ``"code_swap"``):
 
-Why code swapping is the default on 3.12+ too: cost. A probe's price on a
-trivial hot function is what matters (the goal is at most about twice a
-minimal hand-written ``perf_counter`` timing wrapper), and ``sys.monitoring``
-cannot get there: per call it costs two callback invocations from C (about
-60-80 ns together), a ``sys._getframe`` (about 55 ns, it materialises the
-frame object) and ``frame.f_locals`` (20-90 ns) to read the arguments, a
-second frame lookup to pair the end with its start, and code-object hashing
-if callbacks look their code up in a dict (not cached: about 50 ns). Their
-sum alone is above the budget, before any work. The code-swap wrapper is one
-extra Python frame that binds the arguments it receives and times the call
-inline: measured 2-3 times cheaper on 3.12-3.15 (docs/commands.md, "Cost").
-What ``sys.monitoring`` offers instead: no extra frame (tracebacks, recursion
-limit), ``f.__code__`` untouched, every closure of a ``def`` seen; it stays
-available, and tested, for whoever prefers that.
+- ``sys.monitoring`` (:mod:`.probe_monitoring`), the default on 3.12+: the
+  code-object level instrumentation of PEP 669, on a free tool id, beside
+  debuggers, profilers and coverage tools; no extra frame (tracebacks,
+  recursion limit), ``f.__code__`` untouched, every closure of a ``def``
+  seen.
+- ``__code__`` swapping (:mod:`.probe_code_swap`), the only one before
+  3.12 and a choice on 3.12+ for hot functions: one extra Python frame that
+  binds the arguments it receives and times the call inline, measured 2-3
+  times cheaper per call on 3.12-3.15 (docs/commands.md, "Cost"). Per call
+  ``sys.monitoring`` costs two callback invocations from C (about 60-80 ns
+  together), a ``sys._getframe`` (about 55 ns, it materialises the frame
+  object) and ``frame.f_locals`` (20-90 ns) to read the arguments, and a
+  second frame lookup to pair the end with its start.
+
+Both see every caller, including references taken before the probe, and put
+everything back when the last probe of a function goes. Two probes on one
+function may use different backends; each sees every call.
 
 :func:`install_probe` is the common part of the probe commands: pattern,
 condition, stream, labels, ownership.
 """
 
 import itertools
-import os
 import sys
 import threading
 import time
@@ -85,29 +83,54 @@ from .wire import ErrorCode
 _registry_lock = threading.Lock()
 _probes = {}
 _numbers = itertools.count(1)
-_backend = None
+_backends = {}
 
 #: Indices of an exit record (see the module documentation).
 ARGS, KWARGS, IDENT, T0, T1, RESULT, EXC = range(7)
 
-#: The backend to create: "code_swap" or "monitoring" (3.12+; else code_swap).
-PREFERRED_BACKEND = os.environ.get("PEEKA_PROBE_BACKEND") or "code_swap"
+#: The backends a request may name.
+BACKENDS = ("monitoring", "code_swap")
+#: The backend of a probe whose request names none.
+DEFAULT_BACKEND = "monitoring" if hasattr(sys, "monitoring") else "code_swap"
+#: Overrides DEFAULT_BACKEND (tests run their probes under each backend).
+PREFERRED_BACKEND = None
 
 
-def backend():
-    """The instrumentation backend of this interpreter (created once)."""
-    global _backend
+def backend(name=None):
+    """The instrumentation backend ``name`` (default: the preferred one), created once."""
+    name = name or PREFERRED_BACKEND or DEFAULT_BACKEND
     with _registry_lock:
-        if _backend is None:
-            if PREFERRED_BACKEND == "monitoring" and hasattr(sys, "monitoring"):
+        found = _backends.get(name)
+        if found is None:
+            if name == "monitoring":
                 from .probe_monitoring import MonitoringBackend
 
-                _backend = MonitoringBackend()
+                found = MonitoringBackend()
             else:
                 from .probe_code_swap import CodeSwapBackend
 
-                _backend = CodeSwapBackend()
-        return _backend
+                found = CodeSwapBackend()
+            _backends[name] = found
+        return found
+
+
+def requested_backend(ctx):
+    """The ``backend`` parameter, checked (None when absent); invalid_params names the fix."""
+    name = ctx.param("backend", str)
+    if name is None:
+        return None
+    if name not in BACKENDS:
+        raise CommandError(
+            ErrorCode.INVALID_PARAMS,
+            "unknown probe backend %r: use one of %s" % (name, ", ".join(BACKENDS)),
+        )
+    if name == "monitoring" and not hasattr(sys, "monitoring"):
+        raise CommandError(
+            ErrorCode.INVALID_PARAMS,
+            "the monitoring backend needs sys.monitoring (Python 3.12+); this is Python %d.%d: "
+            "use code_swap" % sys.version_info[:2],
+        )
+    return name
 
 
 def probes(agent=None):
@@ -156,14 +179,14 @@ class Handler(object):
 class Probe(object):
     """One installed probe: a command's handlers on the functions of a pattern."""
 
-    def __init__(self, command, pattern, stream, targets):
+    def __init__(self, command, pattern, stream, targets, probe_backend=None):
         self.number = next(_numbers)
         self.command = command
         self.pattern = pattern
         self.stream = stream
         self.targets = targets
         self.handlers = []
-        self.backend = backend()
+        self.backend = probe_backend or backend()
         self.errors = 0
         self._lock = threading.Lock()
         self._removed = False
@@ -277,9 +300,9 @@ def install_probe(ctx, pattern, make_handler, max_items=None, labels=None):
         if exc.code != ErrorCode.NOT_FOUND or not ctx.param("pending", bool, default=False):
             raise
         targets, pending = [], True
-    probe_backend = backend()
+    probe_backend = backend(requested_backend(ctx))
     stream = ctx.open_stream(max_items=max_items)
-    probe = Probe(ctx.command, pattern, stream, targets)
+    probe = Probe(ctx.command, pattern, stream, targets, probe_backend)
     stream.labels.update(
         {
             "pattern": pattern,

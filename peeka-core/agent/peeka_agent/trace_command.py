@@ -74,6 +74,7 @@ PARAMS = (
     "min_duration",
     "skip_builtin",
     "pending",
+    "backend",
 )
 DEFAULT_DEPTH = 3
 MAX_DEPTH = 20

@@ -51,6 +51,7 @@ PARAMS = (
     "max_items",
     "max_bytes",
     "pending",
+    "backend",
 )
 
 

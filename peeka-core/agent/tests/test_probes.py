@@ -713,6 +713,54 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class BackendChoiceTests(ProbeTestCase):
+    """The request's ``backend`` parameter (the preferred backend left at its default)."""
+
+    def setUp(self):
+        ProbeTestCase.setUp(self)
+        self.probes_module.PREFERRED_BACKEND = None
+
+    def test_the_default_is_monitoring_on_3_12_and_code_swap_before(self):
+        client = self.client()
+        stream, data = self.start(client, "watch", pattern=P + "add", times=1)
+        self.assertEqual(data["backend"], "monitoring" if HAS_MONITORING else "code_swap")
+        targets.add(1)
+        self.observations(client, 1)
+        self.end_of(client, stream)
+
+    def test_code_swap_can_be_asked_for_everywhere(self):
+        client = self.client()
+        stream, data = self.start(client, "watch", pattern=P + "add", times=1, backend="code_swap")
+        self.assertEqual(data["backend"], "code_swap")
+        self.assertIsNone(data["tool_id"])
+        targets.add(1)
+        self.observations(client, 1)
+        self.end_of(client, stream)
+
+    def test_two_backends_on_one_function_both_see_every_call(self):
+        if not HAS_MONITORING:
+            self.skipTest("sys.monitoring is 3.12+")
+        first, second = self.client(), self.client()
+        one, _ = self.start(first, "watch", pattern=P + "add", times=2, backend="code_swap")
+        two, _ = self.start(second, "watch", pattern=P + "add", times=2, backend="monitoring")
+        targets.add(1)
+        targets.add(2)
+        self.assertEqual(len(self.observations(first, 2)), 2)
+        self.assertEqual(len(self.observations(second, 2)), 2)
+        self.end_of(first, one)
+        self.end_of(second, two)
+
+    def test_a_bad_backend_is_refused_before_any_probe(self):
+        client = self.client()
+        error = self.refused(client, "watch", pattern=P + "add", backend="dtrace")
+        self.assertEqual(error["code"], "invalid_params")
+        self.assertIn("code_swap", error["message"])
+        if not HAS_MONITORING:
+            error = self.refused(client, "watch", pattern=P + "add", backend="monitoring")
+            self.assertIn("3.12", error["message"])
+        self.assertEqual(self.agent_probes(), [])
+
+
 def _on_monitoring(cls):
     """``cls`` again, with the sys.monitoring backend (3.12+)."""
     variant = type(

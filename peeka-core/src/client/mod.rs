@@ -87,7 +87,7 @@ pub use replies::{
     AgentErrorEntry, AgentInfo, DetachOutcome, InterpreterInfo, MatchedTarget, Pong, ProbeInfo,
     ResetOutcome, StreamEnd, StreamItem, StreamStarted, StreamSummary,
 };
-pub use requests::{MonitorRequest, ResetRequest, StackRequest, WatchRequest};
+pub use requests::{MonitorRequest, ProbeBackend, ResetRequest, StackRequest, WatchRequest};
 pub use runtime::{
     AllocationDiff, AllocationQuery, AllocationStat, AllocationTop, ClassInfo, ClassSearch,
     DumpReport, GcReport, GroupBy, HandlerInfo, InspectedValue, InstanceCount, InstanceInfo,
