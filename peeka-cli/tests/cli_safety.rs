@@ -25,7 +25,8 @@ fn a_killed_client_leaves_no_probe_behind() {
         let state = state_dir(&format!("killed-{id}"));
         let target = spawn_shop(python);
         let pid = target.pid().to_string();
-        assert_eq!(run(&state, &["attach", &pid], LIMIT).code, 0, "{id}: attach");
+        let attached = run(&state, &["attach", &pid], LIMIT);
+        assert_eq!(attached.code, 0, "{id}: attach: {:?}", attached.lines);
         let unwatched = hot_rate(&target, Duration::from_millis(500));
 
         let mut client = Streaming::start(&state, &["watch", "--pid", &pid, "__main__.hot"]);

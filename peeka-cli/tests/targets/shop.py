@@ -104,12 +104,14 @@ signal.signal(signal.SIGUSR1, report)
 
 
 def hot_loop():
-    # Counts calls of hot() for the call-rate checks.
+    # Counts calls of hot() for the call-rate checks. CPU-bound: it gives up
+    # the GIL only when another thread asks for it. (A loop that also called
+    # time.sleep(0) would starve every other thread on CPython 3.8-3.10, the
+    # agent's included: see docs/attach.md, "Limits".)
     while True:
         for _ in range(1000):
             hot(1)
         state["hot"] += 1000
-        time.sleep(0)
 
 
 threading.Thread(target=hot_loop, name="hot-loop", daemon=True).start()
