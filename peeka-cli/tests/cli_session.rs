@@ -346,7 +346,14 @@ fn session(python: &Interpreter) {
     // detach (the remembered target), then nothing of ours is left.
     let detached = run(&state, &["detach"], LIMIT);
     ok(&detached, &format!("{id} detach"));
-    let after = report(&target);
+    // The thread that answered `detach` ends right after its answer: give
+    // the agent's threads a moment (bounded) to be gone.
+    let mut after = report(&target);
+    let settle = std::time::Instant::now();
+    while after["threads"] != before["threads"] && settle.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+        after = report(&target);
+    }
     assert_eq!(
         after["codes_same"],
         serde_json::json!([true, true, true, true]),
