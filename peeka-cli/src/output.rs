@@ -19,8 +19,8 @@ use serde_json::{json, Map, Value};
 use crate::args::Format;
 use crate::text::Painter;
 
-/// The printer of one `peeka-cli` run.
-#[derive(Debug)]
+/// The printer of one `peeka-cli` run (a small value: copies print alike).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Output {
     format: Format,
     pub(crate) paint: Painter,

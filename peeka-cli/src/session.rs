@@ -1,5 +1,7 @@
 //! Choosing the target and getting a session with its agent.
 
+use std::time::Duration;
+
 use peeka_core::client::{AttachConfig, AttachReport, ClientError, Session};
 use serde_json::{json, Map, Value};
 
@@ -18,25 +20,18 @@ pub(crate) fn target_pid(args: &TargetArgs) -> Result<u32, CliError> {
 
 /// An attach config whose progress goes to `out` as status lines.
 pub(crate) fn attach_config(out: &Output) -> AttachConfig {
-    let json = out.is_json();
-    let paint = out.paint;
+    let out = *out;
     AttachConfig::new().on_progress(move |progress| {
-        // The progress callback cannot borrow `out`: print through a fresh
-        // output of the same kind.
         let mut extra = Map::new();
-        extra.insert(
-            "elapsed_ms".into(),
-            json!((progress.elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0),
-        );
-        let format = if json {
-            crate::args::Format::Jsonl
-        } else {
-            crate::args::Format::Text
-        };
-        let mut line = Output::new(format);
-        line.paint = paint;
-        line.status(progress.step, extra);
+        extra.insert("elapsed_ms".into(), json!(millis(progress.elapsed, 1)));
+        out.status(progress.step, extra);
     })
+}
+
+/// `duration` in milliseconds, rounded to `decimals` places, for output.
+pub(crate) fn millis(duration: Duration, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (duration.as_secs_f64() * 1000.0 * scale).round() / scale
 }
 
 /// Connects to the agent of `pid`, attaching first (with the defaults) when
@@ -75,7 +70,7 @@ pub(crate) fn report_json(report: &AttachReport) -> Value {
         .timeline
         .steps
         .iter()
-        .map(|s| json!({"step": s.name, "ms": (s.elapsed.as_secs_f64() * 1e4).round() / 10.0}))
+        .map(|s| json!({"step": s.name, "ms": millis(s.elapsed, 1)}))
         .collect();
     let skipped: Vec<Value> = report
         .skipped

@@ -7,14 +7,14 @@ use crate::error::CliError;
 use crate::exit_code::ExitCode;
 use crate::output::Output;
 use crate::remembered;
-use crate::session::{attach_config, method_name, report_json};
+use crate::session::{attach_config, method_name, millis, report_json};
 
 pub(crate) fn run(args: &AttachArgs, out: &Output) -> Result<ExitCode, CliError> {
     let config = attach_config(out).method(args.method).timeout(args.timeout);
     let (session, report) = Session::attach(args.pid, &config)?;
     let pong = session.ping()?;
     let mut data = report_json(&report);
-    data["ping_ms"] = serde_json::json!((pong.round_trip.as_secs_f64() * 1e5).round() / 100.0);
+    data["ping_ms"] = serde_json::json!(millis(pong.round_trip, 2));
     let remembered = remembered::save(args.pid);
     data["remembered"] = serde_json::json!(remembered.is_some());
     let total: std::time::Duration = report.timeline.steps.iter().map(|s| s.elapsed).sum();
