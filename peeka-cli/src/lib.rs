@@ -6,7 +6,8 @@
 //!   `docs/cli.md`), or with `--format text` a human-friendly rendering in
 //!   colour (honouring `NO_COLOR`). Exit codes are documented in
 //!   [`ExitCode`] and `docs/cli.md`.
-//! - `peeka` (the terminal UI) arrives with issue 6.
+//! - `peeka`: the terminal UI for a person debugging a live process
+//!   (`docs/tui.md`).
 //!
 //! This crate is a thin layer over `peeka-core`'s typed client: it parses
 //! arguments, picks the target (`--pid`, or the process attached last,
@@ -29,8 +30,15 @@ mod runtime_args;
 mod runtime_text;
 mod session;
 mod text;
+mod tui;
 
 pub use exit_code::ExitCode;
+
+/// Runs the `peeka` terminal UI with the process's arguments and returns
+/// its exit code. The terminal is restored on exit, on error and on panic.
+pub fn run_peeka_tui() -> ExitCode {
+    tui::run()
+}
 
 /// Runs `peeka-cli` with the process's arguments and returns its exit code.
 pub fn run_peeka_cli() -> ExitCode {
