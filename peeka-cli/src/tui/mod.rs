@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 pub(crate) mod testing;
+pub(crate) mod pattern_input;
 pub(crate) mod view;
 pub(crate) mod views;
 
