@@ -123,6 +123,28 @@ async fn write_loop(
     }
 }
 
+/// Gives up a request whose waiting future is dropped before its answer
+/// (see [`ClientCore::give_up`]).
+struct GiveUpOnDrop<'a> {
+    core: &'a ClientCore,
+    request: Option<&'a super::core::InFlight>,
+}
+
+impl GiveUpOnDrop<'_> {
+    /// The wait ended normally: the answer is settled by the caller.
+    fn disarm(mut self) {
+        self.request = None;
+    }
+}
+
+impl Drop for GiveUpOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(request) = self.request {
+            self.core.give_up(request);
+        }
+    }
+}
+
 /// Waits for a request's answer.
 struct AnswerFuture(Arc<ResponseSlot>);
 
@@ -144,6 +166,11 @@ impl Future for AnswerFuture {
 /// without blocking. Every wait is bounded by
 /// [`SessionOptions::request_timeout`], except waiting for a stream's
 /// next item (wrap it in `tokio::time::timeout` to bound that).
+///
+/// Every future is cancel-safe: dropping one while it waits (aborting its
+/// task, a `select!` that took another branch) forgets the request, and a
+/// stream it would have opened is cancelled as soon as it opens, so the
+/// agent removes the probe.
 #[derive(Debug)]
 pub struct AsyncSession {
     core: Arc<ClientCore>,
@@ -350,12 +377,20 @@ impl AsyncSession {
         ClientError,
     > {
         let request = self.core.send_request(command, params, opens_stream)?;
+        // Dropping this future while it waits (a task aborted, a `select!`
+        // that took another branch) must not leave the request behind: a
+        // stream it opens would keep its probe with no one to read it.
+        let waiting = GiveUpOnDrop {
+            core: &self.core,
+            request: Some(&request),
+        };
         let answer = tokio::time::timeout(
             self.core.options.request_timeout,
             AnswerFuture(Arc::clone(&request.slot)),
         )
         .await
         .ok();
+        waiting.disarm();
         let (data, queue) = self.core.settle(&request, answer)?;
         Ok((request, data, queue))
     }
@@ -493,5 +528,88 @@ async fn wait_removed(socket: &Path, within: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peeka_protocol::{PythonInfo, Response, PROTOCOL_VERSION};
+    use tokio::net::UnixListener;
+
+    /// An agent that answers the handshake, then the first request only
+    /// when told to, and reports every later message it receives.
+    async fn fake_agent(
+        listener: UnixListener,
+        requested: tokio::sync::oneshot::Sender<u64>,
+        answer_now: tokio::sync::oneshot::Receiver<()>,
+        received: mpsc::UnboundedSender<Message>,
+    ) {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read_half, write_half) = stream.into_split();
+        let mut frames = FramedRead::new(read_half, MessageCodec::new());
+        let mut sink = FramedWrite::new(write_half, MessageCodec::new());
+        let Some(Ok(Message::Hello(_))) = frames.next().await else {
+            panic!("no hello")
+        };
+        let welcome = Welcome {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+            python: PythonInfo {
+                version: "3.12.0".into(),
+                implementation: "CPython".into(),
+            },
+            pid: 1,
+            capabilities: Vec::new(),
+        };
+        sink.send(Message::Welcome(welcome)).await.unwrap();
+        let Some(Ok(Message::Request(request))) = frames.next().await else {
+            panic!("no request")
+        };
+        requested.send(request.id).unwrap();
+        answer_now.await.unwrap();
+        let data = Payload::from_json(&format!(r#"{{"stream": {}}}"#, request.id)).unwrap();
+        sink.send(Message::Response(Response {
+            id: request.id,
+            result: Ok(data),
+        }))
+        .await
+        .unwrap();
+        while let Some(Ok(message)) = frames.next().await {
+            let _ = received.send(message);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_request_dropped_while_waiting_is_cancelled_when_it_opens() {
+        let dir = std::env::temp_dir().join(format!("peeka-async-drop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (requested_tx, requested) = tokio::sync::oneshot::channel();
+        let (answer_now, answer_rx) = tokio::sync::oneshot::channel();
+        let (received_tx, mut received) = mpsc::unbounded_channel();
+        let agent = tokio::spawn(fake_agent(listener, requested_tx, answer_rx, received_tx));
+
+        let session = AsyncSession::connect_socket(&path, 1).await.unwrap();
+        let request = WatchRequest::new("m.f");
+        let opening = session.watch(&request);
+        // Poll it until the request is out, then drop it unanswered.
+        tokio::select! {
+            _ = opening => panic!("the fake agent has not answered yet"),
+            id = requested => {
+                let id = id.unwrap();
+                answer_now.send(()).unwrap();
+                let cancel = tokio::time::timeout(Duration::from_secs(5), received.recv())
+                    .await
+                    .expect("a cancel within 5 s");
+                assert_eq!(cancel, Some(Message::Cancel(Cancel { stream: id })));
+                assert_eq!(session.core.demux.open_streams(), 0);
+            }
+        }
+        drop(session);
+        agent.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

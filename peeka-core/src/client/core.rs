@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use peeka_protocol::{ErrorCode, Message, Payload, Request, RequestId, Welcome, PROTOCOL_VERSION};
+use peeka_protocol::{
+    Cancel, ErrorCode, Message, Payload, Request, RequestId, Welcome, PROTOCOL_VERSION,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -109,12 +111,26 @@ impl ClientCore {
             }),
             Some(Answer::Closed(closed)) => Err(closed.error()),
             None => {
-                self.demux.abandon(request.id);
+                self.give_up(request);
                 Err(ClientError::Timeout {
                     what: request.command.clone(),
                     waited: self.options.request_timeout,
                 })
             }
+        }
+    }
+
+    /// The waiter of `request` stops waiting (a timeout, or an async
+    /// caller's future dropped before the answer was taken): the request is
+    /// forgotten, and a stream it opened, or opens later, is cancelled at
+    /// once, so no probe stays installed without a subscription.
+    pub(crate) fn give_up(&self, request: &InFlight) {
+        self.demux.abandon(request.id);
+        if let Some(Answer::Ok(_, Some(queue))) = request.slot.give_up() {
+            self.demux.forget_stream(queue.id());
+            let _ = self
+                .outgoing
+                .send(Message::Cancel(Cancel { stream: queue.id() }));
         }
     }
 

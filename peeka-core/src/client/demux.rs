@@ -68,6 +68,8 @@ pub(crate) enum Answer {
 struct SlotState {
     answer: Option<Answer>,
     waker: Option<Waker>,
+    /// Its waiter went away (see [`ResponseSlot::give_up`]).
+    given_up: bool,
 }
 
 /// Where one request's answer is delivered.
@@ -78,11 +80,16 @@ pub(crate) struct ResponseSlot {
 }
 
 impl ResponseSlot {
-    fn fill(&self, answer: Answer) {
+    /// Delivers `answer`; hands it back when no one will take it (the
+    /// waiter gave up), so that a stream it opened can be cancelled.
+    fn fill(&self, answer: Answer) -> Option<Answer> {
         let waker = {
             let mut state = lock(&self.state);
+            if state.given_up {
+                return Some(answer);
+            }
             if state.answer.is_some() {
-                return;
+                return None;
             }
             state.answer = Some(answer);
             state.waker.take()
@@ -91,6 +98,16 @@ impl ResponseSlot {
         if let Some(waker) = waker {
             waker.wake();
         }
+        None
+    }
+
+    /// The waiter goes away without waiting any longer: takes the answer if
+    /// it already came (later ones are handed back by `fill`).
+    pub(crate) fn give_up(&self) -> Option<Answer> {
+        let mut state = lock(&self.state);
+        state.given_up = true;
+        state.waker = None;
+        state.answer.take()
     }
 
     /// Blocks until the answer arrives or `deadline` passes (`None`).
@@ -435,7 +452,12 @@ impl Demux {
                     Err(error) => Answer::Err(error),
                 };
                 drop(state);
-                pending.slot.fill(answer);
+                // The waiter gave up between the lookup and now: nobody
+                // will make a subscription of this stream, so cancel it.
+                if let Some(Answer::Ok(_, Some(queue))) = pending.slot.fill(answer) {
+                    self.forget_stream(queue.id());
+                    followup = Followup::Cancel(queue.id());
+                }
                 Ok(followup)
             }
             Message::Observation(observation) => {
@@ -495,7 +517,7 @@ impl Demux {
             )
         };
         for pending in pending.into_values() {
-            pending.slot.fill(Answer::Closed(closed.clone()));
+            let _ = pending.slot.fill(Answer::Closed(closed.clone()));
         }
         for queue in streams.into_values() {
             queue.lose(closed.clone());
@@ -560,6 +582,31 @@ mod tests {
         demux.abandon(7);
         assert_eq!(demux.dispatch(ok(7)).unwrap(), Followup::Cancel(7));
         assert_eq!(demux.open_streams(), 0);
+    }
+
+    #[test]
+    fn a_stream_whose_waiter_gave_up_after_the_lookup_is_cancelled() {
+        // The answer was routed to the slot's request just before its
+        // waiter gave up, and delivered just after.
+        let demux = Demux::new(1, 8);
+        let slot = demux.register(3, true).unwrap();
+        let pending = lock(&demux.state).pending.remove(&3).unwrap();
+        assert!(slot.give_up().is_none());
+        lock(&demux.state).pending.insert(3, pending);
+        assert_eq!(demux.dispatch(ok(3)).unwrap(), Followup::Cancel(3));
+        assert_eq!(demux.open_streams(), 0);
+    }
+
+    #[test]
+    fn giving_up_takes_an_answer_that_already_came() {
+        let demux = Demux::new(1, 8);
+        let slot = demux.register(4, true).unwrap();
+        assert_eq!(demux.dispatch(ok(4)).unwrap(), Followup::None);
+        assert_eq!(demux.open_streams(), 1);
+        let Some(Answer::Ok(_, Some(queue))) = slot.give_up() else {
+            panic!("the answer should be there")
+        };
+        assert_eq!(queue.id(), 4);
     }
 
     #[test]
