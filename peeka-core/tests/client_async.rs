@@ -131,6 +131,9 @@ async fn basics(python: &Interpreter) {
     assert!(!private_dir(&process).exists(), "{id}");
     let error = session.ping().await.unwrap_err();
     assert!(error.is_disconnected(), "{id}: {error}");
+    assert!(!session.is_connected(), "{id}");
+    let why = session.disconnection().expect("the connection is closed");
+    assert_eq!(why.to_string(), error.to_string(), "{id}");
 }
 
 fn on_runtime(python: &Interpreter) {

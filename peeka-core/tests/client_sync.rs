@@ -136,6 +136,8 @@ fn session_basics(python: &Interpreter) {
     let error = session.ping().unwrap_err();
     assert!(error.is_disconnected(), "{id}: {error}");
     assert!(!session.is_connected(), "{id}");
+    let why = session.disconnection().expect("the connection is closed");
+    assert!(why.is_disconnected(), "{id}: {why}");
     assert!(matches!(
         Session::connect(pid),
         Err(ClientError::NotAttached { .. })
@@ -264,6 +266,7 @@ fn timeouts(pid: u32, observer: &Session, id: &str) {
         || observer.info().unwrap().streams.is_empty(),
     );
     assert!(hasty.is_connected(), "{id}");
+    assert!(hasty.disconnection().is_none(), "{id}");
 }
 
 #[test]

@@ -363,6 +363,15 @@ impl AsyncSession {
         self.core.demux.closed().is_none()
     }
 
+    /// Why the connection closed: the [`ClientError::Disconnected`] that
+    /// requests now fail with (it says what happened, e.g. the target
+    /// exited or another client detached the agent, and what to do), or
+    /// `None` while it is open. For a front end that shows the state of
+    /// its connection without sending a request.
+    pub fn disconnection(&self) -> Option<ClientError> {
+        self.core.demux.closed().map(|closed| closed.error())
+    }
+
     async fn exchange(
         &self,
         command: &str,

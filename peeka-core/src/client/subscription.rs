@@ -55,6 +55,13 @@ impl Canceller {
     /// longer than the session's request timeout (a write to the socket).
     /// A connection that is already gone needs no cancel: the agent removes
     /// the probes of a client that disconnects.
+    ///
+    /// The agent applies a connection's messages in the order they were
+    /// sent, and removes a stream's probe before it answers anything sent
+    /// after the cancel. So a request on the same session that was made
+    /// after `cancel` returned (a `ping`, say) is answered only once the
+    /// probe is gone: a front end that quits confirms its cancels that way
+    /// without following each stream to its end.
     pub fn cancel(&self) {
         if self.queue.is_finished() || self.sent.swap(true, Ordering::AcqRel) {
             return;
