@@ -1,0 +1,437 @@
+//! The application loop: the picker until a session is attached, then the
+//! workspace of views (a tab bar, the view on screen, a status line, the
+//! `?` help overlay), key routing, ticks and redraws, and quitting cleanly.
+//!
+//! The loop runs on the main thread and never waits on the target: views
+//! start their work on the runtime and drain results in `on_tick`, ten
+//! times a second, a bounded amount each; keys are handled as they come
+//! and the screen is drawn once per turn of the loop (after the keys of
+//! that turn, or the tick), so a flood of observations costs at most a
+//! bounded drain per tick and the keyboard stays responsive.
+//!
+//! Quitting stops every view's streams (each cancels its subscriptions),
+//! then confirms with a `ping`: the agent applies a connection's messages
+//! in order, so once the ping is answered the cancels before it have ended
+//! their streams and removed their probes. The agent itself stays attached
+//! for the next client, as with `peeka-cli`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use peeka_core::client::AttachReport;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::picker::{centered, hint_spans, Attached, Picker, PickerKey};
+use super::terminal::Screen;
+use super::view::{Ctx, KeyOutcome, View};
+use super::{theme, views, TuiArgs};
+use crate::exit_code::ExitCode;
+use crate::remembered;
+
+/// Time between ticks (drains, periodic refreshes, redraws).
+const TICK: Duration = Duration::from_millis(100);
+/// Events handled per turn of the loop before drawing again.
+const EVENTS_PER_TURN: usize = 64;
+/// How long quitting waits for the agent to confirm the cancels.
+const CONFIRM_WAIT: Duration = Duration::from_secs(3);
+
+/// How the TUI ended: the exit code, and a line for the normal screen.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    pub(crate) code: ExitCode,
+    pub(crate) message: Option<String>,
+}
+
+/// The views, one per number key, in the order of the keys 1..9, 0.
+pub(crate) fn all_views() -> Vec<Box<dyn View>> {
+    vec![
+        Box::new(views::dashboard::DashboardView::new()),
+        Box::new(views::watch::WatchView::new()),
+        Box::new(views::threads::ThreadsView::new()),
+    ]
+}
+
+/// The key that shows the view at `index` (1..9, then 0).
+pub(crate) fn view_key(index: usize) -> char {
+    char::from(b'0' + ((index + 1) % 10) as u8)
+}
+
+/// What each view is for, for the help screen (by title).
+fn purpose(title: &str) -> &'static str {
+    match title {
+        "dashboard" => "threads, memory and hot functions, refreshed live",
+        "watch" => "calls of a function: arguments, result, exception, cost",
+        "trace" => "the call tree below a function, coloured by time",
+        "stack" => "who calls a function: the stack of each call",
+        "monitor" => "calls, failures and latency of a function, per interval",
+        "top" => "the hot functions, sampled live",
+        "memory" => "memory overview, tracemalloc top and diff",
+        "threads" => "every thread with its CPU use, and one thread's stack",
+        "logger" => "the loggers and their levels; change a level",
+        "inspect" => "browse a value by its path",
+        _ => "",
+    }
+}
+
+/// The attached workspace.
+struct Workspace {
+    ctx: Ctx,
+    views: Vec<Box<dyn View>>,
+    current: usize,
+    help: bool,
+    summary: String,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("current", &self.current)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    Picking(Box<Picker>),
+    Working(Box<Workspace>),
+}
+
+/// The TUI: picker, then workspace.
+#[derive(Debug)]
+pub(crate) struct App {
+    runtime: tokio::runtime::Handle,
+    phase: Phase,
+}
+
+/// What a key asked of the application.
+enum Action {
+    None,
+    Quit,
+}
+
+impl App {
+    /// The app for `args`: the picker, already attaching when a pid was given.
+    pub(crate) fn new(args: &TuiArgs, runtime: tokio::runtime::Handle) -> Self {
+        let mut picker = Picker::new(
+            runtime.clone(),
+            args.method,
+            args.timeout,
+            remembered::load().ok(),
+        );
+        if let Some(pid) = args.pid {
+            picker.attach_now(pid);
+        }
+        Self {
+            runtime,
+            phase: Phase::Picking(Box::new(picker)),
+        }
+    }
+
+    /// Runs until the user quits.
+    ///
+    /// # Errors
+    /// When the terminal cannot be read or drawn on.
+    pub(crate) fn run(mut self, screen: &mut Screen) -> std::io::Result<Ended> {
+        let mut next_tick = Instant::now();
+        loop {
+            if Instant::now() >= next_tick {
+                self.tick();
+                next_tick = Instant::now() + TICK;
+            }
+            screen.draw(|frame| self.render(frame))?;
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            if event::poll(wait)? {
+                for _ in 0..EVENTS_PER_TURN {
+                    if let Action::Quit = self.on_event(event::read()?) {
+                        return Ok(self.quit());
+                    }
+                    if !event::poll(Duration::ZERO)? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        match &mut self.phase {
+            Phase::Picking(picker) => {
+                if let Some(attached) = picker.on_tick() {
+                    self.phase =
+                        Phase::Working(Box::new(Workspace::new(attached, self.runtime.clone())));
+                }
+            }
+            Phase::Working(workspace) => workspace.tick(),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Action {
+        let Event::Key(key) = event else {
+            // Resizes need nothing: the next draw lays out for the new size.
+            return Action::None;
+        };
+        if key.kind != KeyEventKind::Press {
+            return Action::None;
+        }
+        match &mut self.phase {
+            Phase::Picking(picker) => match picker.on_key(key) {
+                PickerKey::Quit => Action::Quit,
+                PickerKey::Handled => Action::None,
+            },
+            Phase::Working(workspace) => workspace.on_key(key),
+        }
+    }
+
+    fn render(&mut self, frame: &mut Frame<'_>) {
+        let area = frame.area();
+        match &mut self.phase {
+            Phase::Picking(picker) => picker.render(frame, area),
+            Phase::Working(workspace) => workspace.render(frame, area),
+        }
+    }
+
+    fn quit(self) -> Ended {
+        match self.phase {
+            Phase::Picking(_) => Ended {
+                code: ExitCode::Success,
+                message: None,
+            },
+            Phase::Working(workspace) => workspace.close(&self.runtime),
+        }
+    }
+}
+
+impl Workspace {
+    fn new(attached: Attached, runtime: tokio::runtime::Handle) -> Self {
+        let Attached { session, report } = attached;
+        remembered::save(report.pid);
+        Self {
+            summary: summary(&report),
+            ctx: Ctx {
+                session: Arc::new(session),
+                runtime,
+            },
+            views: all_views(),
+            current: 0,
+            help: false,
+        }
+    }
+
+    fn tick(&mut self) {
+        let current = self.current;
+        for (index, view) in self.views.iter_mut().enumerate() {
+            view.on_tick(&self.ctx, index == current && !self.help);
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Action {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return Action::Quit;
+        }
+        let editing = self
+            .views
+            .get(self.current)
+            .is_some_and(|view| view.is_editing());
+        if self.help {
+            match key.code {
+                KeyCode::Char('q') => return Action::Quit,
+                KeyCode::Char(c @ '0'..='9') => self.switch_to(c),
+                _ => self.help = false,
+            }
+            return Action::None;
+        }
+        if !editing && !ctrl {
+            match key.code {
+                KeyCode::Char('q') => return Action::Quit,
+                KeyCode::Char('?') => {
+                    self.help = true;
+                    return Action::None;
+                }
+                KeyCode::Char(c @ '0'..='9') => {
+                    self.switch_to(c);
+                    return Action::None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(view) = self.views.get_mut(self.current) {
+            if view.on_key(key, &self.ctx) == KeyOutcome::Ignored && key.code == KeyCode::Tab {
+                self.current = (self.current + 1) % self.views.len();
+            }
+        }
+        Action::None
+    }
+
+    fn switch_to(&mut self, key: char) {
+        if let Some(index) = (0..self.views.len()).find(|&i| view_key(i) == key) {
+            self.current = index;
+            self.help = false;
+        }
+    }
+
+    fn render(&mut self, frame: &mut Frame<'_>, area: Rect) {
+        let [tabs, body, status] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        frame.render_widget(Paragraph::new(self.tab_line()), tabs);
+        if let Some(view) = self.views.get_mut(self.current) {
+            view.render(frame, body);
+        }
+        frame.render_widget(Paragraph::new(self.status_line()), status);
+        if self.help {
+            self.render_help(frame, area);
+        }
+    }
+
+    fn tab_line(&self) -> Line<'static> {
+        let mut spans = vec![Span::styled("peeka ", theme::header())];
+        for (index, view) in self.views.iter().enumerate() {
+            let label = format!(" {} {} ", view_key(index), view.title());
+            let style = if index == self.current {
+                theme::active_tab()
+            } else {
+                Style::default()
+            };
+            spans.push(Span::styled(label, style));
+        }
+        Line::from(spans)
+    }
+
+    fn status_line(&self) -> Line<'static> {
+        if let Some(lost) = self.ctx.session.disconnection() {
+            return Line::from(vec![
+                Span::styled("connection lost: ", theme::error()),
+                Span::raw(lost.to_string()),
+                Span::styled("  q quits", theme::dim()),
+            ]);
+        }
+        let hints = self
+            .views
+            .get(self.current)
+            .map(|view| view.hints())
+            .unwrap_or("");
+        let mut spans = vec![Span::styled(hints.to_owned(), theme::dim())];
+        spans.push(Span::raw("  "));
+        spans.extend(hint_spans(&[("?", "help"), ("q", "quit")]));
+        spans.push(Span::styled(format!("  {}", self.summary), theme::name()));
+        Line::from(spans)
+    }
+
+    fn render_help(&self, frame: &mut Frame<'_>, area: Rect) {
+        let mut lines = vec![Line::from(Span::styled("views", theme::header()))];
+        for (index, view) in self.views.iter().enumerate() {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {}  ", view_key(index)), theme::key()),
+                Span::styled(format!("{:<10}", view.title()), theme::name()),
+                Span::raw(purpose(view.title())),
+            ]));
+        }
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled("everywhere", theme::header())));
+        for (key, what) in [
+            ("1-0", "switch view (while no text box has the focus)"),
+            ("?", "this help; any key closes it"),
+            (
+                "q",
+                "quit: stops this view's streams and probes; the agent stays",
+            ),
+            ("ctrl-c", "quit, even while typing"),
+            ("tab", "next view, when the view has no use for it"),
+        ] {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {key:<8}"), theme::key()),
+                Span::raw(what),
+            ]));
+        }
+        if let Some(view) = self.views.get(self.current) {
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                format!("in {}", view.title()),
+                theme::header(),
+            )));
+            lines.push(Line::from(format!("  {}", view.hints())));
+        }
+        let height = lines.len() as u16 + 2;
+        let popup = centered(area, 84, height);
+        frame.render_widget(Clear, popup);
+        frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(Block::default().borders(Borders::ALL).title(" help ")),
+            popup,
+        );
+    }
+
+    /// Stops every view's streams, confirms with the agent, and says how
+    /// the target was left.
+    fn close(mut self, runtime: &tokio::runtime::Handle) -> Ended {
+        for view in &mut self.views {
+            view.stop();
+        }
+        let pid = self.ctx.session.pid();
+        if self.ctx.session.disconnection().is_some() {
+            return Ended {
+                code: ExitCode::NoTarget,
+                message: Some(format!(
+                    "peeka: the connection to process {pid} was lost; nothing of peeka's is left in it"
+                )),
+            };
+        }
+        let session = Arc::clone(&self.ctx.session);
+        let confirmed = runtime
+            .block_on(async move { tokio::time::timeout(CONFIRM_WAIT, session.ping()).await });
+        let message = match confirmed {
+            Ok(Ok(_)) => format!(
+                "peeka: process {pid} keeps its agent, with no probe of peeka's; `peeka-cli detach --pid {pid}` removes the agent"
+            ),
+            _ => format!(
+                "peeka: process {pid} did not confirm the end of peeka's streams; the agent removes their probes as the connection closes"
+            ),
+        };
+        Ended {
+            code: ExitCode::Success,
+            message: Some(message),
+        }
+    }
+}
+
+/// `pid 1234 · Python 3.12.1 · attached with ptrace in 120ms`.
+fn summary(report: &AttachReport) -> String {
+    let how = match report.method {
+        Some(method) => format!(
+            "attached with {method} in {}",
+            theme::duration_ms(report.timeline.total().as_secs_f64() * 1000.0)
+        ),
+        None => "agent reused".to_owned(),
+    };
+    format!("pid {} · Python {} · {how}", report.pid, report.python)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_keys_follow_the_view_order() {
+        assert_eq!(view_key(0), '1');
+        assert_eq!(view_key(8), '9');
+        assert_eq!(view_key(9), '0');
+    }
+
+    #[test]
+    fn every_view_has_a_purpose_for_the_help_screen() {
+        for view in all_views() {
+            assert!(!purpose(view.title()).is_empty(), "{}", view.title());
+        }
+    }
+}
