@@ -310,9 +310,9 @@ pub(super) fn namespace_members(prefix: &str, namespace: &Value) -> Vec<Candidat
 /// when that cut is `module` or one of its packages, else as a class.
 pub(super) fn next_name(scope: &str, typed: &str, name: &str, module: &str) -> Option<Candidate> {
     let start = if scope.is_empty() { 0 } else { scope.len() + 1 };
-    if !scope.is_empty()
-        && !(name.starts_with(scope) && name.as_bytes().get(scope.len()) == Some(&b'.'))
-    {
+    let inside = scope.is_empty()
+        || (name.starts_with(scope) && name.as_bytes().get(scope.len()) == Some(&b'.'));
+    if !inside {
         return None;
     }
     let rest = name.get(start..)?;
