@@ -52,7 +52,12 @@ pub(crate) fn all_views() -> Vec<Box<dyn View>> {
     vec![
         Box::new(views::dashboard::DashboardView::new()),
         Box::new(views::watch::WatchView::new()),
+        Box::new(views::trace::TraceView::new()),
+        Box::new(views::monitor::MonitorView::new()),
+        Box::new(views::top::TopView::new()),
+        Box::new(views::memory::MemoryView::new()),
         Box::new(views::threads::ThreadsView::new()),
+        Box::new(views::logger::LoggerView::new()),
     ]
 }
 
@@ -343,7 +348,7 @@ impl Workspace {
             ("?", "this help; any key closes it"),
             (
                 "q",
-                "quit: stops this view's streams and probes; the agent stays",
+                "quit: stops every view's streams and probes; the agent stays",
             ),
             ("ctrl-c", "quit, even while typing"),
             ("tab", "next view, when the view has no use for it"),
