@@ -212,7 +212,7 @@ fn pick_watch_threads_dashboard_quit_leaves_no_probe() {
     // Watch: a pattern, Enter, and the calls with their values.
     tmux.press(&key_of(&dashboard, "watch"));
     tmux.wait_for("watch_idle", |s| s.contains("no watch running"));
-    tmux.press("p");
+    tmux.press("e");
     tmux.type_text("__main__.place_order");
     tmux.press("Enter");
     tmux.wait_for("watch", |s| {

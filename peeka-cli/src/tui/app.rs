@@ -53,11 +53,13 @@ pub(crate) fn all_views() -> Vec<Box<dyn View>> {
         Box::new(views::dashboard::DashboardView::new()),
         Box::new(views::watch::WatchView::new()),
         Box::new(views::trace::TraceView::new()),
+        Box::new(views::stack::StackView::new()),
         Box::new(views::monitor::MonitorView::new()),
         Box::new(views::top::TopView::new()),
         Box::new(views::memory::MemoryView::new()),
         Box::new(views::threads::ThreadsView::new()),
         Box::new(views::logger::LoggerView::new()),
+        Box::new(views::inspect::InspectView::new()),
     ]
 }
 
@@ -288,28 +290,14 @@ impl Workspace {
             Constraint::Length(1),
         ])
         .areas(area);
-        frame.render_widget(Paragraph::new(self.tab_line()), tabs);
+        frame.render_widget(Paragraph::new(tab_line(&self.views, self.current)), tabs);
         if let Some(view) = self.views.get_mut(self.current) {
             view.render(frame, body);
         }
         frame.render_widget(Paragraph::new(self.status_line()), status);
         if self.help {
-            self.render_help(frame, area);
+            render_help(frame, area, &self.views, self.current);
         }
-    }
-
-    fn tab_line(&self) -> Line<'static> {
-        let mut spans = vec![Span::styled("peeka ", theme::header())];
-        for (index, view) in self.views.iter().enumerate() {
-            let label = format!(" {} {} ", view_key(index), view.title());
-            let style = if index == self.current {
-                theme::active_tab()
-            } else {
-                Style::default()
-            };
-            spans.push(Span::styled(label, style));
-        }
-        Line::from(spans)
     }
 
     fn status_line(&self) -> Line<'static> {
@@ -330,51 +318,6 @@ impl Workspace {
         spans.extend(hint_spans(&[("?", "help"), ("q", "quit")]));
         spans.push(Span::styled(format!("  {}", self.summary), theme::name()));
         Line::from(spans)
-    }
-
-    fn render_help(&self, frame: &mut Frame<'_>, area: Rect) {
-        let mut lines = vec![Line::from(Span::styled("views", theme::header()))];
-        for (index, view) in self.views.iter().enumerate() {
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {}  ", view_key(index)), theme::key()),
-                Span::styled(format!("{:<10}", view.title()), theme::name()),
-                Span::raw(purpose(view.title())),
-            ]));
-        }
-        lines.push(Line::from(""));
-        lines.push(Line::from(Span::styled("everywhere", theme::header())));
-        for (key, what) in [
-            ("1-0", "switch view (while no text box has the focus)"),
-            ("?", "this help; any key closes it"),
-            (
-                "q",
-                "quit: stops every view's streams and probes; the agent stays",
-            ),
-            ("ctrl-c", "quit, even while typing"),
-            ("tab", "next view, when the view has no use for it"),
-        ] {
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {key:<8}"), theme::key()),
-                Span::raw(what),
-            ]));
-        }
-        if let Some(view) = self.views.get(self.current) {
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled(
-                format!("in {}", view.title()),
-                theme::header(),
-            )));
-            lines.push(Line::from(format!("  {}", view.hints())));
-        }
-        let height = lines.len() as u16 + 2;
-        let popup = centered(area, 84, height);
-        frame.render_widget(Clear, popup);
-        frame.render_widget(
-            Paragraph::new(lines)
-                .wrap(Wrap { trim: false })
-                .block(Block::default().borders(Borders::ALL).title(" help ")),
-            popup,
-        );
     }
 
     /// Stops every view's streams, confirms with the agent, and says how
@@ -410,6 +353,72 @@ impl Workspace {
     }
 }
 
+/// The tab bar: `peeka`, then each view with its key, the current one
+/// highlighted.
+fn tab_line(views: &[Box<dyn View>], current: usize) -> Line<'static> {
+    let mut spans = vec![Span::styled("peeka ", theme::header())];
+    for (index, view) in views.iter().enumerate() {
+        let label = format!(" {} {} ", view_key(index), view.title());
+        let style = if index == current {
+            theme::active_tab()
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(label, style));
+    }
+    Line::from(spans)
+}
+
+/// The `?` overlay: the views with their keys, the keys that work
+/// everywhere, and the current view's keys.
+fn render_help(frame: &mut Frame<'_>, area: Rect, views: &[Box<dyn View>], current: usize) {
+    let mut lines = vec![Line::from(Span::styled("views", theme::header()))];
+    for (index, view) in views.iter().enumerate() {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {}  ", view_key(index)), theme::key()),
+            Span::styled(format!("{:<10}", view.title()), theme::name()),
+            Span::raw(purpose(view.title())),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("everywhere", theme::header())));
+    for (key, what) in [
+        ("1-0", "switch view (while no text box has the focus)"),
+        ("?", "this help; any key closes it"),
+        (
+            "q",
+            "quit: stops every view's streams and probes; the agent stays",
+        ),
+        ("ctrl-c", "quit, even while typing"),
+        ("tab", "next view, when the view has no use for it"),
+    ] {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {key:<8}"), theme::key()),
+            Span::raw(what),
+        ]));
+    }
+    if let Some(view) = views.get(current) {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!("in {}", view.title()),
+            theme::header(),
+        )));
+        lines.push(Line::from(format!("  {}", view.hints())));
+    }
+    let width = area.width.saturating_sub(4).min(100);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let height = u16::try_from(rows + 2).unwrap_or(u16::MAX);
+    let popup = centered(area, width, height);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" help ")),
+        popup,
+    );
+}
+
 /// `pid 1234 · Python 3.12.1 · attached with ptrace in 120ms`.
 fn summary(report: &AttachReport) -> String {
     let how = match report.method {
@@ -425,12 +434,36 @@ fn summary(report: &AttachReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::testing::{assert_screen, draw_to_text};
 
     #[test]
     fn number_keys_follow_the_view_order() {
         assert_eq!(view_key(0), '1');
         assert_eq!(view_key(8), '9');
         assert_eq!(view_key(9), '0');
+    }
+
+    #[test]
+    fn the_tab_bar_and_the_help_list_every_view_with_its_key() {
+        let views = all_views();
+        let screen = draw_to_text(120, 30, |frame, area| {
+            frame.render_widget(Paragraph::new(tab_line(&views, 1)), area);
+            render_help(frame, area, &views, 1);
+        });
+        assert_screen("app_help", &screen);
+    }
+
+    #[test]
+    fn every_view_draws_at_any_size_without_panicking() {
+        for (width, height) in [(0, 0), (1, 1), (12, 4), (40, 10), (80, 24), (250, 70)] {
+            for mut view in all_views() {
+                draw_to_text(width, height, |frame, area| view.render(frame, area));
+            }
+            let views = all_views();
+            draw_to_text(width, height, |frame, area| {
+                render_help(frame, area, &views, 0)
+            });
+        }
     }
 
     #[test]

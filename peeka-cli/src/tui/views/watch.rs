@@ -163,7 +163,7 @@ impl WatchView {
     pub(crate) fn new() -> Self {
         Self {
             pattern: PatternInput::new(
-                "module.function or module.Class.method (p edits, tab completes)",
+                "module.function or module.Class.method (e edits, tab completes)",
             ),
             condition: LineEdit::new(),
             filter: LineEdit::new(),
@@ -297,6 +297,26 @@ impl WatchView {
         }
     }
 
+    /// Takes at most [`DRAIN_PER_TICK`] messages of the stream.
+    fn drain(&mut self) {
+        for _ in 0..DRAIN_PER_TICK {
+            let Some(running) = &mut self.running else {
+                break;
+            };
+            match running.rx.try_recv() {
+                Ok(message) => self.take(message),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.running = None;
+                    break;
+                }
+            }
+        }
+        if let Some(running) = &self.running {
+            self.view_dropped = running.view_dropped.load(Ordering::Relaxed);
+        }
+    }
+
     fn push(&mut self, observation: WatchObservation) {
         self.seen += 1;
         self.calls.push_back(Call::new(self.next_id, observation));
@@ -353,7 +373,7 @@ impl WatchView {
     fn status_line(&self) -> Line<'static> {
         let mut spans = match &self.state {
             State::Idle => vec![Span::styled(
-                "no watch running: p enters a pattern (tab completes), enter starts the watch",
+                "no watch running: e enters a pattern (tab completes), enter starts the watch",
                 theme::dim(),
             )],
             State::Opening => vec![
@@ -386,7 +406,7 @@ impl WatchView {
             ],
             State::Failed(error) => vec![
                 Span::styled("error: ", theme::error()),
-                Span::raw(format!("{error} (p edits the pattern, enter retries)")),
+                Span::raw(format!("{error} (e edits the pattern, enter retries)")),
             ],
         };
         if self.seen > 0 || !matches!(self.state, State::Idle | State::Failed(_)) {
@@ -431,9 +451,9 @@ impl WatchView {
         let mut spans = vec![Span::styled("observe  ", theme::dim())];
         spans.extend(toggle("f", self.finish || none, "-f", "exits"));
         spans.extend(toggle("b", self.before, "-b", "entry"));
-        spans.extend(toggle("e", self.exception, "-e", "exceptions"));
+        spans.extend(toggle("x", self.exception, "-e", "exceptions"));
         spans.extend(toggle("o", self.success, "-s", "returns"));
-        spans.push(Span::styled("x", theme::key()));
+        spans.push(Span::styled("d", theme::key()));
         spans.push(Span::styled(
             format!(" depth {}", self.depth),
             Style::default(),
@@ -676,7 +696,7 @@ impl View for WatchView {
     }
 
     fn hints(&self) -> &'static str {
-        "p: pattern  enter: start  s: stop  c: condition  /: filter  f b e o: what to observe  ↑↓: select"
+        "e: pattern  enter: start  s: stop  c: condition  /: filter  f b x o: observe  d: depth  ↑↓: select"
     }
 
     fn render(&mut self, frame: &mut Frame<'_>, area: Rect) {
@@ -735,16 +755,16 @@ impl View for WatchView {
             Focus::None => {}
         }
         match key.code {
-            KeyCode::Char('p') => self.pattern.focus(),
+            KeyCode::Char('e') | KeyCode::Char('p') => self.pattern.focus(),
             KeyCode::Enter => self.start(ctx),
             KeyCode::Char('s') => self.stop_stream(),
             KeyCode::Char('c') => self.condition.focus(),
             KeyCode::Char('/') => self.filter.focus(),
             KeyCode::Char('f') => self.finish = !self.finish,
             KeyCode::Char('b') => self.before = !self.before,
-            KeyCode::Char('e') => self.exception = !self.exception,
+            KeyCode::Char('x') => self.exception = !self.exception,
             KeyCode::Char('o') => self.success = !self.success,
-            KeyCode::Char('x') => self.depth = self.depth % 4 + 1,
+            KeyCode::Char('d') => self.depth = self.depth % 4 + 1,
             KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
             KeyCode::PageUp => self.move_selection(-20),
@@ -758,22 +778,7 @@ impl View for WatchView {
 
     fn on_tick(&mut self, _ctx: &Ctx, _visible: bool) {
         self.pattern.on_tick();
-        for _ in 0..DRAIN_PER_TICK {
-            let Some(running) = &mut self.running else {
-                break;
-            };
-            match running.rx.try_recv() {
-                Ok(message) => self.take(message),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.running = None;
-                    break;
-                }
-            }
-        }
-        if let Some(running) = &self.running {
-            self.view_dropped = running.view_dropped.load(Ordering::Relaxed);
-        }
+        self.drain();
     }
 
     fn is_editing(&self) -> bool {
@@ -868,6 +873,45 @@ mod tests {
         assert_eq!(view.gaps, 93 + RING as u64 + 9);
         let first = view.calls.front().unwrap().id;
         assert_eq!(first, view.next_id - RING as u64);
+    }
+
+    #[test]
+    fn a_flood_is_taken_a_bounded_amount_per_tick_and_counted_when_it_overflows() {
+        let mut view = WatchView::new();
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let view_dropped = Arc::new(AtomicU64::new(0));
+        view.running = Some(Running {
+            control: StreamControl::new(),
+            rx,
+            view_dropped: view_dropped.clone(),
+        });
+        // What `follow` does with a stream faster than the view: the
+        // channel fills, the rest is dropped and counted, never waited for.
+        let sent = CHANNEL as u64 + 500;
+        for seq in 1..=sent {
+            if tx
+                .try_send(Message::Observation(seq, Box::new(observation(seq))))
+                .is_err()
+            {
+                view_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        view.drain();
+        assert_eq!(
+            view.seen, DRAIN_PER_TICK as u64,
+            "one tick takes a bounded amount"
+        );
+        assert_eq!(view.view_dropped, 500);
+        let started = Instant::now();
+        let screen = draw_to_text(160, 50, |frame, area| view.render(frame, area));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            screen.contains("dropped 500 (agent/client 0, view 500)"),
+            "{screen}"
+        );
+        view.drain();
+        view.drain();
+        assert_eq!(view.seen, CHANNEL as u64);
     }
 
     #[test]
