@@ -23,6 +23,12 @@ use std::time::{Duration, Instant};
 
 use peeka_testkit::{Manifest, TargetProcess};
 
+#[path = "common/thread_cpu.rs"]
+mod thread_cpu;
+#[path = "common/windows.rs"]
+mod windows;
+use windows::{median, throughput};
+
 const ROUNDS: usize = 40;
 const CYCLES: usize = 5;
 const WINDOW: Duration = Duration::from_millis(1000);
@@ -45,45 +51,6 @@ fn median_and_p90(mut samples: Vec<Duration>) -> (f64, f64) {
     (at(0.5), at(0.9))
 }
 
-/// CPU clock ticks (user + system) of every thread of `pid` but its main
-/// thread: the agent's threads, in a target that has no other.
-fn other_threads_ticks(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|task| task.file_name().to_str() != Some(&pid.to_string()))
-        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-        .map(|stat| {
-            let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of stat, 12 and 13 here.
-            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
-        })
-        .sum()
-}
-
-/// Voluntary context switches of the main thread of `pid` (each time it
-/// gave the GIL away on request, among others).
-fn main_thread_switches(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
 fn time_command(args: &[&str], state: &Path) -> Duration {
     let started = Instant::now();
     let status = Command::new(binary())
@@ -95,24 +62,6 @@ fn time_command(args: &[&str], state: &Path) -> Duration {
         .unwrap();
     assert!(status.success(), "peeka-cli {args:?} failed");
     started.elapsed()
-}
-
-/// Iterations per second of the cpu-bound target over `window`.
-fn throughput(target: &mut TargetProcess, window: Duration) -> f64 {
-    let mut line = || {
-        let text = target.read_line().unwrap();
-        let mut parts = text.split_whitespace();
-        let count: f64 = parts.next().unwrap().parse().unwrap();
-        let time: f64 = parts.next().unwrap().parse().unwrap();
-        (count, time)
-    };
-    let first = line();
-    let deadline = Instant::now() + window;
-    let mut last = line();
-    while Instant::now() < deadline {
-        last = line();
-    }
-    (last.0 - first.0) / (last.1 - first.1)
 }
 
 fn main() {
@@ -152,20 +101,20 @@ fn main() {
         // Windows without and with an idle agent, alternated (attach,
         // detach) so that drifts of a shared machine hit both alike.
         let (mut without, mut with) = (Vec::new(), Vec::new());
-        let (mut agent_ticks, mut switches, mut attached_for) = (0, 0, Duration::ZERO);
+        let (mut agent_ns, mut switches, mut attached_for) = (0u64, 0, Duration::ZERO);
         let target_pid = target.pid();
         for _ in 0..CYCLES {
             without.push(throughput(&mut target, WINDOW));
             time_command(&["attach", &pid], &state);
             std::thread::sleep(SETTLE);
-            let (ticks, switched, started) = (
-                other_threads_ticks(target_pid),
-                main_thread_switches(target_pid),
+            let (agent_cpu, switched, started) = (
+                thread_cpu::cpu_ns(target_pid).1,
+                thread_cpu::main_thread_switches(target_pid),
                 Instant::now(),
             );
             with.push(throughput(&mut target, WINDOW));
-            agent_ticks += other_threads_ticks(target_pid) - ticks;
-            switches += main_thread_switches(target_pid) - switched;
+            agent_ns += thread_cpu::cpu_ns(target_pid).1.saturating_sub(agent_cpu);
+            switches += thread_cpu::main_thread_switches(target_pid) - switched;
             attached_for += started.elapsed();
             time_command(&["detach", "--pid", &pid], &state);
             std::thread::sleep(SETTLE);
@@ -191,12 +140,13 @@ fn main() {
         let (i50, i90) = median_and_p90(on_idle);
         let (b50, b90) = median_and_p90(on_busy);
         println!(
-            "| {id} ({}) | {v50:.2} | {i50:.2} / {i90:.2} | {b50:.2} / {b90:.2} | {ratio:.4} (medians of {CYCLES} windows: {:.0} vs {:.0} it/s) | {agent_ticks} ticks of 10 ms in {:.1} s ({:.2}% of a core), {switches} switches |",
+            "| {id} ({}) | {v50:.2} | {i50:.2} / {i90:.2} | {b50:.2} / {b90:.2} | {ratio:.4} (medians of {CYCLES} windows: {:.0} vs {:.0} it/s) | {:.2} ms of CPU in {:.1} s ({:.3}% of a core), {switches} switches |",
             python.version,
             median(&with),
             median(&without),
+            agent_ns as f64 / 1e6,
             attached_for.as_secs_f64(),
-            agent_ticks as f64 * 0.01 / attached_for.as_secs_f64() * 100.0,
+            agent_ns as f64 / 1e9 / attached_for.as_secs_f64() * 100.0,
         );
     }
     let _ = std::fs::remove_dir_all(&state);

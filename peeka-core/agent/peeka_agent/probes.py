@@ -162,6 +162,10 @@ class ArgumentLayout(object):
         if code.co_flags & CO_VARKEYWORDS:
             self.varkw = names[index]
 
+    def is_plain(self):
+        """Whether every parameter is positional (no ``*args``, keyword-only or ``**kwargs``)."""
+        return not self.keyword_only and self.varargs is None and self.varkw is None
+
 
 class Handler(object):
     """What one probe does on one function (see the module documentation)."""
