@@ -219,6 +219,7 @@ fn pick_watch_threads_dashboard_quit_leaves_no_probe() {
         s.contains("● watching __main__.place_order")
             && s.contains("(1 function")
             && (s.contains("=> {\"item\"") || s.contains("!! __main__.OrderError"))
+            && s.matches("__main__.place_order").count() >= 8
             && s.contains("arguments (3)")
             && (s.contains("result") || s.contains("exception"))
     });

@@ -475,8 +475,20 @@ impl WatchView {
         self.offset = self
             .offset
             .min(visible.len().saturating_sub(rows_fit.max(1)));
-        let window = visible.iter().skip(self.offset).take(rows_fit.max(1));
+        let window: Vec<usize> = visible
+            .iter()
+            .skip(self.offset)
+            .take(rows_fit.max(1))
+            .copied()
+            .collect();
+        let name_width = window
+            .iter()
+            .map(|&index| self.calls[index].observation.func_name.chars().count())
+            .max()
+            .unwrap_or(8)
+            .clamp(8, 40) as u16;
         let rows: Vec<Row<'_>> = window
+            .iter()
             .map(|&index| {
                 let call = &self.calls[index];
                 let o = &call.observation;
@@ -510,7 +522,7 @@ impl WatchView {
                 rows,
                 [
                     Constraint::Length(12),
-                    Constraint::Percentage(35),
+                    Constraint::Length(name_width),
                     Constraint::Length(9),
                     Constraint::Min(10),
                 ],
