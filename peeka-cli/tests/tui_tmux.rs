@@ -1,7 +1,8 @@
 //! End to end through the real `peeka` binary, driven in tmux like a
 //! person at a terminal: start the demo service, launch `peeka`, pick the
 //! service in the process picker, watch a function and see its calls with
-//! their values, switch to the threads and dashboard views, quit. Then the
+//! their values, stop and restart the watch, switch to the threads and
+//! dashboard views, quit. Then the
 //! terminal is the shell's again (tmux's alternate screen is off, the
 //! prompt is back) and the service has no probe left (`peeka-cli reset
 //! --list`), though its agent stays for the next client.
@@ -226,6 +227,19 @@ fn pick_watch_threads_dashboard_quit_leaves_no_probe() {
     let installed = probes(&state, &pid);
     assert_eq!(installed.len(), 1, "the watch's probe: {installed:?}");
     assert_eq!(installed[0]["pattern"], "__main__.place_order");
+
+    // `s` stops the stream: the agent removes the probe. Enter starts the
+    // watch again, so that quitting has a probe to remove.
+    tmux.press("s");
+    tmux.wait_for("watch_stopped", |s| {
+        s.contains("watch ended: cancelled; probe removed")
+    });
+    assert!(probes(&state, &pid).is_empty(), "`s` left the probe");
+    tmux.press("Enter");
+    tmux.wait_for("watch_again", |s| {
+        s.contains("● watching __main__.place_order")
+    });
+    assert_eq!(probes(&state, &pid).len(), 1, "the watch started again");
 
     // Threads: the list and a stack.
     tmux.press(&key_of(&dashboard, "threads"));
