@@ -93,11 +93,19 @@ pub(crate) fn restore() {
 }
 
 /// Chains a panic hook that restores the terminal first, then reports the
-/// panic as the previous hook would.
+/// panic as the previous hook would. A panic on another thread than the
+/// UI's (a view's task on the runtime) then ends the process too (exit
+/// code 101, as a panic of the main thread): the screen is gone, and the
+/// agent removes the probes of a connection that closes.
 pub(crate) fn install_panic_hook() {
     let previous = std::panic::take_hook();
+    let ui_thread = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
+        let was_active = ACTIVE.load(Ordering::SeqCst);
         restore();
         previous(info);
+        if was_active && std::thread::current().id() != ui_thread {
+            std::process::exit(101);
+        }
     }));
 }
