@@ -11,7 +11,7 @@
 //!   (events switched on for each traced call), on 3.11 `sys.setprofile`.
 //! - top: a CPU-bound loop (`benches/targets/cpu_bound.py`) in windows
 //!   alternately without and with `top` sampling at its default rate
-//!   (every 10 ms, a snapshot per second); the goal is a cost under 3%.
+//!   (every 20 ms, a snapshot per second); the goal is a cost under 3%.
 //!   Four figures: the loss of throughput as the ratio of the medians and
 //!   as the median ratio of adjacent windows (both blurred by the
 //!   machine's other load, by a few percent either way on a shared

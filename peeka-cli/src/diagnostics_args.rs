@@ -142,7 +142,7 @@ impl From<TopSortArg> for TopSort {
 
 #[derive(Debug, Args)]
 pub(crate) struct TopArgs {
-    /// Seconds between samples (default 0.01).
+    /// Seconds between samples (default 0.02).
     #[arg(short = 'i', long, value_parser = parse_seconds, value_name = "SECONDS")]
     pub(crate) interval: Option<Duration>,
     /// Stop after this many snapshots (one per report interval).

@@ -8,7 +8,7 @@ snapshot per ``report_interval`` (default 1 s); ``cycles`` ends it with
 How it samples
 --------------
 An agent thread (``peeka-work-top-<stream>``) wakes every ``interval``
-seconds (default 0.01), takes ``sys._current_frames()`` and walks each
+seconds (default 0.02), takes ``sys._current_frames()`` and walks each
 thread's frames outwards (``f_back``), keeping for each frame only its code
 object: nothing of the target runs, nothing is allocated per frame beyond
 the tuple of the stack. The agent's threads are left out. Per tick the work
@@ -58,7 +58,7 @@ PARAMS = (
     "include_agent",
 )
 SORTS = ("own", "total", "own-time", "total-time")
-DEFAULT_INTERVAL = 0.01
+DEFAULT_INTERVAL = 0.02
 DEFAULT_REPORT = 1.0
 DEFAULT_LIMIT = 50
 

@@ -469,7 +469,7 @@ pub enum TopSort {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TopRequest {
-    /// Time between samples (agent default 10 ms, at least 1 ms); seconds
+    /// Time between samples (agent default 20 ms, at least 1 ms); seconds
     /// on the wire.
     #[serde(
         default,
