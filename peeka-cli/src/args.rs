@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use peeka_attach::MethodChoice;
 
-use crate::exit_code::EXIT_CODES_HELP;
+use crate::exit_code::{ExitCode, EXIT_CODES_HELP};
 
 /// Live diagnostics for a running CPython process: attach without a
 /// restart, watch functions, see stacks and call statistics, then leave the
@@ -204,7 +204,24 @@ pub(crate) struct DoctorArgs {
     pub(crate) pid: u32,
 }
 
-fn parse_method(text: &str) -> Result<MethodChoice, String> {
+/// Parses the process's arguments into `P` (the command line of
+/// `peeka-cli` or of `peeka`). On `--help`, `--version` or a usage error,
+/// prints clap's text and gives the exit code to end with: success for
+/// help and version, usage for an error.
+pub(crate) fn parse_command_line<P: Parser>() -> Result<P, ExitCode> {
+    P::try_parse().map_err(|e| {
+        let code = if e.use_stderr() {
+            ExitCode::Usage
+        } else {
+            ExitCode::Success
+        };
+        let _ = e.print();
+        code
+    })
+}
+
+/// `--method`: auto, pep768, ptrace, gdb or lldb.
+pub(crate) fn parse_method(text: &str) -> Result<MethodChoice, String> {
     text.parse::<MethodChoice>().map_err(|e| e.to_string())
 }
 

@@ -42,18 +42,8 @@ pub fn run_peeka_tui() -> ExitCode {
 
 /// Runs `peeka-cli` with the process's arguments and returns its exit code.
 pub fn run_peeka_cli() -> ExitCode {
-    use clap::Parser;
-    let cli = match args::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                ExitCode::Usage
-            } else {
-                ExitCode::Success
-            };
-            let _ = e.print();
-            return code;
-        }
-    };
-    commands::run(cli)
+    match args::parse_command_line::<args::Cli>() {
+        Ok(cli) => commands::run(cli),
+        Err(code) => code,
+    }
 }

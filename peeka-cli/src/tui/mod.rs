@@ -45,30 +45,18 @@ pub(crate) struct TuiArgs {
     pub(crate) pid: Option<u32>,
     /// How to get in: auto (pep768 on 3.14+, else ptrace, else gdb), pep768,
     /// ptrace, gdb, lldb.
-    #[arg(long, default_value = "auto", value_parser = parse_method)]
+    #[arg(long, default_value = "auto", value_parser = crate::args::parse_method)]
     pub(crate) method: MethodChoice,
     /// Give the attach this many seconds.
     #[arg(long, default_value = "10", value_parser = crate::args::parse_seconds, value_name = "SECONDS")]
     pub(crate) timeout: Duration,
 }
 
-fn parse_method(text: &str) -> Result<MethodChoice, String> {
-    text.parse::<MethodChoice>().map_err(|e| e.to_string())
-}
-
 /// Runs the TUI with the process's arguments and returns its exit code.
 pub(crate) fn run() -> ExitCode {
-    let args = match TuiArgs::try_parse() {
+    let args = match crate::args::parse_command_line::<TuiArgs>() {
         Ok(args) => args,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                ExitCode::Usage
-            } else {
-                ExitCode::Success
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     if !crossterm::tty::IsTty::is_tty(&std::io::stdout()) {
         complain("peeka is interactive and needs a terminal; for scripts use peeka-cli");

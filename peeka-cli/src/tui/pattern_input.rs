@@ -23,7 +23,7 @@ use ratatui::widgets::{Block, Clear, HighlightSpacing, List, ListItem, ListState
 use ratatui::Frame;
 
 use self::completion::{matching, Cache, Candidate, Completer, Query};
-use super::view::Ctx;
+use super::view::{Ctx, KeyOutcome};
 
 /// Rows the box takes when drawn with its border.
 pub(crate) const HEIGHT: u16 = 3;
@@ -46,6 +46,16 @@ pub(crate) enum InputEvent {
     Consumed,
     /// The box has no use for the key (or does not have the focus).
     Ignored,
+}
+
+impl InputEvent {
+    /// Whether the view used the key: it did unless the box ignored it.
+    pub(crate) fn outcome(&self) -> KeyOutcome {
+        match self {
+            Self::Ignored => KeyOutcome::Ignored,
+            Self::Submitted(_) | Self::Cancelled | Self::Consumed => KeyOutcome::Consumed,
+        }
+    }
 }
 
 /// A text box for patterns with completion from the target.
@@ -100,6 +110,24 @@ impl PatternInput {
         self.value = value.into().chars().take(MAX_CHARS).collect();
         self.cursor = self.value.chars().count();
         self.selected = 0;
+    }
+
+    /// The text to act on (start a stream, read a path), trimmed; when
+    /// there is none, the box takes the focus instead and this is `None`.
+    pub(crate) fn value_or_focus(&mut self) -> Option<String> {
+        let text = self.value.trim();
+        if text.is_empty() {
+            self.focus();
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    /// Handles `key` when the box has the focus (see
+    /// [`on_key`](Self::on_key)); `None` when it has not: the key is the
+    /// view's.
+    pub(crate) fn on_key_if_focused(&mut self, key: KeyEvent, ctx: &Ctx) -> Option<InputEvent> {
+        self.is_focused().then(|| self.on_key(key, ctx))
     }
 
     /// Handles `key` while focused; asks the target for completions of

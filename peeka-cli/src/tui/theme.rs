@@ -6,6 +6,8 @@
 //! reversed, an error also says "error").
 
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Text;
+use ratatui::widgets::{Paragraph, Wrap};
 use serde_json::Value;
 
 /// Headers of tables and panes.
@@ -26,6 +28,14 @@ pub(crate) fn dim() -> Style {
 /// Errors and failures.
 pub(crate) fn error() -> Style {
     Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
+}
+
+/// An error message as a paragraph of its own, wrapped, in the error
+/// style.
+pub(crate) fn error_paragraph<'a>(text: impl Into<Text<'a>>) -> Paragraph<'a> {
+    Paragraph::new(text)
+        .style(error())
+        .wrap(Wrap { trim: false })
 }
 
 /// Warnings and slow things.
@@ -105,6 +115,11 @@ pub(crate) fn bytes(n: u64) -> String {
 /// Unix seconds as `HH:MM:SS.mmm` (UTC), as `peeka-cli` prints them.
 pub(crate) fn clock(timestamp: f64) -> String {
     crate::text::clock(timestamp)
+}
+
+/// The file's name of a path, without its folders: `cart.py`.
+pub(crate) fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// A captured value on one line (strings without quotes), shortened.

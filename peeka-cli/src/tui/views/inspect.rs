@@ -16,7 +16,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use peeka_core::client::InspectedValue;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{HighlightSpacing, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{HighlightSpacing, List, ListItem, ListState, Paragraph};
 use ratatui::Frame;
 
 use self::value_tree::{rows, summary};
@@ -74,12 +74,9 @@ impl InspectView {
     }
 
     fn read_root(&mut self, ctx: &Ctx) {
-        let path = self.input.value().trim().to_owned();
-        if path.is_empty() {
-            self.input.focus();
-            return;
+        if let Some(path) = self.input.value_or_focus() {
+            self.read(path, self.depth, ctx);
         }
-        self.read(path, self.depth, ctx);
     }
 
     fn took(&mut self, path: String, value: InspectedValue) {
@@ -239,12 +236,7 @@ impl View for InspectView {
         ])
         .areas(body);
         if let Some(error) = &self.error {
-            frame.render_widget(
-                Paragraph::new(error.clone())
-                    .style(theme::error())
-                    .wrap(Wrap { trim: false }),
-                error_area,
-            );
+            frame.render_widget(theme::error_paragraph(error.clone()), error_area);
         }
         if let Some(root) = &self.root {
             self.render_tree(frame, tree, root);
@@ -265,15 +257,11 @@ impl View for InspectView {
     }
 
     fn on_key(&mut self, key: KeyEvent, ctx: &Ctx) -> KeyOutcome {
-        if self.input.is_focused() {
-            return match self.input.on_key(key, ctx) {
-                InputEvent::Submitted(_) => {
-                    self.read_root(ctx);
-                    KeyOutcome::Consumed
-                }
-                InputEvent::Ignored => KeyOutcome::Ignored,
-                _ => KeyOutcome::Consumed,
-            };
+        if let Some(event) = self.input.on_key_if_focused(key, ctx) {
+            if let InputEvent::Submitted(_) = event {
+                self.read_root(ctx);
+            }
+            return event.outcome();
         }
         let last = self.row_count().saturating_sub(1);
         match key.code {
@@ -296,12 +284,7 @@ impl View for InspectView {
 
     fn on_tick(&mut self, _ctx: &Ctx, _visible: bool) {
         self.input.on_tick();
-        let answer = self
-            .reading
-            .as_ref()
-            .and_then(|(path, task)| task.try_take().map(|answer| (path.clone(), answer)));
-        if let Some((path, answer)) = answer {
-            self.reading = None;
+        if let Some((path, answer)) = RequestTask::take_answer_with(&mut self.reading) {
             match answer {
                 Ok(value) => self.took(path, value),
                 Err(error) => self.error = Some(format!("reading `{path}` failed: {error}")),

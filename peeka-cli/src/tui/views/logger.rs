@@ -17,7 +17,7 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 
-use super::request_task::RequestTask;
+use super::request_task::{RequestTask, Reread};
 use crate::tui::theme;
 use crate::tui::view::{Ctx, KeyOutcome, View};
 
@@ -29,8 +29,7 @@ const LEVELS: [&str; 6] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "NOT
 pub(crate) struct LoggerView {
     list: Option<LoggerList>,
     error: Option<String>,
-    loading: Option<RequestTask<LoggerList>>,
-    asked_once: bool,
+    loading: Reread<LoggerList>,
     filter: String,
     filtering: bool,
     selected: usize,
@@ -54,8 +53,7 @@ impl LoggerView {
         Self {
             list: None,
             error: None,
-            loading: None,
-            asked_once: false,
+            loading: Reread::new(),
             filter: String::new(),
             filtering: false,
             selected: 0,
@@ -68,13 +66,10 @@ impl LoggerView {
     }
 
     fn refresh(&mut self, ctx: &Ctx) {
-        if self.loading.is_some() {
-            return;
-        }
-        let session = ctx.session.clone();
-        self.loading = Some(RequestTask::spawn(&ctx.runtime, async move {
-            session.logger_list(None).await
-        }));
+        self.loading.start(
+            ctx,
+            |session| async move { session.logger_list(None).await },
+        );
     }
 
     fn visible(&self) -> Vec<&LoggerSummary> {
@@ -304,12 +299,7 @@ impl View for LoggerView {
         frame.render_widget(Paragraph::new(top_line), top);
         if let Some(error) = &self.error {
             let text = format!("reading the loggers failed: {error} (r: try again)");
-            frame.render_widget(
-                Paragraph::new(text)
-                    .style(theme::error())
-                    .wrap(Wrap { trim: false }),
-                body,
-            );
+            frame.render_widget(theme::error_paragraph(text), body);
             return;
         }
         let [list_area, detail_area] = if body.width >= 80 {
@@ -390,12 +380,10 @@ impl View for LoggerView {
     }
 
     fn on_tick(&mut self, ctx: &Ctx, visible: bool) {
-        if visible && !self.asked_once {
-            self.asked_once = true;
+        if self.loading.first_shown(visible) {
             self.refresh(ctx);
         }
-        if let Some(answer) = self.loading.as_ref().and_then(RequestTask::try_take) {
-            self.loading = None;
+        if let Some(answer) = self.loading.take_answer() {
             match answer {
                 Ok(list) => {
                     self.list = Some(list);
@@ -405,12 +393,7 @@ impl View for LoggerView {
                 Err(error) => self.error = Some(error),
             }
         }
-        let detail = self
-            .detail_task
-            .as_ref()
-            .and_then(|(name, task)| task.try_take().map(|answer| (name.clone(), answer)));
-        if let Some((name, answer)) = detail {
-            self.detail_task = None;
+        if let Some((name, answer)) = RequestTask::take_answer_with(&mut self.detail_task) {
             match answer {
                 Ok(detail) => self.detail = Some(detail),
                 Err(error) => {
@@ -423,8 +406,7 @@ impl View for LoggerView {
             // The selection may have moved on meanwhile.
             self.want_detail(ctx);
         }
-        if let Some(answer) = self.setting.as_ref().and_then(RequestTask::try_take) {
-            self.setting = None;
+        if let Some(answer) = RequestTask::take_answer(&mut self.setting) {
             self.message = Some(match answer {
                 Ok(change) => Line::from(vec![
                     Span::styled(change.name.clone(), theme::name()),
@@ -449,7 +431,7 @@ impl View for LoggerView {
     }
 
     fn stop(&mut self) {
-        self.loading = None;
+        self.loading.abandon();
         self.detail_task = None;
     }
 }

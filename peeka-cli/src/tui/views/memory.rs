@@ -20,7 +20,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 use serde_json::Value;
 
-use super::request_task::RequestTask;
+use super::request_task::{RequestTask, Reread};
 use crate::tui::theme;
 use crate::tui::view::{Ctx, KeyOutcome, View};
 
@@ -75,8 +75,7 @@ enum Outcome {
 pub(crate) struct MemoryView {
     overview: Option<MemoryOverview>,
     overview_error: Option<String>,
-    loading: Option<RequestTask<MemoryOverview>>,
-    asked_once: bool,
+    loading: Reread<MemoryOverview>,
     action: Option<(Action, RequestTask<Outcome>)>,
     outcome: Option<Outcome>,
     action_error: Option<(Action, String)>,
@@ -94,8 +93,7 @@ impl MemoryView {
         Self {
             overview: None,
             overview_error: None,
-            loading: None,
-            asked_once: false,
+            loading: Reread::new(),
             action: None,
             outcome: None,
             action_error: None,
@@ -103,13 +101,9 @@ impl MemoryView {
     }
 
     fn refresh(&mut self, ctx: &Ctx) {
-        if self.loading.is_some() {
-            return;
-        }
-        let session = ctx.session.clone();
-        self.loading = Some(RequestTask::spawn(&ctx.runtime, async move {
+        self.loading.start(ctx, |session| async move {
             session.memory_overview(Some(TYPES)).await
-        }));
+        });
     }
 
     fn run(&mut self, action: Action, ctx: &Ctx) {
@@ -420,12 +414,7 @@ impl View for MemoryView {
         match (&self.overview, &self.overview_error) {
             (_, Some(error)) => {
                 let text = format!("reading the overview failed: {error} (r: try again)");
-                frame.render_widget(
-                    Paragraph::new(text)
-                        .style(theme::error())
-                        .wrap(Wrap { trim: false }),
-                    summary,
-                );
+                frame.render_widget(theme::error_paragraph(text), summary);
             }
             (Some(o), None) => {
                 frame.render_widget(Paragraph::new(self.overview_lines(o)), summary);
@@ -465,12 +454,10 @@ impl View for MemoryView {
     }
 
     fn on_tick(&mut self, ctx: &Ctx, visible: bool) {
-        if visible && !self.asked_once {
-            self.asked_once = true;
+        if self.loading.first_shown(visible) {
             self.refresh(ctx);
         }
-        if let Some(answer) = self.loading.as_ref().and_then(RequestTask::try_take) {
-            self.loading = None;
+        if let Some(answer) = self.loading.take_answer() {
             match answer {
                 Ok(overview) => {
                     self.overview = Some(overview);
@@ -479,12 +466,7 @@ impl View for MemoryView {
                 Err(error) => self.overview_error = Some(error),
             }
         }
-        let taken = self
-            .action
-            .as_ref()
-            .and_then(|(action, task)| task.try_take().map(|answer| (*action, answer)));
-        if let Some((action, answer)) = taken {
-            self.action = None;
+        if let Some((action, answer)) = RequestTask::take_answer_with(&mut self.action) {
             match answer {
                 Ok(outcome) => {
                     let changes_state = matches!(outcome, Outcome::Tracing(_));
@@ -500,7 +482,7 @@ impl View for MemoryView {
     }
 
     fn stop(&mut self) {
-        self.loading = None;
+        self.loading.abandon();
         self.action = None;
     }
 }

@@ -19,12 +19,11 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
     Axis, Block, Cell, Chart, Dataset, GraphType, HighlightSpacing, Paragraph, Row, Table,
-    TableState, Wrap,
+    TableState,
 };
 use ratatui::Frame;
 
-use super::stream_feed::{FeedMsg, StreamFeed};
-use super::stream_state::StreamState;
+use super::stream_state::{StreamSlot, StreamState};
 use crate::tui::pattern_input::{InputEvent, PatternInput};
 use crate::tui::theme;
 use crate::tui::view::{Ctx, KeyOutcome, View};
@@ -33,8 +32,6 @@ use crate::tui::view::{Ctx, KeyOutcome, View};
 const HISTORY: usize = 120;
 /// Functions kept.
 const MAX_FUNCTIONS: usize = 50;
-/// Messages taken from the stream per tick.
-const DRAIN_PER_TICK: usize = 64;
 /// The intervals `i` cycles through, in seconds.
 const INTERVALS: [u64; 6] = [1, 2, 5, 10, 30, 60];
 
@@ -50,13 +47,9 @@ struct Series {
 pub(crate) struct MonitorView {
     input: PatternInput,
     interval: usize,
-    state: StreamState,
-    feed: Option<StreamFeed<MonitorReport>>,
+    stream: StreamSlot<MonitorReport>,
     series: Vec<Series>,
     selected: usize,
-    note: Option<String>,
-    /// Observations dropped because they came faster than shown.
-    dropped: u64,
 }
 
 impl Default for MonitorView {
@@ -71,43 +64,23 @@ impl MonitorView {
         Self {
             input: PatternInput::new("module.function or module.Class.method"),
             interval: 1,
-            state: StreamState::Idle,
-            feed: None,
+            stream: StreamSlot::new(),
             series: Vec::new(),
             selected: 0,
-            note: None,
-            dropped: 0,
         }
     }
 
     fn start(&mut self, ctx: &Ctx) {
-        let pattern = self.input.value().trim().to_owned();
-        if pattern.is_empty() {
-            self.input.focus();
+        let Some(pattern) = self.input.value_or_focus() else {
             return;
-        }
-        self.feed = None;
+        };
         let request = MonitorRequest::new(pattern.clone())
             .interval(Duration::from_secs(INTERVALS[self.interval]));
-        self.feed = Some(StreamFeed::start(ctx, move |session| async move {
+        self.stream.open(ctx, pattern, move |session| async move {
             session.monitor(&request).await
-        }));
-        self.state = StreamState::Opening(pattern);
+        });
         self.series.clear();
         self.selected = 0;
-        self.dropped = 0;
-        self.note = None;
-    }
-
-    fn stop_stream(&mut self) {
-        if let Some(feed) = &self.feed {
-            feed.stop();
-            if let StreamState::Running { pattern, .. } | StreamState::Opening(pattern) =
-                &self.state
-            {
-                self.state = StreamState::Stopping(pattern.clone());
-            }
-        }
     }
 
     fn add(&mut self, report: MonitorReport) {
@@ -130,26 +103,6 @@ impl MonitorView {
         reports.push_back(report);
         if reports.len() > HISTORY {
             reports.pop_front();
-        }
-    }
-
-    fn take(&mut self, message: FeedMsg<MonitorReport>) {
-        match message {
-            FeedMsg::Opened(started) => {
-                if let StreamState::Opening(pattern) = &self.state {
-                    self.state = StreamState::opened(pattern, &started);
-                }
-            }
-            FeedMsg::Item(report) => self.add(report),
-            FeedMsg::Event(text) => self.note = Some(text),
-            FeedMsg::Failed(error) => {
-                self.state = StreamState::Failed(error);
-                self.feed = None;
-            }
-            FeedMsg::Ended(why) => {
-                self.state = StreamState::Ended(why);
-                self.feed = None;
-            }
         }
     }
 
@@ -256,46 +209,26 @@ impl MonitorView {
         let top =
             |data: &[(f64, f64)]| data.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.1;
         let calls_top = top(&calls).max(1.0);
-        let chart = Chart::new(vec![Dataset::default()
-            .name("calls")
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(Style::new().fg(Color::Cyan))
-            .data(&calls)])
-        .block(
-            Block::bordered()
-                .title(" calls per interval ")
-                .border_style(theme::dim()),
-        )
-        .x_axis(x_axis())
-        .y_axis(
-            Axis::default()
-                .bounds([0.0, calls_top])
-                .labels(["0".to_owned(), format!("{calls_top:.0}")])
-                .style(theme::dim()),
-        )
-        .legend_position(None);
+        let chart = Chart::new(vec![chart_line("calls", Color::Cyan, &calls)])
+            .block(
+                Block::bordered()
+                    .title(" calls per interval ")
+                    .border_style(theme::dim()),
+            )
+            .x_axis(x_axis())
+            .y_axis(
+                Axis::default()
+                    .bounds([0.0, calls_top])
+                    .labels(["0".to_owned(), format!("{calls_top:.0}")])
+                    .style(theme::dim()),
+            )
+            .legend_position(None);
         frame.render_widget(chart, calls_area);
         let latency_top = top(&max);
         let chart = Chart::new(vec![
-            Dataset::default()
-                .name("max")
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(Color::Red))
-                .data(&max),
-            Dataset::default()
-                .name("p95")
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(Color::Yellow))
-                .data(&p95),
-            Dataset::default()
-                .name("avg")
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(Style::new().fg(Color::Green))
-                .data(&avg),
+            chart_line("max", Color::Red, &max),
+            chart_line("p95", Color::Yellow, &p95),
+            chart_line("avg", Color::Green, &avg),
         ])
         .block(
             Block::bordered()
@@ -312,6 +245,16 @@ impl MonitorView {
         .legend_position(None);
         frame.render_widget(chart, latency_area);
     }
+}
+
+/// One series of a chart, drawn as a line in `color`.
+fn chart_line<'a>(name: &'static str, color: Color, data: &'a [(f64, f64)]) -> Dataset<'a> {
+    Dataset::default()
+        .name(name)
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(color))
+        .data(data)
 }
 
 impl View for MonitorView {
@@ -335,10 +278,13 @@ impl View for MonitorView {
         let [status, options] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(16)]).areas(status);
         let hint = "e: type a pattern, enter: monitor its calls per interval";
-        let mut state_line = self.state.line("monitoring", hint);
-        if self.dropped > 0 {
+        let mut state_line = self.stream.state.line("monitoring", hint);
+        if self.stream.dropped > 0 {
             state_line.push_span(Span::styled(
-                format!("  {} reports not shown (came too fast)", self.dropped),
+                format!(
+                    "  {} reports not shown (came too fast)",
+                    self.stream.dropped
+                ),
                 theme::warn(),
             ));
         }
@@ -351,20 +297,17 @@ impl View for MonitorView {
             .right_aligned(),
             options,
         );
-        if let StreamState::Failed(error) = &self.state {
-            let text = Paragraph::new(error.clone())
-                .style(theme::error())
-                .wrap(Wrap { trim: false });
-            frame.render_widget(text, table.union(charts));
+        if let StreamState::Failed(error) = &self.stream.state {
+            frame.render_widget(theme::error_paragraph(error.clone()), table.union(charts));
         } else if self.series.is_empty() {
-            if self.state.is_live() {
-                let waiting = self.note.clone().unwrap_or_else(|| {
-                    format!(
-                        "the first figures come at the end of the first interval ({}s)",
-                        INTERVALS[self.interval]
-                    )
-                });
-                frame.render_widget(Paragraph::new(Span::styled(waiting, theme::dim())), table);
+            let waiting = self.stream.waiting(|| {
+                format!(
+                    "the first figures come at the end of the first interval ({}s)",
+                    INTERVALS[self.interval]
+                )
+            });
+            if let Some(waiting) = waiting {
+                frame.render_widget(waiting, table);
             }
         } else {
             self.render_table(frame, table);
@@ -374,20 +317,16 @@ impl View for MonitorView {
     }
 
     fn on_key(&mut self, key: KeyEvent, ctx: &Ctx) -> KeyOutcome {
-        if self.input.is_focused() {
-            return match self.input.on_key(key, ctx) {
-                InputEvent::Submitted(_) => {
-                    self.start(ctx);
-                    KeyOutcome::Consumed
-                }
-                InputEvent::Ignored => KeyOutcome::Ignored,
-                _ => KeyOutcome::Consumed,
-            };
+        if let Some(event) = self.input.on_key_if_focused(key, ctx) {
+            if let InputEvent::Submitted(_) = event {
+                self.start(ctx);
+            }
+            return event.outcome();
         }
         match key.code {
             KeyCode::Char('e') | KeyCode::Char('/') => self.input.focus(),
             KeyCode::Enter | KeyCode::Char('r') => self.start(ctx),
-            KeyCode::Char('s') => self.stop_stream(),
+            KeyCode::Char('s') => self.stream.stop(),
             KeyCode::Char('i') => self.interval = (self.interval + 1) % INTERVALS.len(),
             KeyCode::Up => self.selected = self.selected.saturating_sub(1),
             KeyCode::Down => {
@@ -400,13 +339,8 @@ impl View for MonitorView {
 
     fn on_tick(&mut self, _ctx: &Ctx, _visible: bool) {
         self.input.on_tick();
-        let Some(feed) = &mut self.feed else {
-            return;
-        };
-        let messages = feed.drain(DRAIN_PER_TICK);
-        self.dropped = feed.dropped();
-        for message in messages {
-            self.take(message);
+        for report in self.stream.drain() {
+            self.add(report);
         }
     }
 
@@ -415,7 +349,7 @@ impl View for MonitorView {
     }
 
     fn stop(&mut self) {
-        self.stop_stream();
+        self.stream.stop();
     }
 }
 
@@ -438,7 +372,7 @@ mod tests {
     fn running_view() -> MonitorView {
         let mut view = MonitorView::new();
         view.input.set_value("shop.cart.Cart.*");
-        view.state = StreamState::Running {
+        view.stream.state = StreamState::Running {
             pattern: "shop.cart.Cart.*".into(),
             matched: vec!["shop.cart.Cart.total".into(), "shop.cart.Cart.add".into()],
             backend: Some("monitoring".into()),

@@ -9,32 +9,26 @@ use crossterm::event::{KeyCode, KeyEvent};
 use peeka_core::client::{StackObservation, StackRequest};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, HighlightSpacing, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Block, HighlightSpacing, List, ListItem, ListState, Paragraph};
 use ratatui::Frame;
 
-use super::stream_feed::{FeedMsg, StreamFeed};
-use super::stream_state::StreamState;
+use super::stream_state::{StreamSlot, StreamState};
 use crate::tui::pattern_input::{InputEvent, PatternInput};
 use crate::tui::theme;
 use crate::tui::view::{Ctx, KeyOutcome, View};
 
 /// Stacks kept.
 const HISTORY: usize = 300;
-/// Messages taken from the stream per tick.
-const DRAIN_PER_TICK: usize = 64;
 
 /// The stack view.
 #[derive(Debug)]
 pub(crate) struct StackView {
     input: PatternInput,
-    state: StreamState,
-    feed: Option<StreamFeed<StackObservation>>,
+    stream: StreamSlot<StackObservation>,
     /// The stacks seen, newest first.
     stacks: VecDeque<StackObservation>,
     selected: usize,
     received: u64,
-    dropped: u64,
-    note: Option<String>,
 }
 
 impl Default for StackView {
@@ -48,73 +42,35 @@ impl StackView {
     pub(crate) fn new() -> Self {
         Self {
             input: PatternInput::new("module.function or module.Class.method"),
-            state: StreamState::Idle,
-            feed: None,
+            stream: StreamSlot::new(),
             stacks: VecDeque::new(),
             selected: 0,
             received: 0,
-            dropped: 0,
-            note: None,
         }
     }
 
     fn start(&mut self, ctx: &Ctx) {
-        let pattern = self.input.value().trim().to_owned();
-        if pattern.is_empty() {
-            self.input.focus();
+        let Some(pattern) = self.input.value_or_focus() else {
             return;
-        }
-        self.feed = None;
+        };
         let request = StackRequest::new(pattern.clone());
-        self.feed = Some(StreamFeed::start(ctx, move |session| async move {
+        self.stream.open(ctx, pattern, move |session| async move {
             session.stack(&request).await
-        }));
-        self.state = StreamState::Opening(pattern);
+        });
         self.stacks.clear();
         self.selected = 0;
         self.received = 0;
-        self.dropped = 0;
-        self.note = None;
     }
 
-    fn stop_stream(&mut self) {
-        if let Some(feed) = &self.feed {
-            feed.stop();
-            if let StreamState::Running { pattern, .. } | StreamState::Opening(pattern) =
-                &self.state
-            {
-                self.state = StreamState::Stopping(pattern.clone());
-            }
+    fn add(&mut self, observation: StackObservation) {
+        self.received += 1;
+        self.stacks.push_front(observation);
+        if self.stacks.len() > HISTORY {
+            self.stacks.pop_back();
         }
-    }
-
-    fn take(&mut self, message: FeedMsg<StackObservation>) {
-        match message {
-            FeedMsg::Opened(started) => {
-                if let StreamState::Opening(pattern) = &self.state {
-                    self.state = StreamState::opened(pattern, &started);
-                }
-            }
-            FeedMsg::Item(observation) => {
-                self.received += 1;
-                self.stacks.push_front(observation);
-                if self.stacks.len() > HISTORY {
-                    self.stacks.pop_back();
-                }
-                // Keep the same stack selected while new ones arrive above.
-                if self.selected > 0 {
-                    self.selected = (self.selected + 1).min(self.stacks.len() - 1);
-                }
-            }
-            FeedMsg::Event(text) => self.note = Some(text),
-            FeedMsg::Failed(error) => {
-                self.state = StreamState::Failed(error);
-                self.feed = None;
-            }
-            FeedMsg::Ended(why) => {
-                self.state = StreamState::Ended(why);
-                self.feed = None;
-            }
+        // Keep the same stack selected while new ones arrive above.
+        if self.selected > 0 {
+            self.selected = (self.selected + 1).min(self.stacks.len() - 1);
         }
     }
 
@@ -125,7 +81,14 @@ impl StackView {
             .map(|o| {
                 let caller = o.stack.first().map_or_else(
                     || "(no caller)".to_owned(),
-                    |f| format!("{} ({}:{})", f.function, short(&f.filename), f.lineno),
+                    |f| {
+                        format!(
+                            "{} ({}:{})",
+                            f.function,
+                            theme::file_name(&f.filename),
+                            f.lineno
+                        )
+                    },
                 );
                 ListItem::new(Line::from(vec![
                     Span::styled(theme::clock(o.timestamp), theme::dim()),
@@ -139,8 +102,8 @@ impl StackView {
         let title = format!(
             " {} calls seen, latest first{} ",
             self.received,
-            if self.dropped > 0 {
-                format!(", {} not shown (too fast)", self.dropped)
+            if self.stream.dropped > 0 {
+                format!(", {} not shown (too fast)", self.stream.dropped)
             } else {
                 String::new()
             }
@@ -184,10 +147,6 @@ impl StackView {
     }
 }
 
-fn short(file: &str) -> &str {
-    file.rsplit('/').next().unwrap_or(file)
-}
-
 fn params(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Array(items) => items
@@ -218,21 +177,15 @@ impl View for StackView {
         ])
         .areas(area);
         let hint = "e: type a pattern, enter: show who calls it";
-        frame.render_widget(Paragraph::new(self.state.line("following", hint)), status);
-        if let StreamState::Failed(error) = &self.state {
-            frame.render_widget(
-                Paragraph::new(error.clone())
-                    .style(theme::error())
-                    .wrap(Wrap { trim: false }),
-                list.union(selected),
-            );
+        frame.render_widget(
+            Paragraph::new(self.stream.state.line("following", hint)),
+            status,
+        );
+        if let StreamState::Failed(error) = &self.stream.state {
+            frame.render_widget(theme::error_paragraph(error.clone()), list.union(selected));
         } else if self.stacks.is_empty() {
-            if self.state.is_live() {
-                let text = self
-                    .note
-                    .clone()
-                    .unwrap_or_else(|| "waiting for a call…".into());
-                frame.render_widget(Paragraph::new(Span::styled(text, theme::dim())), list);
+            if let Some(waiting) = self.stream.waiting(|| "waiting for a call…".into()) {
+                frame.render_widget(waiting, list);
             }
         } else {
             self.render_list(frame, list);
@@ -242,21 +195,17 @@ impl View for StackView {
     }
 
     fn on_key(&mut self, key: KeyEvent, ctx: &Ctx) -> KeyOutcome {
-        if self.input.is_focused() {
-            return match self.input.on_key(key, ctx) {
-                InputEvent::Submitted(_) => {
-                    self.start(ctx);
-                    KeyOutcome::Consumed
-                }
-                InputEvent::Ignored => KeyOutcome::Ignored,
-                _ => KeyOutcome::Consumed,
-            };
+        if let Some(event) = self.input.on_key_if_focused(key, ctx) {
+            if let InputEvent::Submitted(_) = event {
+                self.start(ctx);
+            }
+            return event.outcome();
         }
         let last = self.stacks.len().saturating_sub(1);
         match key.code {
             KeyCode::Char('e') | KeyCode::Char('/') => self.input.focus(),
             KeyCode::Enter | KeyCode::Char('r') => self.start(ctx),
-            KeyCode::Char('s') => self.stop_stream(),
+            KeyCode::Char('s') => self.stream.stop(),
             KeyCode::Up => self.selected = self.selected.saturating_sub(1),
             KeyCode::Down => self.selected = (self.selected + 1).min(last),
             KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
@@ -269,13 +218,8 @@ impl View for StackView {
 
     fn on_tick(&mut self, _ctx: &Ctx, _visible: bool) {
         self.input.on_tick();
-        let Some(feed) = &mut self.feed else {
-            return;
-        };
-        let messages = feed.drain(DRAIN_PER_TICK);
-        self.dropped = feed.dropped();
-        for message in messages {
-            self.take(message);
+        for observation in self.stream.drain() {
+            self.add(observation);
         }
     }
 
@@ -284,7 +228,7 @@ impl View for StackView {
     }
 
     fn stop(&mut self) {
-        self.stop_stream();
+        self.stream.stop();
     }
 }
 
@@ -311,22 +255,22 @@ mod tests {
     fn stacks_latest_first_with_the_selected_one_in_full() {
         let mut view = StackView::new();
         view.input.set_value("shop.cart.Cart.total");
-        view.state = StreamState::Running {
+        view.stream.state = StreamState::Running {
             pattern: "shop.cart.Cart.total".into(),
             matched: vec!["shop.cart.Cart.total".into()],
             backend: Some("code_swap".into()),
         };
         for n in 0..4 {
-            view.take(FeedMsg::Item(observation(
+            view.add(observation(
                 n,
                 if n % 2 == 0 { "checkout" } else { "preview" },
-            )));
+            ));
         }
         view.selected = 1;
         let screen = draw_to_text(90, 18, |frame, area| view.render(frame, area));
         assert_screen("stack", &screen);
         for n in 0..400 {
-            view.take(FeedMsg::Item(observation(n, "checkout")));
+            view.add(observation(n, "checkout"));
         }
         assert_eq!(view.stacks.len(), HISTORY);
         for (w, h) in [(1, 1), (10, 3), (40, 12)] {

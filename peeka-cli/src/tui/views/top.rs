@@ -13,7 +13,7 @@ use peeka_core::client::{TopFunction, TopRequest, TopSnapshot, TopSort};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::stream_feed::{FeedMsg, StreamFeed};
@@ -186,7 +186,7 @@ impl TopView {
 fn place(f: &TopFunction) -> String {
     match (&f.filename, f.line) {
         (Some(file), Some(line)) => {
-            format!("{}:{line}", file.rsplit('/').next().unwrap_or(file))
+            format!("{}:{line}", theme::file_name(file))
         }
         _ => String::new(),
     }
@@ -223,12 +223,7 @@ impl View for TopView {
         frame.render_widget(Paragraph::new(self.mode()).right_aligned(), mode);
         if let Some(e) = &self.error {
             let text = format!("top failed: {e} (trying again in a few seconds; r: now)");
-            frame.render_widget(
-                Paragraph::new(text)
-                    .style(theme::error())
-                    .wrap(Wrap { trim: false }),
-                error,
-            );
+            frame.render_widget(theme::error_paragraph(text), error);
         }
         let Some(snapshot) = &self.snapshot else {
             return;

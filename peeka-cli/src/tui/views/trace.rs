@@ -17,20 +17,17 @@ use peeka_core::client::{TraceNode, TraceObservation, TraceRequest};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use self::tree::{rows, share, NodePath};
-use super::stream_feed::{FeedMsg, StreamFeed};
-use super::stream_state::StreamState;
+use super::stream_state::{StreamSlot, StreamState};
 use crate::tui::pattern_input::{InputEvent, PatternInput};
 use crate::tui::theme;
 use crate::tui::view::{Ctx, KeyOutcome, View};
 
 /// Traced calls kept to step through.
 const HISTORY: usize = 20;
-/// Messages taken from the stream per tick.
-const DRAIN_PER_TICK: usize = 64;
 const DEPTHS: [Option<u32>; 6] = [None, Some(1), Some(2), Some(5), Some(8), Some(12)];
 const MIN_MS: [Option<f64>; 5] = [None, Some(0.1), Some(1.0), Some(10.0), Some(100.0)];
 const TIMES: [Option<u64>; 5] = [None, Some(1), Some(5), Some(20), Some(100)];
@@ -43,8 +40,7 @@ pub(crate) struct TraceView {
     min_ms: usize,
     times: usize,
     with_builtins: bool,
-    state: StreamState,
-    feed: Option<StreamFeed<TraceObservation>>,
+    stream: StreamSlot<TraceObservation>,
     /// The last traced calls, oldest first.
     history: VecDeque<TraceObservation>,
     /// The call shown, counted back from the newest (0: follow the newest).
@@ -52,9 +48,6 @@ pub(crate) struct TraceView {
     folded: HashSet<NodePath>,
     selected: usize,
     received: u64,
-    note: Option<String>,
-    /// Observations dropped because they came faster than shown.
-    dropped: u64,
 }
 
 impl Default for TraceView {
@@ -72,15 +65,12 @@ impl TraceView {
             min_ms: 0,
             times: 0,
             with_builtins: false,
-            state: StreamState::Idle,
-            feed: None,
+            stream: StreamSlot::new(),
             history: VecDeque::new(),
             back: 0,
             folded: HashSet::new(),
             selected: 0,
             received: 0,
-            note: None,
-            dropped: 0,
         }
     }
 
@@ -102,34 +92,17 @@ impl TraceView {
     }
 
     fn start(&mut self, ctx: &Ctx) {
-        let pattern = self.input.value().trim().to_owned();
-        if pattern.is_empty() {
-            self.input.focus();
+        let Some(pattern) = self.input.value_or_focus() else {
             return;
-        }
-        self.feed = None;
+        };
         let request = self.request(&pattern);
-        self.feed = Some(StreamFeed::start(ctx, move |session| async move {
+        self.stream.open(ctx, pattern, move |session| async move {
             session.trace(&request).await
-        }));
-        self.state = StreamState::Opening(pattern);
+        });
         self.history.clear();
         self.back = 0;
         self.selected = 0;
         self.received = 0;
-        self.dropped = 0;
-        self.note = None;
-    }
-
-    fn stop_stream(&mut self) {
-        if let Some(feed) = &self.feed {
-            feed.stop();
-            if let StreamState::Running { pattern, .. } | StreamState::Opening(pattern) =
-                &self.state
-            {
-                self.state = StreamState::Stopping(pattern.clone());
-            }
-        }
     }
 
     /// The traced call on screen.
@@ -138,33 +111,15 @@ impl TraceView {
         self.history.get(newest.saturating_sub(self.back))
     }
 
-    fn take(&mut self, message: FeedMsg<TraceObservation>) {
-        match message {
-            FeedMsg::Opened(started) => {
-                if let StreamState::Opening(pattern) = &self.state {
-                    self.state = StreamState::opened(pattern, &started);
-                }
-            }
-            FeedMsg::Item(observation) => {
-                self.received += 1;
-                self.history.push_back(observation);
-                if self.history.len() > HISTORY {
-                    self.history.pop_front();
-                }
-                if self.back > 0 {
-                    // Keep the same call on screen while stepping back.
-                    self.back = (self.back + 1).min(self.history.len() - 1);
-                }
-            }
-            FeedMsg::Event(text) => self.note = Some(text),
-            FeedMsg::Failed(error) => {
-                self.state = StreamState::Failed(error);
-                self.feed = None;
-            }
-            FeedMsg::Ended(why) => {
-                self.state = StreamState::Ended(why);
-                self.feed = None;
-            }
+    fn add(&mut self, observation: TraceObservation) {
+        self.received += 1;
+        self.history.push_back(observation);
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        if self.back > 0 {
+            // Keep the same call on screen while stepping back.
+            self.back = (self.back + 1).min(self.history.len() - 1);
         }
     }
 
@@ -259,11 +214,11 @@ impl TraceView {
         if let Some(thrown) = &o.throw_exp {
             spans.push(Span::styled(format!(" {thrown}"), theme::error()));
         }
-        if self.dropped > 0 {
+        if self.stream.dropped > 0 {
             spans.push(Span::styled(
                 format!(
                     " ({} calls not shown: they came faster than drawn)",
-                    self.dropped
+                    self.stream.dropped
                 ),
                 theme::warn(),
             ));
@@ -386,10 +341,7 @@ impl TraceView {
 /// `file.py:12` (the file's name only), or `builtin`.
 fn place(node: &TraceNode) -> String {
     match (&node.filename, node.lineno) {
-        (Some(file), Some(line)) => {
-            let name = file.rsplit('/').next().unwrap_or(file);
-            format!("{name}:{line}")
-        }
+        (Some(file), Some(line)) => format!("{}:{line}", theme::file_name(file)),
         _ => "builtin".into(),
     }
 }
@@ -415,29 +367,23 @@ impl View for TraceView {
         .areas(area);
         frame.render_widget(Paragraph::new(self.options_line()), options);
         let hint = "e: type a pattern (module.function), enter: trace its calls";
-        frame.render_widget(Paragraph::new(self.state.line("tracing", hint)), status);
-        match (&self.state, self.shown()) {
-            (_, Some(o)) => {
-                frame.render_widget(Paragraph::new(self.header_line(o)), header);
-                self.render_tree(frame, body, o);
-                frame.render_widget(Paragraph::new(self.detail_line()), detail);
-            }
-            (StreamState::Failed(error), None) => {
-                let text = Paragraph::new(error.clone())
-                    .style(theme::error())
-                    .wrap(Wrap { trim: false });
-                frame.render_widget(text, header.union(body));
-            }
-            (state, None) if state.is_live() => {
-                let note = self
-                    .note
-                    .clone()
-                    .unwrap_or_else(|| "waiting for a call of the traced function…".into());
-                frame.render_widget(Paragraph::new(Span::styled(note, theme::dim())), header);
-            }
-            _ => {}
+        frame.render_widget(
+            Paragraph::new(self.stream.state.line("tracing", hint)),
+            status,
+        );
+        if let Some(o) = self.shown() {
+            frame.render_widget(Paragraph::new(self.header_line(o)), header);
+            self.render_tree(frame, body, o);
+            frame.render_widget(Paragraph::new(self.detail_line()), detail);
+        } else if let StreamState::Failed(error) = &self.stream.state {
+            frame.render_widget(theme::error_paragraph(error.clone()), header.union(body));
+        } else if let Some(waiting) = self
+            .stream
+            .waiting(|| "waiting for a call of the traced function…".into())
+        {
+            frame.render_widget(waiting, header);
         }
-        if let (Some(note), Some(_)) = (&self.note, self.shown()) {
+        if let (Some(note), Some(_)) = (&self.stream.note, self.shown()) {
             frame.render_widget(
                 Paragraph::new(Span::styled(note.clone(), theme::warn())),
                 detail,
@@ -448,21 +394,17 @@ impl View for TraceView {
     }
 
     fn on_key(&mut self, key: KeyEvent, ctx: &Ctx) -> KeyOutcome {
-        if self.input.is_focused() {
-            return match self.input.on_key(key, ctx) {
-                InputEvent::Submitted(_) => {
-                    self.start(ctx);
-                    KeyOutcome::Consumed
-                }
-                InputEvent::Ignored => KeyOutcome::Ignored,
-                _ => KeyOutcome::Consumed,
-            };
+        if let Some(event) = self.input.on_key_if_focused(key, ctx) {
+            if let InputEvent::Submitted(_) = event {
+                self.start(ctx);
+            }
+            return event.outcome();
         }
         match key.code {
             KeyCode::Char('e') | KeyCode::Char('/') => self.input.focus(),
             KeyCode::Enter if self.shown().is_some() => self.fold(None),
             KeyCode::Enter | KeyCode::Char('r') => self.start(ctx),
-            KeyCode::Char('s') => self.stop_stream(),
+            KeyCode::Char('s') => self.stream.stop(),
             KeyCode::Char('d') => self.depth = (self.depth + 1) % DEPTHS.len(),
             KeyCode::Char('m') => self.min_ms = (self.min_ms + 1) % MIN_MS.len(),
             KeyCode::Char('n') => self.times = (self.times + 1) % TIMES.len(),
@@ -486,13 +428,8 @@ impl View for TraceView {
 
     fn on_tick(&mut self, _ctx: &Ctx, _visible: bool) {
         self.input.on_tick();
-        let Some(feed) = &mut self.feed else {
-            return;
-        };
-        let messages = feed.drain(DRAIN_PER_TICK);
-        self.dropped = feed.dropped();
-        for message in messages {
-            self.take(message);
+        for observation in self.stream.drain() {
+            self.add(observation);
         }
     }
 
@@ -501,7 +438,7 @@ impl View for TraceView {
     }
 
     fn stop(&mut self) {
-        self.stop_stream();
+        self.stream.stop();
     }
 }
 
@@ -584,7 +521,7 @@ mod tests {
     fn running_view() -> TraceView {
         let mut view = TraceView::new();
         view.input.set_value("shop.checkout");
-        view.state = StreamState::Running {
+        view.stream.state = StreamState::Running {
             pattern: "shop.checkout".into(),
             matched: vec!["shop.checkout".into()],
             backend: Some("monitoring".into()),
@@ -616,7 +553,7 @@ mod tests {
         view.fold(Some(false));
         assert_eq!(view.visible_rows(), 6);
         view.back = 1;
-        view.take(FeedMsg::Item(observation()));
+        view.add(observation());
         assert_eq!(view.back, 2);
         let screen = draw_to_text(60, 12, |frame, area| view.render(frame, area));
         assert_screen("trace_narrow", &screen);
@@ -625,7 +562,7 @@ mod tests {
     #[test]
     fn errors_and_tiny_sizes() {
         let mut view = TraceView::new();
-        view.state = StreamState::Failed(
+        view.stream.state = StreamState::Failed(
             "agent error not_found for `trace`: no function matches `shop.chekout`; close matches: shop.checkout".into(),
         );
         let screen = draw_to_text(50, 10, |frame, area| view.render(frame, area));

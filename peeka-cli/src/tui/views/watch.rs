@@ -218,11 +218,9 @@ impl WatchView {
     }
 
     fn start(&mut self, ctx: &Ctx) {
-        let pattern = self.pattern.value().trim().to_owned();
-        if pattern.is_empty() {
-            self.pattern.focus();
+        let Some(pattern) = self.pattern.value_or_focus() else {
             return;
-        }
+        };
         self.stop_stream();
         let request = self.request(&pattern);
         let control = StreamControl::new();
