@@ -37,7 +37,10 @@ mod thread_cpu;
 mod windows;
 use windows::{median, throughput};
 
-const CYCLES: usize = 8;
+/// Pairs of windows (without, with) per measurement: the trace's effect is
+/// large, top's is a few percent, within the noise of a few windows.
+const TRACE_CYCLES: usize = 8;
+const TOP_CYCLES: usize = 20;
 const WINDOW: Duration = Duration::from_millis(1000);
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -73,10 +76,11 @@ fn window(target: &mut TargetProcess) -> (f64, thread_cpu::CpuShares) {
 /// canceller) during every other window.
 fn alternate(
     target: &mut TargetProcess,
+    cycles: usize,
     mut start: impl FnMut() -> (std::thread::JoinHandle<()>, peeka_core::client::Canceller),
 ) -> Alternated {
     let (mut without, mut with) = (Vec::new(), Vec::new());
-    for _ in 0..CYCLES {
+    for _ in 0..cycles {
         without.push(window(target));
         let (reader, canceller) = start();
         std::thread::sleep(SETTLE);
@@ -128,7 +132,7 @@ fn main() {
         let (session, _) = Session::attach(target.pid(), &AttachConfig::default()).unwrap();
         let trees = Arc::new(AtomicU64::new(0));
         let mut engine = String::new();
-        let traced_windows = alternate(&mut target, || {
+        let traced_windows = alternate(&mut target, TRACE_CYCLES, || {
             let mut subscription = session.trace(&TraceRequest::new("__main__.work")).unwrap();
             engine = subscription
                 .started()
@@ -150,7 +154,7 @@ fn main() {
         });
         // The same with a condition that is never true: the calls are
         // recorded, no tree is rendered or sent.
-        let quiet_windows = alternate(&mut target, || {
+        let quiet_windows = alternate(&mut target, TRACE_CYCLES, || {
             let mut subscription = session
                 .trace(&TraceRequest::new("__main__.work").condition("cost < 0"))
                 .unwrap();
@@ -170,7 +174,7 @@ fn main() {
         // top
         let mut target = TargetProcess::spawn(python, &dir.join("cpu_bound.py"), &[], &[]).unwrap();
         let (session, _) = Session::attach(target.pid(), &AttachConfig::default()).unwrap();
-        let top = alternate(&mut target, || {
+        let top = alternate(&mut target, TOP_CYCLES, || {
             let mut subscription = session.top(&TopRequest::new()).unwrap();
             let canceller = subscription.canceller();
             let reader = std::thread::spawn(move || for _ in &mut subscription {});

@@ -230,11 +230,16 @@ class RequestTests(AgentTestCase):
         self.assertTrue(client.recv()["ok"])
 
     def test_deferred_reply_from_another_thread(self):
+        # The deferred reply is held back until the ping sent after it has
+        # been answered: a deferral that blocked the connection would time
+        # out the first recv(), whatever the machine's load.
+        released = threading.Event()
+
         def slow(ctx):
             ctx.defer()
 
             def later():
-                ctx.agent.stopping.wait(0.05)
+                released.wait(10)
                 ctx.reply({"late": True})
 
             ctx.agent.spawn("slow", later)
@@ -244,6 +249,7 @@ class RequestTests(AgentTestCase):
         slow_id = client.request("test.slow")
         ping_id = client.request("ping")
         first = client.recv()
+        released.set()
         second = client.recv()
         self.assertEqual((first["id"], second["id"]), (ping_id, slow_id))
         self.assertEqual(second["data"], {"late": True})
