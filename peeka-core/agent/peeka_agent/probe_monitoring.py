@@ -36,7 +36,11 @@ second frame lookup. Code running inside the callbacks is not slower than
 elsewhere (measured: the same bodies cost the same called directly); what
 was expensive was looking up the probed code object in a dict, since a code
 object's hash is recomputed from its contents at each call (about 50 ns):
-sites are keyed by ``id(code)``. Pairing calls through a per-thread stack
+sites are keyed by ``id(code)``, and each probed code object gets callbacks
+made for it (its site bound in their closure, the arguments of one or two
+plain parameters read inline), registered directly when it is the only one
+probed: 10,100 instructions per call on 3.12 against 12,500 for callbacks
+that look the site up (callgrind, a no-op handler). Pairing calls through a per-thread stack
 (``get_ident`` at the end, push/pop) instead of the frame was measured no
 cheaper (the start needs the frame for the arguments anyway, and finding
 the thread's stack at the end costs what the second frame lookup does), and
