@@ -1,6 +1,7 @@
 //! View 2, watch: the calls of the functions a pattern names, streaming
 //! into a table (time, function, cost, result or exception), with a detail
-//! pane for the selected call (arguments, `self`, result, exception, cost).
+//! pane for the selected call (arguments, `self`, result, exception, cost),
+//! scrolled when the call is longer than the pane.
 //!
 //! The stream is followed by a task that hands observations over a bounded
 //! channel (a full channel drops and counts them, it never waits); the view
@@ -122,6 +123,75 @@ struct Running {
     view_dropped: Arc<AtomicU64>,
 }
 
+/// How far the detail pane is scrolled, and what the last frame drew in it
+/// (the call, the rows it had, the wrapped lines of the call) so that the
+/// keys know the page size and the end.
+#[derive(Debug, Default)]
+struct DetailScroll {
+    /// The id of the call shown; another call starts at the top.
+    call: Option<u64>,
+    /// The first wrapped line shown (0-based).
+    top: usize,
+    /// Rows inside the pane's border.
+    height: usize,
+    /// Wrapped lines of the call's detail; `None` until a frame measures
+    /// the call.
+    total: Option<usize>,
+}
+
+impl DetailScroll {
+    /// The last `top` that still fills the pane (no limit while the call
+    /// is not measured yet).
+    fn max_top(&self) -> usize {
+        self.total
+            .map_or(usize::MAX, |total| total.saturating_sub(self.height))
+    }
+
+    /// Scrolls the detail of `call` by `delta` lines; a call other than the
+    /// one drawn last starts from the top (its size is known only at the
+    /// next frame, which clamps).
+    fn scroll(&mut self, call: Option<u64>, delta: isize) {
+        if self.call == call {
+            self.top = self.top.saturating_add_signed(delta).min(self.max_top());
+        } else {
+            self.call = call;
+            self.total = None;
+            self.top = 0usize.saturating_add_signed(delta);
+        }
+    }
+
+    /// Scrolls by a page: the pane's height minus one line, so that one
+    /// line stays in view.
+    fn page(&mut self, call: Option<u64>, down: bool) {
+        let step = isize::try_from(self.height.saturating_sub(1).max(1)).unwrap_or(isize::MAX);
+        self.scroll(call, if down { step } else { -step });
+    }
+
+    /// Takes the sizes of the frame being drawn: back to the top for
+    /// another call, and never past the end.
+    fn fit(&mut self, call: Option<u64>, height: usize, total: usize) {
+        if self.call != call {
+            self.call = call;
+            self.top = 0;
+        }
+        self.height = height;
+        self.total = Some(total);
+        self.top = self.top.min(self.max_top());
+    }
+
+    /// ` call `, or ` call · lines 12-40 of 95 ` when the detail is longer
+    /// than the pane (wrapped lines, counted from 1).
+    fn title(&self) -> String {
+        match self.total {
+            Some(total) if self.height > 0 && total > self.height => {
+                let last = (self.top + self.height).min(total);
+                format!(" call · lines {}-{last} of {total} ", self.top + 1)
+            }
+            _ => " call ".to_owned(),
+        }
+    }
+}
+
 /// Which text box has the focus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Focus {
@@ -156,6 +226,8 @@ pub(crate) struct WatchView {
     selected: Option<u64>,
     follow: bool,
     offset: usize,
+    /// The detail pane's scroll (PgDn, PgUp, `J`, `K`).
+    detail: DetailScroll,
 }
 
 impl WatchView {
@@ -186,6 +258,7 @@ impl WatchView {
             selected: None,
             follow: true,
             offset: 0,
+            detail: DetailScroll::default(),
         }
     }
 
@@ -247,6 +320,7 @@ impl WatchView {
         self.selected = None;
         self.follow = true;
         self.offset = 0;
+        self.detail = DetailScroll::default();
         self.watched = pattern;
         self.started = Instant::now();
         self.state = State::Opening;
@@ -365,6 +439,26 @@ impl WatchView {
         if let Some(&first) = visible.first() {
             self.follow = false;
             self.selected = Some(self.calls[first].id);
+        }
+    }
+
+    /// The id of the call the detail pane shows.
+    fn shown_call(&self) -> Option<u64> {
+        let visible = self.visible();
+        self.selected_position(&visible)
+            .map(|position| self.calls[visible[position]].id)
+    }
+
+    /// PageDown and PageUp scroll the detail pane by a page, `J` and `K`
+    /// by a line.
+    fn scroll_detail(&mut self, code: KeyCode) {
+        let call = self.shown_call();
+        match code {
+            KeyCode::PageDown => self.detail.page(call, true),
+            KeyCode::PageUp => self.detail.page(call, false),
+            KeyCode::Char('J') => self.detail.scroll(call, 1),
+            KeyCode::Char('K') => self.detail.scroll(call, -1),
+            _ => {}
         }
     }
 
@@ -535,13 +629,15 @@ impl WatchView {
         );
     }
 
-    fn render_detail(&self, frame: &mut Frame<'_>, area: Rect) {
+    fn render_detail(&mut self, frame: &mut Frame<'_>, area: Rect) {
         let visible = self.visible();
         let call = self
             .selected_position(&visible)
             .map(|position| &self.calls[visible[position]]);
-        let block = Block::default().borders(Borders::ALL).title(" call ");
+        let block = Block::default().borders(Borders::ALL);
         let Some(call) = call else {
+            self.detail.fit(None, 0, 0);
+            let block = block.title(" call ");
             let hint = Line::from(Span::styled(
                 "the selected call's arguments, result, exception and cost show here",
                 theme::dim(),
@@ -552,10 +648,18 @@ impl WatchView {
             );
             return;
         };
+        let inner = block.inner(area);
+        let paragraph = Paragraph::new(detail_lines(call)).wrap(Wrap { trim: false });
+        self.detail.fit(
+            Some(call.id),
+            usize::from(inner.height),
+            paragraph.line_count(inner.width),
+        );
+        let top = u16::try_from(self.detail.top).unwrap_or(u16::MAX);
         frame.render_widget(
-            Paragraph::new(detail_lines(call))
-                .wrap(Wrap { trim: false })
-                .block(block),
+            paragraph
+                .scroll((top, 0))
+                .block(block.title(self.detail.title())),
             area,
         );
     }
@@ -777,8 +881,9 @@ impl View for WatchView {
             KeyCode::Char('d') => self.depth = self.depth % 4 + 1,
             KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
-            KeyCode::PageUp => self.move_selection(-20),
-            KeyCode::PageDown => self.move_selection(20),
+            KeyCode::PageUp | KeyCode::PageDown | KeyCode::Char('J' | 'K') => {
+                self.scroll_detail(key.code);
+            }
             KeyCode::Home => self.select_first(),
             KeyCode::End | KeyCode::Char('G') => self.follow = true,
             _ => return KeyOutcome::Ignored,
@@ -869,6 +974,89 @@ mod tests {
         assert_eq!(view.visible().len(), 2);
         let screen = draw_to_text(100, 30, |frame, area| view.render(frame, area));
         assert_screen("watch_filtered_narrow", &screen);
+    }
+
+    /// A call with a long argument (wrapped) and a result of 40 fields.
+    fn long_observation() -> WatchObservation {
+        let fields: serde_json::Map<String, Value> = (0..40)
+            .map(|n| (format!("line_{n:02}"), serde_json::json!(n * 10)))
+            .collect();
+        // Like call 1, a return, but later than the six of `watching`.
+        let mut o = observation(7);
+        o.params = serde_json::json!([
+            "<__main__.Inventory object at 0x7f8b13102cc0>",
+            (0..100)
+                .map(|n| format!("apple{n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            3
+        ]);
+        o.return_obj = Value::Object(fields);
+        o
+    }
+
+    #[test]
+    fn a_long_call_scrolls_in_the_detail_pane_with_its_lines_in_the_title() {
+        let mut view = watching();
+        view.take(Message::Observation(7, Box::new(long_observation())));
+        draw_to_text(100, 30, |frame, area| view.render(frame, area));
+        assert_eq!(view.detail.height, 11);
+        assert!(
+            view.detail.total > Some(view.detail.height),
+            "{:?}",
+            view.detail
+        );
+        view.scroll_detail(KeyCode::PageDown);
+        view.scroll_detail(KeyCode::Char('J'));
+        assert_eq!(view.detail.top, 11, "a page is the height minus one line");
+        let screen = draw_to_text(100, 30, |frame, area| view.render(frame, area));
+        assert_screen("watch_detail_scrolled", &screen);
+    }
+
+    #[test]
+    fn the_detail_scroll_stops_at_the_ends_and_another_call_starts_at_the_top() {
+        let mut view = watching();
+        view.take(Message::Observation(7, Box::new(long_observation())));
+        let draw = |view: &mut WatchView| {
+            draw_to_text(100, 30, |frame, area| view.render(frame, area));
+        };
+        draw(&mut view);
+        view.scroll_detail(KeyCode::Char('K'));
+        assert_eq!(view.detail.top, 0);
+        assert!(view.detail.title().starts_with(" call · lines 1-11 of "));
+        for _ in 0..10 {
+            view.scroll_detail(KeyCode::PageDown);
+        }
+        draw(&mut view);
+        let end = view.detail.max_top();
+        assert!(end > 0);
+        assert_eq!(view.detail.top, end, "never past the end");
+        let total = view.detail.total.unwrap_or_default();
+        assert_eq!(
+            view.detail.title(),
+            format!(" call · lines {}-{total} of {total} ", end + 1)
+        );
+        view.scroll_detail(KeyCode::PageUp);
+        assert_eq!(view.detail.top, end - 10);
+
+        // Selecting another call, by key or as a new call arrives while
+        // following, starts it at the top.
+        view.move_selection(-1);
+        draw(&mut view);
+        assert_eq!(view.detail.top, 0);
+        assert_eq!(
+            view.detail.title(),
+            " call ",
+            "a short call has no indicator"
+        );
+        view.move_selection(1);
+        view.scroll_detail(KeyCode::Char('J'));
+        view.scroll_detail(KeyCode::Char('J'));
+        draw(&mut view);
+        assert_eq!(view.detail.top, 2, "keys before the next frame count");
+        view.take(Message::Observation(8, Box::new(long_observation())));
+        draw(&mut view);
+        assert_eq!(view.detail.top, 0);
     }
 
     #[test]
