@@ -810,7 +810,7 @@ impl View for WatchView {
     }
 
     fn hints(&self) -> &'static str {
-        "e: pattern  enter: start  s: stop  c: condition  /: filter  f b x o: observe  d: depth  ↑↓: select"
+        "e: pattern  enter: start  s: stop  c: condition  /: filter  f b x o: observe  d: depth  ↑↓: select  PgDn PgUp J K: scroll call"
     }
 
     fn render(&mut self, frame: &mut Frame<'_>, area: Rect) {
