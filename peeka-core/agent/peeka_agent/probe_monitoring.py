@@ -40,12 +40,12 @@ sites are keyed by ``id(code)``, and each probed code object gets callbacks
 made for it (its site bound in their closure, the arguments of one or two
 plain parameters read inline), registered directly when it is the only one
 probed: 10,100 instructions per call on 3.12 against 12,500 for callbacks
-that look the site up (callgrind, a no-op handler). Pairing calls through a per-thread stack
-(``get_ident`` at the end, push/pop) instead of the frame was measured no
-cheaper (the start needs the frame for the arguments anyway, and finding
-the thread's stack at the end costs what the second frame lookup does), and
-it would be wrong for greenlets (several stacks on one OS thread) and after
-a missed event: the frame stays the key.
+that look the site up (callgrind, a no-op handler). Pairing calls through a
+per-thread stack (``get_ident`` at the end, push/pop) instead of the frame
+was measured no cheaper (the start needs the frame for the arguments
+anyway, and finding the thread's stack at the end costs what the second
+frame lookup does), and it would be wrong for greenlets (several stacks on
+one OS thread) and after a missed event: the frame stays the key.
 - When the last probe of a code object goes: ``set_local_events(tool,
   code, 0)``; when the last probe goes: global events off, callbacks
   unregistered, ``free_tool_id``. Callbacks never return
@@ -84,28 +84,18 @@ _EMPTY = {}
 
 
 def make_argument_reader(code):
-    """``read(frame) -> (args, kwargs)`` from a frame of ``code`` at its first start."""
+    """``read(frame) -> (args, kwargs)`` from a frame of ``code`` at its first start.
+
+    The callbacks read the arguments of one or two plain parameters inline
+    (:meth:`MonitoringBackend._make_site_callbacks`); this reader serves the
+    other signatures.
+    """
     layout = ArgumentLayout(code)
     positional = layout.positional
     keyword_only = layout.keyword_only
     varargs = layout.varargs
     varkw = layout.varkw
     if layout.is_plain():
-        if len(positional) == 1:
-            (first,) = positional
-
-            def read_one(frame):
-                return (frame.f_locals[first],), _EMPTY
-
-            return read_one
-        if len(positional) == 2:
-            first, second = positional
-
-            def read_two(frame):
-                local = frame.f_locals
-                return (local[first], local[second]), _EMPTY
-
-            return read_two
 
         def read_positional(frame):
             local = frame.f_locals
