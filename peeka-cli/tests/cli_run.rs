@@ -67,6 +67,31 @@ fn wrapper(python: &Interpreter, state: &Path) -> PathBuf {
     path
 }
 
+/// A wrapper like [`wrapper`] that first leaves in the interpreter's
+/// `/tmp/peeka-<pid>` (its pid is the shell's, kept by `exec`) what a killed
+/// earlier process with the same pid could have left: stale control files.
+fn stale_wrapper(python: &Interpreter, state: &Path) -> PathBuf {
+    let path = state.join("python-after-a-stale-directory");
+    let argv: Vec<String> = python.argv.iter().map(|a| shell_quote(a)).collect();
+    let tmp = python.host_path(Path::new("/tmp"));
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n\
+             d={}/peeka-$$\n\
+             mkdir -p -m 700 \"$d\"\n\
+             echo stale > \"$d/run.ready\"\n\
+             printf '/nonexistent/bootstrap.py\\nstale\\n' > \"$d/run.load\"\n\
+             exec {} \"$@\"\n",
+            shell_quote(tmp.to_str().unwrap()),
+            argv.join(" ")
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 fn run_cli(state: &Path, env: &[(&str, &Path)], args: &[&str]) -> Outcome {
     let mut command = Command::new(binary());
     command
@@ -256,6 +281,27 @@ fn run_on(python: &Interpreter) {
         serde_json::json!(["/etc/app.toml", 5]),
         "{id}"
     );
+
+    // A directory left behind by an earlier process with the same pid is
+    // not taken for this one's, and its stale files are not obeyed.
+    let stale = stale_wrapper(python, &state);
+    let outcome = run_cli(
+        &state,
+        &[],
+        &[
+            "run",
+            "--python",
+            stale.to_str().unwrap(),
+            script,
+            "one",
+            "two",
+            "--",
+            "watch",
+            "__main__.load_config",
+        ],
+    );
+    check_program(python, &outcome, "one two");
+    assert_eq!(outcome.observations().len(), 1, "{id}: {:?}", outcome.lines);
 
     let _ = fs::remove_dir_all(&host);
     let _ = fs::remove_dir_all(&state);

@@ -1,10 +1,13 @@
 //! Starting a Python program with the agent loaded before its first line
 //! (what `peeka-cli run` does), and probes that wait for their function.
 //!
-//! [`Session::launch`] starts `python -c <launcher> path|module TARGET
+//! [`Session::launch`] starts `python -c <launcher> NONCE path|module TARGET
 //! ARGS...` with the caller's stdin, stdout and stderr. The launcher
 //! (`run_launcher.py`) makes the private directory `/tmp/peeka-<pid>` (mode
-//! 0700) in the interpreter's own filesystem; the client then stages the
+//! 0700) in the interpreter's own filesystem, clears any control file an
+//! earlier process with the same pid left there, and writes `run.ready`
+//! holding the nonce (so a directory left behind by a killed process is
+//! never taken for this one's); the client then stages the
 //! agent there exactly as an attach does ([`Staging::prepare`]), hands the
 //! launcher the bootstrap's path (`run.load`), waits for the bootstrap's
 //! status and connects. The program has not started yet: the caller
@@ -39,6 +42,16 @@ use super::options::SessionOptions;
 use super::session::Session;
 use super::subscription::Subscription;
 use crate::agent::agent_files;
+
+/// A value this launch alone writes in `run.ready`: this client's pid and
+/// the time, to the nanosecond.
+fn launch_nonce() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
 
 /// The code `python -c` runs.
 pub const LAUNCHER: &str = include_str!("run_launcher.py");
@@ -137,8 +150,9 @@ impl Session {
             .python
             .split_first()
             .ok_or_else(|| launch_error("starting the interpreter", "no interpreter given"))?;
+        let nonce = launch_nonce();
         let mut command = Command::new(python);
-        command.args(before).arg("-c").arg(LAUNCHER);
+        command.args(before).arg("-c").arg(LAUNCHER).arg(&nonce);
         match &cfg.program {
             Program::Script(path) => command.arg("path").arg(path),
             Program::Module(name) => command.arg("module").arg(name),
@@ -156,11 +170,13 @@ impl Session {
             started: false,
         };
         // The launcher makes the directory once the interpreter runs (in
-        // its own root, once a chroot wrapper has done its work).
+        // its own root, once a chroot wrapper has done its work), then
+        // writes our nonce in it.
         let (_, socket) = agent_paths(pid)?;
         let proc_dir = socket.parent().map(PathBuf::from).unwrap_or_default();
+        let ready = proc_dir.join("run.ready");
         let mut pause = Duration::from_micros(200);
-        while !proc_dir.is_dir() {
+        while fs::read_to_string(&ready).ok().as_deref() != Some(nonce.as_str()) {
             launch.check_running()?;
             if Instant::now() >= deadline {
                 return Err(launch_error(
@@ -174,6 +190,7 @@ impl Session {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(5));
         }
+        let _ = fs::remove_file(&ready);
         launch.host_dir = fs::canonicalize(&proc_dir).ok();
         let target = Target::inspect(pid)
             .map_err(|e| launch_error("examining the interpreter", e.to_string()))?;

@@ -1,8 +1,11 @@
 # Peeka `run` launcher: what `peeka-cli run` hands to `python -c`.
 #
-# argv: ["-c", "path" | "module", script or module, program arguments...].
-# 1. Makes the private directory /tmp/peeka-<pid> (mode 0700): the client
-#    waits for it to know the interpreter is running (and chrooted, if it is).
+# argv: ["-c", nonce, "path" | "module", script or module, program arguments...].
+# 1. Makes the private directory /tmp/peeka-<pid> (mode 0700), removes any
+#    control file a process that had this pid before left there, and writes
+#    `run.ready` holding the client's nonce: the client waits for it to know
+#    that this interpreter runs (chrooted, if it is) and that the directory
+#    is its own, not one left behind by an earlier process with this pid.
 # 2. Waits for `run.load` from the client (the bootstrap's path and the
 #    token, one a line), runs the bootstrap (which loads the agent).
 # 3. Waits for `run.go` (the client has installed its probes) or `run.stop`
@@ -26,6 +29,16 @@ def _peeka_launch():
         sys.stderr.write("peeka run: %s is not this user's directory\n" % directory)
         raise SystemExit(1)
     os.chmod(directory, 0o700)
+    for stale in ("run.load", "run.go", "run.stop", "run.ready", "run.ready.tmp"):
+        try:
+            os.unlink(os.path.join(directory, stale))
+        except FileNotFoundError:
+            pass
+    nonce = sys.argv.pop(1)
+    ready = os.path.join(directory, "run.ready")
+    with open(ready + ".tmp", "w") as handle:
+        handle.write(nonce)
+    os.rename(ready + ".tmp", ready)
 
     def wait_for(names, seconds):
         deadline = time.monotonic() + seconds
