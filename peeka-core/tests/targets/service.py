@@ -5,7 +5,9 @@ loaded (found in ``sys.modules``): the streaming command ``tick``, so the
 client's stream handling (multiplexing, cancel, drop, overload) is tested
 against the real agent before and independently of the probe commands.
 ``tick`` params: ``interval`` (seconds between observations, default 0.01),
-``times`` (end after that many), ``burst`` (emit as fast as possible).
+``times`` (end after that many), ``burst`` (emit as fast as possible),
+``delay`` (seconds to wait before answering: a request that is slow on
+purpose, for the client's timeouts).
 Observations: ``{"n": <count>}``.
 
 Prints ``ready`` once serving.
@@ -67,6 +69,9 @@ def make_tick(agent):
         interval = ctx.param("interval", float, default=0.01, minimum=0)
         times = ctx.param("times", int, default=None, minimum=1)
         burst = ctx.param("burst", bool, default=False)
+        delay = ctx.param("delay", float, default=0.0, minimum=0)
+        if delay:
+            time.sleep(min(delay, 5.0))
         stream = ctx.open_stream(max_items=times)
 
         def run():
