@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             step.elapsed.as_secs_f64() * 1000.0
         );
     }
-    let welcome = session.welcome();
+    let welcome = session.welcome()?;
     println!(
         "agent {} answers from inside {} {} (pid {} in its namespace), protocol {}",
         welcome.agent_version,

@@ -27,7 +27,7 @@ use peeka_testkit::{Manifest, TargetProcess};
 mod thread_cpu;
 #[path = "common/windows.rs"]
 mod windows;
-use windows::{median, throughput};
+use windows::{median, rates};
 
 const ROUNDS: usize = 40;
 const CYCLES: usize = 5;
@@ -87,7 +87,7 @@ fn main() {
     let idle_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/targets/idle.py");
     println!(
         "| interpreter | `peeka-cli --version` median ms | `reset --list` round trip, idle target: median / p90 ms \
-         | same, CPU-bound target: median / p90 ms | CPU-bound throughput with an idle agent / without \
+         | same, CPU-bound target: median / p90 ms | CPU-bound throughput with an idle agent / without: per second, per CPU-second of the main thread \
          | idle agent's threads: CPU used, main thread's voluntary switches |"
     );
     println!("|---|---|---|---|---|---|");
@@ -104,7 +104,7 @@ fn main() {
         let (mut agent_ns, mut switches, mut attached_for) = (0u64, 0, Duration::ZERO);
         let target_pid = target.pid();
         for _ in 0..CYCLES {
-            without.push(throughput(&mut target, WINDOW));
+            without.push(rates(&mut target, WINDOW));
             time_command(&["attach", &pid], &state);
             std::thread::sleep(SETTLE);
             let (agent_cpu, switched, started) = (
@@ -112,14 +112,19 @@ fn main() {
                 thread_cpu::main_thread_switches(target_pid),
                 Instant::now(),
             );
-            with.push(throughput(&mut target, WINDOW));
+            with.push(rates(&mut target, WINDOW));
             agent_ns += thread_cpu::cpu_ns(target_pid).1.saturating_sub(agent_cpu);
             switches += thread_cpu::main_thread_switches(target_pid) - switched;
             attached_for += started.elapsed();
             time_command(&["detach", "--pid", &pid], &state);
             std::thread::sleep(SETTLE);
         }
-        let ratio = median(&with) / median(&without);
+        let wall =
+            |w: &[windows::Rates]| median(&w.iter().map(|r| r.per_second).collect::<Vec<_>>());
+        let cpu =
+            |w: &[windows::Rates]| median(&w.iter().map(|r| r.per_cpu_second).collect::<Vec<_>>());
+        let ratio = wall(&with) / wall(&without);
+        let cpu_ratio = cpu(&with) / cpu(&without);
 
         let idle = TargetProcess::spawn(python, &idle_script, &[], &[]).unwrap();
         let idle_pid = idle.pid().to_string();
@@ -140,10 +145,10 @@ fn main() {
         let (i50, i90) = median_and_p90(on_idle);
         let (b50, b90) = median_and_p90(on_busy);
         println!(
-            "| {id} ({}) | {v50:.2} | {i50:.2} / {i90:.2} | {b50:.2} / {b90:.2} | {ratio:.4} (medians of {CYCLES} windows: {:.0} vs {:.0} it/s) | {:.2} ms of CPU in {:.1} s ({:.3}% of a core), {switches} switches |",
+            "| {id} ({}) | {v50:.2} | {i50:.2} / {i90:.2} | {b50:.2} / {b90:.2} | {ratio:.4}, {cpu_ratio:.4} (medians of {CYCLES} windows: {:.0} vs {:.0} it/s) | {:.2} ms of CPU in {:.1} s ({:.3}% of a core), {switches} switches |",
             python.version,
-            median(&with),
-            median(&without),
+            wall(&with),
+            wall(&without),
             agent_ns as f64 / 1e6,
             attached_for.as_secs_f64(),
             agent_ns as f64 / 1e9 / attached_for.as_secs_f64() * 100.0,

@@ -35,7 +35,7 @@ use peeka_testkit::{Manifest, TargetProcess};
 mod thread_cpu;
 #[path = "common/windows.rs"]
 mod windows;
-use windows::{median, throughput};
+use windows::{median, rates};
 
 /// Pairs of windows (without, with) per measurement: the trace's effect is
 /// large, top's is a few percent, within the noise of a few windows.
@@ -68,7 +68,7 @@ struct Alternated {
 fn window(target: &mut TargetProcess) -> (f64, thread_cpu::CpuShares) {
     let pid = target.pid();
     let cpu = thread_cpu::CpuWindow::start(pid);
-    let rate = throughput(target, WINDOW);
+    let rate = rates(target, WINDOW).per_second;
     (rate, cpu.shares(pid))
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use peeka_core::client::{AttachConfig, AttachReport, ClientError, Session};
+use peeka_core::client::{AttachConfig, AttachReport, ClientError, Session, SessionOptions};
 use serde_json::{json, Map, Value};
 
 use crate::args::TargetArgs;
@@ -34,10 +34,25 @@ pub(crate) fn millis(duration: Duration, decimals: i32) -> f64 {
     (duration.as_secs_f64() * 1000.0 * scale).round() / scale
 }
 
+/// The session options of every command: the first request follows the
+/// `hello` without waiting for the agent's answer (one wake-up of the
+/// agent fewer per command, which counts on a target that keeps the GIL
+/// busy).
+pub(crate) fn session_options() -> SessionOptions {
+    SessionOptions::default()
+        .client_name(concat!("peeka-cli/", env!("CARGO_PKG_VERSION")))
+        .pipeline_hello(true)
+}
+
+/// Connects to the agent of `pid` (see [`session_options`]).
+pub(crate) fn connect(pid: u32) -> Result<Session, ClientError> {
+    Session::connect_with(pid, &session_options())
+}
+
 /// Connects to the agent of `pid`, attaching first (with the defaults) when
 /// none is running; the attach is announced on `out` and remembered.
 pub(crate) fn connect_or_attach(pid: u32, out: &Output) -> Result<Session, CliError> {
-    match Session::connect(pid) {
+    match connect(pid) {
         Ok(session) => Ok(session),
         Err(ClientError::NotAttached { .. }) => {
             let (session, report) = Session::attach(pid, &attach_config(out))?;

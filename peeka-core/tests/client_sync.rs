@@ -56,7 +56,11 @@ fn session_basics(python: &Interpreter) {
     let (session, report) = attach(python, &process);
     assert!(report.timeline.total() > Duration::ZERO, "{id}");
     assert_eq!(session.pid(), pid);
-    assert_eq!(session.welcome().python.version, python.version, "{id}");
+    assert_eq!(
+        session.welcome().unwrap().python.version,
+        python.version,
+        "{id}"
+    );
     assert!(private_dir(&process).join("agent.sock").exists(), "{id}");
 
     let pong = session.ping().unwrap();
@@ -265,7 +269,9 @@ fn timeouts(pid: u32, observer: &Session, id: &str) {
     );
     // The late answer did not confuse the session: the next request is
     // answered.
-    hasty.ping().unwrap_or_else(|e| panic!("{id}: ping after a timeout: {e}"));
+    hasty
+        .ping()
+        .unwrap_or_else(|e| panic!("{id}: ping after a timeout: {e}"));
     assert!(hasty.is_connected(), "{id}");
     assert!(hasty.disconnection().is_none(), "{id}");
 }

@@ -1,7 +1,5 @@
 //! `detach [--pid PID]`.
 
-use peeka_core::client::Session;
-
 use crate::args::TargetArgs;
 use crate::error::CliError;
 use crate::exit_code::ExitCode;
@@ -11,7 +9,7 @@ use crate::session::target_pid;
 
 pub(crate) fn run(args: &TargetArgs, out: &Output) -> Result<ExitCode, CliError> {
     let pid = target_pid(args)?;
-    let session = Session::connect(pid)?;
+    let session = crate::session::connect(pid)?;
     let outcome = session.detach()?;
     remembered::forget(pid);
     let data = serde_json::to_value(&outcome).unwrap_or_default();

@@ -1,6 +1,6 @@
 //! `reset [PATTERN] [--list] [--pid PID]`.
 
-use peeka_core::client::{ProbeInfo, ResetRequest, Session};
+use peeka_core::client::{ProbeInfo, ResetRequest};
 
 use crate::args::ResetArgs;
 use crate::error::CliError;
@@ -34,7 +34,7 @@ fn probe_lines(p: &Painter, probes: &[ProbeInfo]) -> String {
 pub(crate) fn run(args: &ResetArgs, out: &Output) -> Result<ExitCode, CliError> {
     let pid = target_pid(&args.target)?;
     // Without an agent there is no probe: never attach just to reset.
-    let session = Session::connect(pid)?;
+    let session = crate::session::connect(pid)?;
     let request = match (&args.pattern, args.list) {
         (_, true) => ResetRequest::list(),
         (Some(pattern), false) => ResetRequest::matching(pattern.clone()),

@@ -5,7 +5,8 @@ Each admitted connection runs one or two agent threads:
 - ``peeka-conn-<n>`` reads frames (blocking ``recv``), answers the
   ``hello``, dispatches requests to command handlers and applies ``cancel``;
   until the writer runs, it also writes what it queued (the welcome and the
-  responses) before it reads again;
+  responses) before it would block reading again (frames that arrived
+  together are answered together, in one write);
 - ``peeka-send-<n>`` drains the connection's
   :class:`~peeka_agent.outbox.Outbox`, started only once the connection
   opens a stream or defers a reply (or when another thread closes it), so
@@ -197,8 +198,14 @@ class Connection(object):
         agent = self.agent
         self.send(welcome(agent.version, agent.pid, agent.capabilities()))
         drain = self.outbox.drain
+        has_frame = reader.has_frame
         while True:
-            drain()
+            # What is queued goes out before the reader would block, not
+            # between frames that arrived together: a client that sends its
+            # first request with its hello gets the welcome and the answer
+            # in one write (one GIL hand-over fewer on a busy target).
+            if not has_frame():
+                drain()
             message = reader.read()
             if message is None:
                 return

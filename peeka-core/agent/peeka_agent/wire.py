@@ -274,19 +274,49 @@ class FrameReader(object):
     end of stream (the peer closed between frames). It raises ProtocolError
     (TruncatedFrame for an end in mid-frame) and lets OSError through.
     The length is checked before a single payload byte is read.
+
+    It keeps what one ``recv`` brought beyond the current frame, and
+    :meth:`has_frame` says whether the next frame is already complete in
+    it: a client that sends its first request together with its ``hello``
+    gets both answers in one write (see ``Connection``), which matters when
+    the target keeps the GIL busy and every socket call of an agent thread
+    waits for it again.
     """
 
-    def __init__(self, sock, max_len=MAX_FRAME_LEN):
-        self._file = sock.makefile("rb", buffering=65536)
-        self._max_len = max_len
+    #: Bytes asked of one recv().
+    CHUNK = 65536
 
-    def read_frame(self):
-        """The next payload as bytes, or None at a clean end of stream."""
-        header = self._file.read(4)
-        if not header:
-            return None
-        if len(header) < 4:
-            raise TruncatedFrame("stream ended inside a frame header")
+    def __init__(self, sock, max_len=MAX_FRAME_LEN):
+        self._sock = sock
+        self._max_len = max_len
+        self._buffer = bytearray()
+        self._start = 0  # the buffered bytes not consumed yet begin here
+
+    def _available(self):
+        return len(self._buffer) - self._start
+
+    def _fill(self):
+        """One recv() into the buffer; False at the end of the stream."""
+        if self._start:
+            del self._buffer[: self._start]
+            self._start = 0
+        chunk = self._sock.recv(self.CHUNK)
+        if not chunk:
+            return False
+        self._buffer += chunk
+        return True
+
+    def _take(self, size):
+        """``size`` bytes (fewer only at the end of the stream)."""
+        while self._available() < size:
+            if not self._fill():
+                break
+        size = min(size, self._available())
+        data = bytes(self._buffer[self._start : self._start + size])
+        self._start += size
+        return data
+
+    def _frame_size(self, header):
         size = int.from_bytes(header, "big")
         if size == 0:
             raise ProtocolError("frame of length 0")
@@ -294,7 +324,26 @@ class FrameReader(object):
             raise ProtocolError(
                 "frame of %d bytes exceeds the limit of %d bytes" % (size, self._max_len)
             )
-        payload = self._file.read(size)
+        return size
+
+    def has_frame(self):
+        """Whether a whole frame is buffered (``read()`` would not block)."""
+        available = self._available()
+        if available < 4:
+            return False
+        start = self._start
+        size = int.from_bytes(self._buffer[start : start + 4], "big")
+        return available >= 4 + size
+
+    def read_frame(self):
+        """The next payload as bytes, or None at a clean end of stream."""
+        header = self._take(4)
+        if not header:
+            return None
+        if len(header) < 4:
+            raise TruncatedFrame("stream ended inside a frame header")
+        size = self._frame_size(header)
+        payload = self._take(size)
         if len(payload) < size:
             raise TruncatedFrame(
                 "stream ended inside a frame (%d of %d bytes)" % (len(payload), size)
@@ -309,11 +358,9 @@ class FrameReader(object):
         return check_client_message(decode_payload(payload))
 
     def close(self):
-        """Releases the reader's file object (the socket itself stays open)."""
-        try:
-            self._file.close()
-        except OSError:
-            pass
+        """Releases the buffer (the socket itself stays open)."""
+        self._buffer = bytearray()
+        self._start = 0
 
 
 # ---------------------------------------------------------------------------

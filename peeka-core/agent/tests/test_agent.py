@@ -5,6 +5,7 @@ from a fresh private directory, starts it, talks to it over the real Unix
 socket, and detaches it at the end.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -173,6 +174,30 @@ class RequestTests(AgentTestCase):
         self.assertTrue(sys.version.startswith(welcome["python"]["version"]))
         self.assertIsInstance(welcome["capabilities"], list)
         self.assertEqual("sys.monitoring" in welcome["capabilities"], hasattr(sys, "monitoring"))
+
+    def test_pipelined_hello_and_request_are_answered_in_one_write(self):
+        client = RawClient(self.socket_path)
+        self.addCleanup(client.close)
+        frames = [
+            {"type": "hello", "protocol": {"major": 1, "minor": 0}, "client": "test/1"},
+            {"type": "request", "id": 1, "command": "ping"},
+            {"type": "request", "id": 2, "command": "ping", "params": {"echo": 2}},
+        ]
+        data = b""
+        for message in frames:
+            payload = json.dumps(message).encode("utf-8")
+            data += len(payload).to_bytes(4, "big") + payload
+        client.send_raw(data)
+        client.sock.settimeout(5)
+        chunk = client.sock.recv(65536)
+        # The three answers came in one write, so one recv has them all.
+        client._buffer = chunk
+        self.assertEqual(client.recv()["type"], "welcome")
+        self.assertEqual(client.recv()["id"], 1)
+        self.assertEqual(client.recv()["data"]["echo"], 2)
+        self.assertEqual(client._buffer, b"")
+        # The connection goes on as usual.
+        self.assertTrue(client.call("ping")["ok"])
 
     def test_ping_info_and_errors(self):
         client = self.client()

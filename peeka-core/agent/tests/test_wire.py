@@ -78,6 +78,20 @@ class FrameReaderTests(unittest.TestCase):
         for message in messages:
             self.assertEqual(self.reader.read(), message)
 
+    def test_has_frame_tells_what_is_buffered(self):
+        self.assertFalse(self.reader.has_frame())
+        first = wire.encode_frame({"type": "request", "id": 1, "command": "ping"})
+        second = wire.encode_frame({"type": "cancel", "stream": 3})
+        self.theirs.sendall(first + second + second[:5])
+        self.assertEqual(self.reader.read()["id"], 1)
+        self.assertTrue(self.reader.has_frame())
+        self.assertEqual(self.reader.read()["stream"], 3)
+        # Only part of the third frame is there: reading it would block.
+        self.assertFalse(self.reader.has_frame())
+        self.theirs.sendall(second[5:])
+        self.assertEqual(self.reader.read()["stream"], 3)
+        self.assertFalse(self.reader.has_frame())
+
     def test_split_writes_are_reassembled(self):
         frame = wire.encode_frame({"type": "request", "id": 5, "command": "ping", "params": None})
 

@@ -28,6 +28,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use super::core::{check_welcome, decode_data, encode_params, ClientCore, KeepAlive, Outgoing};
 use super::demux::{Demux, Followup, ResponseSlot};
 use super::error::ClientError;
+use super::handshake::HandshakeSlot;
 use super::locate::{agent_paths, closed_detail, DETACH_CLEANUP_WAIT, SOCKET_NAME};
 use super::observations::{MonitorReport, StackObservation, WatchObservation};
 use super::options::{AttachConfig, AttachReport, SessionOptions};
@@ -175,6 +176,8 @@ impl Future for AnswerFuture {
 pub struct AsyncSession {
     core: Arc<ClientCore>,
     connection: Arc<Connection>,
+    /// Always known: an async session waits for it when connecting.
+    welcome: Welcome,
 }
 
 impl AsyncSession {
@@ -330,12 +333,16 @@ impl AsyncSession {
         let core = Arc::new(ClientCore::new(
             pid,
             path.to_path_buf(),
-            welcome,
+            HandshakeSlot::completed(pid, welcome.clone()),
             options.clone(),
             demux,
             outgoing,
         ));
-        Ok(AsyncSession { core, connection })
+        Ok(AsyncSession {
+            core,
+            connection,
+            welcome,
+        })
     }
 
     /// The target's pid (as given when connecting).
@@ -345,7 +352,7 @@ impl AsyncSession {
 
     /// The agent's `welcome`.
     pub fn welcome(&self) -> &Welcome {
-        &self.core.welcome
+        &self.welcome
     }
 
     /// The agent's socket, as this process reaches it.

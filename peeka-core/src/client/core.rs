@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::demux::{Answer, Demux, ResponseSlot, StreamQueue};
 use super::error::ClientError;
+use super::handshake::HandshakeSlot;
 use super::options::SessionOptions;
 use super::replies::StreamStarted;
 use super::subscription::{Canceller, Subscription};
@@ -35,7 +36,9 @@ pub(crate) type KeepAlive = Arc<dyn Any + Send + Sync>;
 pub(crate) struct ClientCore {
     pub(crate) pid: u32,
     pub(crate) socket: PathBuf,
-    pub(crate) welcome: Welcome,
+    /// The agent's answer to `hello` (known at once unless the session
+    /// pipelined its first requests behind the `hello`).
+    pub(crate) handshake: HandshakeSlot,
     pub(crate) options: SessionOptions,
     pub(crate) demux: Arc<Demux>,
     pub(crate) outgoing: Arc<dyn Outgoing>,
@@ -54,7 +57,7 @@ impl ClientCore {
     pub(crate) fn new(
         pid: u32,
         socket: PathBuf,
-        welcome: Welcome,
+        handshake: HandshakeSlot,
         options: SessionOptions,
         demux: Arc<Demux>,
         outgoing: Arc<dyn Outgoing>,
@@ -62,7 +65,7 @@ impl ClientCore {
         Self {
             pid,
             socket,
-            welcome,
+            handshake,
             options,
             demux,
             outgoing,
@@ -78,7 +81,10 @@ impl ClientCore {
         opens_stream: bool,
     ) -> Result<InFlight, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = self.demux.register(id, opens_stream)?;
+        let slot = self
+            .demux
+            .register(id, opens_stream)
+            .map_err(|closed| self.handshake.failure().unwrap_or(closed))?;
         let sent = self.outgoing.send(Message::Request(Request {
             id,
             command: command.to_owned(),
@@ -86,7 +92,9 @@ impl ClientCore {
         }));
         if let Err(error) = sent {
             self.demux.abandon(id);
-            return Err(error);
+            // A pipelined session whose agent refused it: the write failed
+            // because the agent closed; its answer to `hello` says why.
+            return Err(self.handshake_failure().unwrap_or(error));
         }
         Ok(InFlight {
             id,
@@ -109,15 +117,33 @@ impl ClientCore {
                 message: error.message,
                 traceback: error.traceback,
             }),
-            Some(Answer::Closed(closed)) => Err(closed.error()),
+            Some(Answer::Closed(closed)) => Err(self.handshake.failure().unwrap_or(closed.error())),
             None => {
                 self.give_up(request);
+                if self.handshake.outcome().is_none() {
+                    return Err(ClientError::Handshake {
+                        pid: self.pid,
+                        detail: format!(
+                            "no answer to `hello` within {:?}",
+                            self.options.request_timeout
+                        ),
+                    });
+                }
                 Err(ClientError::Timeout {
                     what: request.command.clone(),
                     waited: self.options.request_timeout,
                 })
             }
         }
+    }
+
+    /// Why the handshake failed, waiting (at most the connect timeout) for
+    /// the reader thread to read the agent's answer when it is still
+    /// unknown; `None` when it succeeded or never came.
+    fn handshake_failure(&self) -> Option<ClientError> {
+        self.handshake
+            .wait_outcome(self.options.connect_timeout)
+            .and_then(Result::err)
     }
 
     /// The waiter of `request` stops waiting (a timeout, or an async

@@ -57,6 +57,7 @@ mod core;
 mod demux;
 mod diagnostics;
 mod error;
+mod handshake;
 mod launch;
 mod locate;
 mod observations;

@@ -33,6 +33,17 @@ pub struct SessionOptions {
     pub stream_buffer: usize,
     /// The `client` string of the `hello`, e.g. `peeka-cli/0.1.0`.
     pub client_name: String,
+    /// [`Session`](super::Session) only: connecting returns once the
+    /// `hello` is written, without waiting for the agent's answer, so the
+    /// first request follows the `hello` at once and the agent answers both
+    /// in one write. That saves a wake-up of the agent's thread, which on a
+    /// target whose threads keep the GIL busy waits up to the interpreter's
+    /// switch interval (5 ms) each time: a one-shot command is served in
+    /// fewer of them. The handshake's outcome then comes with the first
+    /// answer: a refusal or an incompatible agent is the error of the first
+    /// request (and of [`Session::welcome`](super::Session::welcome)).
+    /// Off by default; [`AsyncSession`](super::AsyncSession) always waits.
+    pub pipeline_hello: bool,
 }
 
 impl Default for SessionOptions {
@@ -42,6 +53,7 @@ impl Default for SessionOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             stream_buffer: DEFAULT_STREAM_BUFFER,
             client_name: concat!("peeka-core/", env!("CARGO_PKG_VERSION")).to_owned(),
+            pipeline_hello: false,
         }
     }
 }
@@ -68,6 +80,12 @@ impl SessionOptions {
     /// Sets [`client_name`](Self::client_name).
     pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = name.into();
+        self
+    }
+
+    /// Sets [`pipeline_hello`](Self::pipeline_hello).
+    pub fn pipeline_hello(mut self, on: bool) -> Self {
+        self.pipeline_hello = on;
         self
     }
 }

@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::core::{check_welcome, decode_data, encode_params, ClientCore, KeepAlive, Outgoing};
 use super::demux::{Demux, Followup};
 use super::error::ClientError;
+use super::handshake::HandshakeSlot;
 use super::locate::{agent_paths, closed_detail, wait_removed, DETACH_CLEANUP_WAIT, SOCKET_NAME};
 use super::observations::{MonitorReport, StackObservation, WatchObservation};
 use super::options::{AttachConfig, AttachReport, SessionOptions};
@@ -95,13 +96,18 @@ impl Drop for Connection {
 
 /// Reads every message of the connection and hands it to the demultiplexer
 /// until the connection ends.
-fn read_loop(
-    mut reader: MessageReader<UnixStream>,
-    demux: &Demux,
-    outgoing: &dyn Outgoing,
-    pid: u32,
-    closing: &AtomicBool,
-) {
+fn read_loop(mut reader: MessageReader<UnixStream>, core: &ClientCore, closing: &AtomicBool) {
+    let (demux, outgoing, pid) = (&core.demux, core.outgoing.as_ref(), core.pid);
+    if core.handshake.outcome().is_none() {
+        // A pipelined session: the first message answers its `hello`.
+        // An unreadable answer counts as none (a handshake error).
+        let answer = reader.read_message().ok().flatten();
+        if let Err(refused) = core.handshake.settle(answer) {
+            let _ = reader.get_ref().shutdown(Shutdown::Both);
+            demux.close(refused.to_string());
+            return;
+        }
+    }
     let detail = loop {
         match reader.read_message() {
             Ok(Some(message)) => match demux.dispatch(message) {
@@ -175,7 +181,7 @@ impl Session {
             match connected {
                 Ok(session) => {
                     let report = attach_report(
-                        session.welcome(),
+                        session.welcome()?,
                         session.socket(),
                         pid,
                         None,
@@ -211,7 +217,7 @@ impl Session {
         })?;
         let reused = attached.status == BootstrapStatus::AlreadyRunning;
         let mut report = attach_report(
-            session.welcome(),
+            session.welcome()?,
             session.socket(),
             pid,
             Some(attached.method),
@@ -280,18 +286,23 @@ impl Session {
         writer
             .write_message(&Message::Hello(Hello::new(options.client_name.clone())))
             .map_err(|e| handshake_failed(format!("sending `hello` failed: {e}")))?;
-        let answer = reader.read_message().map_err(|e| match e {
-            TransportError::Io(e)
-                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-            {
-                handshake_failed(format!(
-                    "no answer to `hello` within {:?}",
-                    options.connect_timeout
-                ))
-            }
-            other => handshake_failed(format!("reading its answer to `hello` failed: {other}")),
-        })?;
-        let welcome = check_welcome(pid, answer)?;
+        let handshake = if options.pipeline_hello {
+            // The reader thread reads the answer (see `pipeline_hello`).
+            HandshakeSlot::pending(pid)
+        } else {
+            let answer = reader.read_message().map_err(|e| match e {
+                TransportError::Io(e)
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    handshake_failed(format!(
+                        "no answer to `hello` within {:?}",
+                        options.connect_timeout
+                    ))
+                }
+                other => handshake_failed(format!("reading its answer to `hello` failed: {other}")),
+            })?;
+            HandshakeSlot::completed(pid, check_welcome(pid, answer)?)
+        };
         socket.set_read_timeout(None).map_err(setup)?;
         socket
             .set_write_timeout(Some(options.request_timeout))
@@ -303,13 +314,20 @@ impl Session {
             writer: Mutex::new(writer),
         });
         let closing = Arc::new(AtomicBool::new(false));
+        let core = Arc::new(ClientCore::new(
+            pid,
+            path.to_path_buf(),
+            handshake,
+            options.clone(),
+            demux,
+            outgoing,
+        ));
         let reader_thread = {
-            let demux = Arc::clone(&demux);
-            let outgoing = Arc::clone(&outgoing);
+            let core = Arc::clone(&core);
             let closing = Arc::clone(&closing);
             std::thread::Builder::new()
                 .name(format!("peeka-client-{pid}"))
-                .spawn(move || read_loop(reader, &demux, outgoing.as_ref(), pid, &closing))
+                .spawn(move || read_loop(reader, &core, &closing))
                 .map_err(|e| ClientError::Io {
                     what: "starting the client's reader thread".into(),
                     source: e,
@@ -320,14 +338,6 @@ impl Session {
             closing,
             reader: Mutex::new(Some(reader_thread)),
         });
-        let core = Arc::new(ClientCore::new(
-            pid,
-            path.to_path_buf(),
-            welcome,
-            options.clone(),
-            demux,
-            outgoing,
-        ));
         Ok(Session { core, connection })
     }
 
@@ -338,8 +348,15 @@ impl Session {
 
     /// The agent's `welcome`: its version, protocol, interpreter,
     /// capabilities.
-    pub fn welcome(&self) -> &Welcome {
-        &self.core.welcome
+    ///
+    /// # Errors
+    /// Only for a session connected with
+    /// [`SessionOptions::pipeline_hello`], whose handshake completes after
+    /// `connect` returned: this waits for it (at most the connect timeout)
+    /// and returns its failure ([`ClientError::Rejected`],
+    /// [`ClientError::Incompatible`], [`ClientError::Handshake`]).
+    pub fn welcome(&self) -> Result<&Welcome, ClientError> {
+        self.core.handshake.wait(self.core.options.connect_timeout)
     }
 
     /// The agent's socket, as this process reaches it.
@@ -530,5 +547,85 @@ pub(crate) fn attach_report(
         skipped: Vec::new(),
         private_dir,
         socket: socket.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixListener;
+    use std::time::Duration;
+
+    /// A fake agent on a fresh socket: reads what the client sends until
+    /// it has seen `expect` messages, then writes `answers` (JSON objects)
+    /// in one write and closes.
+    fn fake_agent(name: &str, expect: usize, answers: Vec<Value>) -> (PathBuf, JoinHandle<()>) {
+        let dir = std::env::temp_dir().join(format!("peeka-fake-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut reader = MessageReader::new(socket.try_clone().unwrap());
+            for _ in 0..expect {
+                reader.read_message().unwrap().unwrap();
+            }
+            let mut data = Vec::new();
+            for answer in answers {
+                let payload = serde_json::to_vec(&answer).unwrap();
+                data.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+                data.extend_from_slice(&payload);
+            }
+            socket.write_all(&data).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = std::fs::remove_dir_all(dir);
+        });
+        (path, handle)
+    }
+
+    fn welcome() -> Value {
+        serde_json::json!({
+            "type": "welcome", "protocol": {"major": 1, "minor": 0}, "agent_version": "0.1.0",
+            "pid": 7, "python": {"version": "3.12.1", "implementation": "CPython"},
+            "capabilities": []
+        })
+    }
+
+    fn pipelined() -> SessionOptions {
+        SessionOptions::default()
+            .pipeline_hello(true)
+            .request_timeout(Duration::from_secs(5))
+    }
+
+    #[test]
+    fn a_pipelined_request_is_answered_with_the_welcome() {
+        // The fake agent answers only once it has the hello *and* the
+        // request: a client that waited for the welcome first would hang.
+        let pong = serde_json::json!({"type": "response", "id": 1, "ok": true,
+                                      "data": {"pong": true, "pid": 7}});
+        let (path, agent) = fake_agent("pipelined", 2, vec![welcome(), pong]);
+        let session = Session::connect_socket_with(&path, 7, &pipelined()).unwrap();
+        assert_eq!(session.ping().unwrap().pid, 7);
+        assert_eq!(session.welcome().unwrap().python.version, "3.12.1");
+        agent.join().unwrap();
+    }
+
+    #[test]
+    fn a_refusal_comes_back_from_the_first_request_as_a_typed_error() {
+        let refusal = serde_json::json!({"type": "rejected", "code": "limit_exceeded",
+                                         "message": "too many clients",
+                                         "protocol": {"major": 1, "minor": 0}});
+        let (path, agent) = fake_agent("refused", 1, vec![refusal]);
+        let session = Session::connect_socket_with(&path, 7, &pipelined()).unwrap();
+        let error = session.ping().unwrap_err();
+        assert!(matches!(error, ClientError::Rejected { .. }), "{error:?}");
+        assert!(matches!(
+            session.welcome(),
+            Err(ClientError::Rejected { .. })
+        ));
+        assert!(matches!(session.info(), Err(ClientError::Rejected { .. })));
+        agent.join().unwrap();
     }
 }
