@@ -146,10 +146,15 @@ impl Staging {
     /// The one-line Python statement that runs the bootstrap script in a
     /// fresh namespace and never raises: what the ptrace, gdb and lldb
     /// methods hand to `PyRun_SimpleString`.
+    ///
+    /// It runs in `__main__`'s namespace, so it binds no name and closes the
+    /// file it reads itself: a file left to the garbage collector raises a
+    /// `ResourceWarning`, and even an ignored warning creates
+    /// `__main__.__warningregistry__`.
     pub fn runner_code(&self) -> String {
         let path = python_string(&self.script.to_string_lossy());
         format!(
-            "try:exec(compile(open({path},'rb').read(),{path},'exec'),{{'__name__':'__peeka_bootstrap__'}})\nexcept BaseException:pass\n"
+            "try:exec(compile((lambda f:(f.read(),f.close())[0])(open({path},'rb')),{path},'exec'),{{'__name__':'__peeka_bootstrap__'}})\nexcept BaseException:pass\n"
         )
     }
 

@@ -370,6 +370,12 @@ fn session(python: &Interpreter) {
     );
     assert_eq!(after["threads"], before["threads"], "{id}: threads left");
     assert_eq!(after["modules"], Value::Array(vec![]), "{id}: modules left");
+    // Not even a name in `__main__` (such as the `__warningregistry__` an
+    // unclosed file's warning would create while the bootstrap runs).
+    assert_eq!(
+        after["main_globals"], before["main_globals"],
+        "{id}: names left in __main__"
+    );
     assert_eq!(
         after["errors"],
         Value::Array(vec![]),

@@ -91,6 +91,7 @@ def report(*_args):
         "tool_ids": tool_ids,
         "threads": sorted(t.name for t in threading.enumerate()),
         "modules": sorted(m for m in sys.modules if "peeka" in m),
+        "main_globals": sorted(globals()),
         "hostile_results": sorted(state["hostile_results"]),
         "time": time.time(),
     }
@@ -114,13 +115,14 @@ def hot_loop():
         state["hot"] += 1000
 
 
-threading.Thread(target=hot_loop, name="hot-loop", daemon=True).start()
-print("ready", flush=True)
-
 alice = User(7, "alice")
 cart = Cart(alice, [("apple", 10), ("pear", 20)])
 hostile = make_hostile()
 n = 0
+# Every name of the module is bound before "ready": the test compares them
+# before the attach and after the detach.
+threading.Thread(target=hot_loop, name="hot-loop", daemon=True).start()
+print("ready", flush=True)
 while True:
     n += 1
     try:
