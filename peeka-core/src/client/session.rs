@@ -104,7 +104,11 @@ fn read_loop(mut reader: MessageReader<UnixStream>, core: &ClientCore, closing: 
         let answer = reader.read_message().ok().flatten();
         if let Err(refused) = core.handshake.settle(answer) {
             let _ = reader.get_ref().shutdown(Shutdown::Both);
-            demux.close(refused.to_string());
+            demux.close(if closing.load(Ordering::Acquire) {
+                "this client closed the connection".into()
+            } else {
+                refused.to_string()
+            });
             return;
         }
     }
