@@ -1053,6 +1053,17 @@ class Condition(object):
 
         return test
 
+    def failed(self, exc):
+        """Counts a failure of the condition evaluated elsewhere (inlined); returns False.
+
+        ``KeyboardInterrupt`` is raised again, as :meth:`test` does.
+        """
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        next(self._failures)
+        self.last_error = str(_wrap(exc, None)) if isinstance(exc, Exception) else _describe(exc)
+        return False
+
     def test(self, context):  # noqa: F811 - replaced per instance by _make_test
         """True when the condition holds; False when not, or when it fails (counted)."""
         return self.__dict__["test"](context)

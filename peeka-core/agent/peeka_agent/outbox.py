@@ -46,6 +46,10 @@ Items are plain tuples, to keep the producer cheap:
 - ``(stream, data)``: an observation whose data is already JSON-able;
 - ``(stream, render, value)``: a lazy observation, ``render(value)`` runs on
   the consuming agent thread and returns the JSON-able data;
+- ``(stream, render, v0, v1, ...)``: the same with ``value`` the tuple
+  ``(v0, v1, ...)`` queued flat (what a probe's generated wrapper queues,
+  see :class:`~peeka_agent.streams.InlineEmit`: one tuple less to build on
+  the target's thread);
 - ``(OP_..., ...)``: control items (responses, events, ``stream_end``, stop),
   which start with an int and are never dropped by the bound (events have a
   bound of their own, see :class:`~peeka_agent.streams.Stream`).
@@ -416,10 +420,13 @@ class Outbox(object):
     def _write_observation(self, stream, item, chunks):
         seq = self._next_seq(stream)
         try:
-            if len(item) == 2:
+            size = len(item)
+            if size == 2:
                 data = item[1]
-            else:
+            elif size == 3:
                 data = item[1](item[2])
+            else:
+                data = item[1](item[2:])
             chunks.append(observation_frame(stream.id, seq, data))
         except _ENCODE_ERRORS as exc:
             stream._w_drops += 1

@@ -73,6 +73,7 @@ import types
 
 from . import agent_threads
 from .commands import CommandError
+from .condition_inline import inline_condition
 from .patterns import KIND_ASYNC_GENERATOR, KIND_COROUTINE, KIND_FUNCTION, KIND_GENERATOR
 from .probes import ArgumentLayout
 from .wire import ErrorCode
@@ -143,8 +144,19 @@ def _unique(name, taken):
     return name
 
 
-def wrapper_source(code, kind):
-    """Python source of the wrapper for ``code`` (a def named ``_peeka_wrapper``)."""
+def _placeholder(role):
+    """The string constant standing for ``role``'s object in generated source."""
+    return "__peeka_probe_%s_placeholder__" % role
+
+
+def wrapper_source(code, kind, inline=None):
+    """Python source of the wrapper for ``code`` (a def named ``_peeka_wrapper``).
+
+    ``inline`` (an :class:`~peeka_agent.probes.InlineExit`, plain functions
+    only) writes that exit handler's work into the wrapper instead of a
+    call of ``hook.leave`` (see :func:`_inline_exit`); the objects it reads
+    are then returned too: ``(source, {placeholder: object})``.
+    """
     layout = ArgumentLayout(code)
     positional = layout.positional
     posonly = code.co_posonlyargcount
@@ -168,6 +180,7 @@ def wrapper_source(code, kind):
     hook = repr(_PLACEHOLDER)
     taken = set(code.co_varnames) | set(code.co_freevars)
     free = list(code.co_freevars)
+    constants = {}
     lines = []
     outer = _unique("_peeka_outer", taken)
     lines.append("def %s():" % outer)
@@ -191,9 +204,40 @@ def wrapper_source(code, kind):
         )
         # The hot path of a probed call (see "Costs" in the module doc):
         # one get_ident, two clock reads, the clone's call and, with a
-        # handler, one call of it with one tuple. Everything is read from
-        # constants (the hook's enter and leave change, the rest never),
-        # nothing from globals.
+        # handler, one call of it with one tuple (or, inline, its work).
+        # Everything is read from constants (the hook's enter and leave
+        # change, the rest never), nothing from globals.
+        if inline is None:
+            on_exception = [
+                "%s = %s.leave" % (leave, h),
+                "if %s is not None:" % leave,
+                "    try:",
+                "        %s((%s, %s, %s, %s, %s, None, %s))" % (leave, args, kwargs, i, t, u, x),
+                "    except %s.error:" % h,
+                "        %s.failed()" % h,
+            ]
+            on_success = [
+                "%s = %s.leave" % (leave, h),
+                "if %s is not None:" % leave,
+                "    try:",
+                "        %s((%s, %s, %s, %s, %s, %s, None))" % (leave, args, kwargs, i, t, u, r),
+                "    except %s.error:" % h,
+                "        %s.failed()" % h,
+            ]
+            enter = [
+                "%s = %s.enter" % (e, h),
+                "if %s is not None:" % e,
+                "    try:",
+                "        %s(%s, %s, %s)" % (e, args, kwargs, i),
+                "    except %s.error:" % h,
+                "        %s.failed()" % h,
+            ]
+        else:
+            written = _inline_exit(inline, layout, args, kwargs, (h, i, t, u, r, x), taken)
+            if written is None:
+                return None
+            on_success, on_exception, constants = written
+            enter = []
         body = [
             "%s = %r" % (i, _IDENT),
             "%s = %s()" % (i, i),
@@ -201,34 +245,22 @@ def wrapper_source(code, kind):
             "if %s in %r._idents:" % (i, _THREADS),
             "    return %s(%s)" % (f, call),
             "%s = %s" % (h, hook),
-            "%s = %s.enter" % (e, h),
-            "if %s is not None:" % e,
-            "    try:",
-            "        %s(%s, %s, %s)" % (e, args, kwargs, i),
-            "    except %s.error:" % h,
-            "        %s.failed()" % h,
-            "%s = %r" % (k, _CLOCK),
-            "%s = %s()" % (t, k),
-            "try:",
-            "    %s = %s(%s)" % (r, f, call),
-            "except %s.everything as %s:" % (h, x),
-            "    %s = %s()" % (u, k),
-            "    %s = %s.leave" % (leave, h),
-            "    if %s is not None:" % leave,
-            "        try:",
-            "            %s((%s, %s, %s, %s, %s, None, %s))" % (leave, args, kwargs, i, t, u, x),
-            "        except %s.error:" % h,
-            "            %s.failed()" % h,
-            "    raise",
-            "%s = %s()" % (u, k),
-            "%s = %s.leave" % (leave, h),
-            "if %s is not None:" % leave,
-            "    try:",
-            "        %s((%s, %s, %s, %s, %s, %s, None))" % (leave, args, kwargs, i, t, u, r),
-            "    except %s.error:" % h,
-            "        %s.failed()" % h,
-            "return %s" % r,
         ]
+        body.extend(enter)
+        body.extend(
+            [
+                "%s = %r" % (k, _CLOCK),
+                "%s = %s()" % (t, k),
+                "try:",
+                "    %s = %s(%s)" % (r, f, call),
+                "except %s.everything as %s:" % (h, x),
+                "    %s = %s()" % (u, k),
+            ]
+        )
+        body.extend("    " + line for line in on_exception)
+        body.extend(["    raise", "%s = %s()" % (u, k)])
+        body.extend(on_success)
+        body.append("return %s" % r)
     elif kind == KIND_GENERATOR:
         body = ["return (yield from %s.call(%s, %s))" % (hook, args, kwargs)]
     elif kind == KIND_COROUTINE:
@@ -274,12 +306,119 @@ def wrapper_source(code, kind):
         lines.append("        if False:")
         lines.append("            (%s,)" % ", ".join(free))
     lines.append("    return _peeka_wrapper")
-    return "\n".join(lines) + "\n"
+    source = "\n".join(lines) + "\n"
+    if inline is not None:
+        return source, constants
+    return source
 
 
-def make_wrapper_code(code, kind, hook):
-    """The wrapper code object for ``code``, its hook constant set to ``hook``."""
-    source = wrapper_source(code, kind)
+def _inline_exit(inline, layout, args, kwargs, names, taken):
+    """The wrapper's two exit paths doing ``inline``'s work: (on success, on exception, constants).
+
+    Each observed end evaluates the condition (when there is one) written
+    as source by :mod:`.condition_inline`, then queues the record as the
+    stream's lazy emitter would (:class:`~peeka_agent.streams.InlineEmit`).
+    A failing condition is counted by ``Condition.failed`` and is false; a
+    false result reports pending failures as the exit handler does; any
+    other exception goes to ``inline.fail``. None when the condition has a
+    shape that is not inlined (the wrapper then calls the handler).
+    """
+    h, i, t, u, r, x = names
+    condition = inline.condition
+    positional = layout.positional
+    offset = 1 if inline.is_method else 0
+
+    def param(index):
+        if index < 0:
+            # params[-1] is args[-1] only if params is not empty: leave it to expr.
+            return None
+        index += offset
+        if index < len(positional):
+            return positional[index]
+        return "%s[%d]" % (args, index)
+
+    def condition_source(result, exc):
+        values = {"returnObj": result, "throwExp": exc, "cost": "(%s - %s) * 1e3" % (u, t)}
+        if not inline.is_method:
+            values["target"] = "None"
+        elif positional:
+            values["target"] = positional[0]
+        else:
+            values["target"] = "(%s[0] if %s else None)" % (args, args)
+        return inline_condition(condition.source, values, param)
+
+    locals_ = {}
+
+    def local(role):
+        name = locals_.get(role)
+        if name is None:
+            name = locals_[role] = _unique("_peeka_c_" + role, taken)
+        return name
+
+    constants = {}
+
+    def load(roles):
+        return ["%s = %r" % (local(role), _placeholder(role)) for role in roles]
+
+    emit = inline.emit
+    for role, value in emit.constants.items():
+        constants[_placeholder(role)] = value
+    constants[_placeholder("fail")] = inline.fail
+    count = _unique("_peeka_n", taken)
+    failure = _unique("_peeka_error", taken)
+
+    def path(record, result, exc):
+        emitting = load(emit.ROLES) + emit.lines(record, local, count)
+        guarded = ["try:"] + ["    " + line for line in emitting]
+        guarded += ["except %s.everything as %s:" % (h, failure)]
+        guarded += ["    %s = %r" % (local("fail"), _placeholder("fail"))]
+        guarded += ["    %s(%s)" % (local("fail"), failure)]
+        if condition is None:
+            return guarded
+        test = condition_source(result, exc)
+        if test is None or "__peeka_probe_" in test:
+            # (a literal spelling a placeholder would be replaced by its object)
+            return None
+        flag = _unique("_peeka_ok", taken)
+        constants[_placeholder("condition")] = condition
+        constants[_placeholder("report")] = inline.report
+        lines = ["try:", "    %s = %s" % (flag, test)]
+        lines += ["except %s.everything as %s:" % (h, failure)]
+        lines += ["    " + line for line in load(("condition",))]
+        lines += ["    %s = %s.failed(%s)" % (flag, local("condition"), failure)]
+        lines += ["if %s:" % flag] + ["    " + line for line in guarded]
+        lines += ["else:"] + ["    " + line for line in load(("condition",))]
+        lines += ["    if %s.last_error is not None:" % local("condition")]
+        lines += ["        " + line for line in load(("report",))]
+        lines += ["        %s()" % local("report")]
+        return lines
+
+    on_success = []
+    if inline.on_success:
+        on_success = path("%s, %s, %s, %s, %s, %s, None" % (args, kwargs, i, t, u, r), r, "None")
+    on_exception = []
+    if inline.on_exception:
+        on_exception = path(
+            "%s, %s, %s, %s, %s, None, %s" % (args, kwargs, i, t, u, x), "None", x
+        )
+    if on_success is None or on_exception is None:
+        return None
+    return on_success, on_exception, constants
+
+
+def make_wrapper_code(code, kind, hook, inline=None):
+    """The wrapper code object for ``code``, its hook constant set to ``hook``.
+
+    With ``inline`` (see :func:`wrapper_source`), None when its condition
+    cannot be written inline.
+    """
+    if inline is None:
+        source, constants = wrapper_source(code, kind), {}
+    else:
+        written = wrapper_source(code, kind, inline)
+        if written is None:
+            return None
+        source, constants = written
     module = compile(source, code.co_filename, "exec", dont_inherit=True)
     outer = [c for c in module.co_consts if isinstance(c, types.CodeType)][0]
     wrapper = [c for c in outer.co_consts if isinstance(c, types.CodeType)][0]
@@ -295,6 +434,7 @@ def make_wrapper_code(code, kind, hook):
         _IDENT: hook.ident,
         _THREADS: hook.threads,
     }
+    replacements.update(constants)
     consts = tuple(
         replacements[const] if (type(const) is str and const in replacements) else const
         for const in wrapper.co_consts
@@ -443,7 +583,16 @@ def _passthrough(kind, clone):
 
 
 class _Site(object):
-    """One swapped function: its original code, clone, hook, wrapper and handlers."""
+    """One swapped function: its original code, clone, hook, wrappers and handlers.
+
+    The function runs ``current``: the generic ``wrapper``, which calls the
+    hook's dispatchers, or, while its only handler has an inline exit and
+    no entry (``watch`` without ``-b``), a wrapper written for that handler
+    (:func:`_inline_exit`), which does the handler's work itself. Handlers
+    coming and going switch between the two with one ``__code__``
+    assignment, after the hook's dispatchers are updated, so a call sees
+    either the old handlers or the new ones.
+    """
 
     def __init__(self, function, kind):
         self.function = function
@@ -462,8 +611,12 @@ class _Site(object):
         self.clone = clone
         self.hook = _Hook(clone)
         self.handlers = ()
-        self.rebuild()
         self.wrapper = make_wrapper_code(self.original, kind, self.hook)
+        self.current = self.wrapper
+        self.swapped = False
+        # The inline wrapper of the current single handler: (handler, code or None).
+        self._inlined = (None, None)
+        self.rebuild()
 
     def rebuild(self):
         entries = tuple(h.enter for h in self.handlers if h.enter is not None)
@@ -472,11 +625,37 @@ class _Site(object):
             if name in ("call", "open", "close"):
                 hidden_codes.add(fn.__code__)
             setattr(self.hook, name, fn)
+        previous = self.current
+        self.current = self._choose()
+        if self.current is not previous:
+            hidden_codes.add(self.current)
+            wrapper_codes.add(self.current)
+            if self.swapped and self.function.__code__ is previous:
+                self.function.__code__ = self.current
+            if previous is not self.wrapper:
+                hidden_codes.discard(previous)
+                wrapper_codes.discard(previous)
+
+    def _choose(self):
+        """The wrapper for the current handlers (see the class documentation)."""
+        handlers = self.handlers
+        if self.kind != KIND_FUNCTION or len(handlers) != 1:
+            return self.wrapper
+        handler = handlers[0]
+        if handler.inline is None or handler.enter is not None:
+            return self.wrapper
+        if self._inlined[0] is not handler:
+            code = make_wrapper_code(self.original, self.kind, self.hook, handler.inline)
+            self._inlined = (handler, code)
+        return self._inlined[1] or self.wrapper
 
     def swap_in(self):
-        self.function.__code__ = self.wrapper
+        hidden_codes.add(self.current)
+        wrapper_codes.add(self.current)
         hidden_codes.add(self.wrapper)
         wrapper_codes.add(self.wrapper)
+        self.function.__code__ = self.current
+        self.swapped = True
 
     def swap_out(self):
         """Restores the original code (unless someone replaced the wrapper); True if restored."""
@@ -484,10 +663,17 @@ class _Site(object):
             if name in ("call", "open", "close"):
                 hidden_codes.add(fn.__code__)
             setattr(self.hook, name, fn)
-        if self.function.__code__ is self.wrapper:
+        self.swapped = False
+        restored = False
+        if self.function.__code__ is self.current:
             self.function.__code__ = self.original
-            return True
-        return False
+            restored = True
+        # Forget this site's wrappers (a frame still running one then shows in stacks).
+        for code in (self.wrapper, self.current):
+            hidden_codes.discard(code)
+            wrapper_codes.discard(code)
+        self._inlined = (None, None)
+        return restored
 
 
 class CodeSwapBackend(object):

@@ -168,16 +168,47 @@ class ArgumentLayout(object):
 
 
 class Handler(object):
-    """What one probe does on one function (see the module documentation)."""
+    """What one probe does on one function (see the module documentation).
 
-    __slots__ = ("probe", "target", "enter", "exit", "needs_args")
+    ``inline`` (an :class:`InlineExit`, or None) describes ``exit`` for a
+    backend that can do the same work in generated code (see
+    :mod:`.probe_code_swap`); ``exit`` stays the reference and is what
+    every other path calls.
+    """
 
-    def __init__(self, probe, target, enter=None, exit=None, needs_args=True):
+    __slots__ = ("probe", "target", "enter", "exit", "needs_args", "inline")
+
+    def __init__(self, probe, target, enter=None, exit=None, needs_args=True, inline=None):
         self.probe = probe
         self.target = target
         self.enter = enter
         self.exit = exit
         self.needs_args = needs_args
+        self.inline = inline
+
+
+class InlineExit(object):
+    """An exit handler that only filters and queues the record, described for generated code.
+
+    ``emit``: the stream's :class:`~peeka_agent.streams.InlineEmit`;
+    ``condition``: the :class:`~peeka_agent.expr.Condition` or None;
+    ``on_success``/``on_exception``: which ends are observed;
+    ``is_method``: ``params`` start after ``args[0]`` (the ``target``);
+    ``report``: called after a false result while a failure is unreported
+    (the ``condition_errors`` event); ``fail(exc)``: the probe's
+    :meth:`Probe.fail`, for an exception outside the condition.
+    """
+
+    __slots__ = ("emit", "condition", "on_success", "on_exception", "is_method", "report", "fail")
+
+    def __init__(self, emit, condition, on_success, on_exception, is_method, report, fail):
+        self.emit = emit
+        self.condition = condition
+        self.on_success = on_success
+        self.on_exception = on_exception
+        self.is_method = is_method
+        self.report = report
+        self.fail = fail
 
 
 class Probe(object):

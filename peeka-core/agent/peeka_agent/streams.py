@@ -260,6 +260,10 @@ class Stream(object):
         """
         return _make_lazy_emitter(self, self._fifo, self._limit, self.max_items, render)
 
+    def inline_emitter(self, render):
+        """``lazy_emitter(render)`` as source for generated code: an :class:`InlineEmit`."""
+        return InlineEmit(self, render)
+
     @property
     def closed(self):
         """Whether the stream has ended."""
@@ -356,6 +360,65 @@ class Stream(object):
             callback()
         except BaseException as exc:
             self.connection.agent.record_error("cleanup of stream %d failed" % self.id, exc)
+
+
+class InlineEmit(object):
+    """What ``stream.lazy_emitter(render)`` does, written into a probe's generated wrapper.
+
+    The ``__code__`` swapping backend (:mod:`.probe_code_swap`) writes the
+    emitter's body into the wrapper of a function with one ``watch`` probe,
+    so a call costs no Python frame for it. :meth:`lines` is the source of
+    the same steps as the closures of :func:`_make_lazy_emitter`, in the
+    same order (stream open, queue bound, drop counted and gap marked,
+    count reached); :attr:`constants` are the objects it reads, each
+    reached through a constant of the generated code.
+    """
+
+    #: The roles of the constants :meth:`lines` reads.
+    ROLES = ("stream", "render", "qsize", "put", "drop", "accept")
+
+    def __init__(self, stream, render):
+        fifo = stream._fifo
+        self.limit = stream._limit
+        self.max_items = stream.max_items
+        self.constants = {
+            "stream": stream,
+            "render": render,
+            "qsize": fifo.qsize,
+            "put": fifo.put,
+            "drop": stream._drops.__next__,
+            "accept": stream._accept,
+        }
+
+    def lines(self, record, local, temporary):
+        """Source lines queueing the record whose items are the source ``record`` ("a, b, c").
+
+        The record is queued flat, ``(stream, render, *record)``, one tuple
+        instead of two (the writer passes ``item[2:]`` to ``render``, see
+        :mod:`.outbox`).
+
+        ``local(role)`` names the local variable holding that constant
+        (the caller loads each before these lines run); ``temporary`` is a
+        free local name for the accepted count.
+        """
+        s, r, q, p, d, a = (local(role) for role in self.ROLES)
+        item = "(%s, %s, %s)" % (s, r, record)  # flat: see above
+        lines = ["if %s._open:" % s, "    if %s() < %d:" % (q, self.limit)]
+        if self.max_items is None:
+            lines.append("        %s(%s)" % (p, item))
+        else:
+            lines.extend(
+                [
+                    "        %s = %s()" % (temporary, a),
+                    "        if %s < %d:" % (temporary, self.max_items),
+                    "            %s(%s)" % (p, item),
+                    "        elif %s == %d:" % (temporary, self.max_items),
+                    "            %s(%s)" % (p, item),
+                    "            %s.end('count_reached')" % s,
+                ]
+            )
+        lines.extend(["    else:", "        %s()" % d, "        %s._gap = True" % s])
+        return lines
 
 
 def new_lock():

@@ -30,6 +30,7 @@ from .expr import make_context
 from .probes import (
     ArgumentLayout,
     Handler,
+    InlineExit,
     compile_optional_condition,
     counting_render,
     exception_text,
@@ -164,6 +165,7 @@ def make_watch_handler(probe, target, options):
 
     on_success = options["success"]
     on_exception = options["exception"]
+    inline = None
     if on_success or on_exception:
         leave = make_exit(
             stream.lazy_emitter(render_exit),
@@ -174,8 +176,17 @@ def make_watch_handler(probe, target, options):
             is_method,
             fail,
         )
+        inline = InlineExit(
+            stream.inline_emitter(render_exit),
+            condition,
+            on_success,
+            on_exception,
+            is_method,
+            report_condition,
+            fail,
+        )
 
-    return Handler(probe, target, enter=enter, exit=leave, needs_args=True)
+    return Handler(probe, target, enter=enter, exit=leave, needs_args=True, inline=inline)
 
 
 _EMPTY = {}

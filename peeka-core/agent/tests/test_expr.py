@@ -382,3 +382,80 @@ class ConditionTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class InlineConditionTests(unittest.TestCase):
+    """condition_inline: the inlined source means what expr evaluates, and only the common shapes."""
+
+    VALUES = {"target": "t", "returnObj": "r", "throwExp": "x", "cost": "c"}
+
+    def inline(self, source):
+        from peeka_agent.condition_inline import inline_condition
+
+        compile_condition(source)  # only accepted expressions are ever inlined
+        return inline_condition(source, self.VALUES, lambda i: "p[%d]" % i if i >= 0 else None)
+
+    def test_inlined_source_agrees_with_expr(self):
+        expressions = [
+            "cost > 100",
+            "params[0] == 'x'",
+            "params[1] != 2 and not returnObj",
+            "1 < params[0] <= 5 or throwExp is not None",
+            "returnObj is None",
+            "params[0] == -3",
+            "params[0] >= 2.5",
+            "params[0] == b'raw'",
+            "target is None or cost < 0.5",
+            "True",
+            "params[3] == 1",
+            "params[0] < 'a'",
+            "not (params[0] == 1 or params[1] == 2)",
+        ]
+        contexts = [
+            make_context(["x", 2], {}, None, None, None, 120.5),
+            make_context([3, 1], {}, object(), 0, ValueError("v"), 0.1),
+            make_context([-3, 2], {}, None, "r", None, 99.0),
+            make_context([b"raw", None], {}, None, [], None, 0.0),
+            make_context([2.5], {}, None, None, None, 1e9),
+        ]
+        for source in expressions:
+            inlined = self.inline(source)
+            self.assertIsNotNone(inlined, source)
+            function = eval("lambda p, t, r, x, c: %s" % inlined, {"__builtins__": {}})
+            condition = compile_condition(source)
+            for context in contexts:
+                params, _kwargs, target, result, exc, cost = context
+                try:
+                    got = bool(function(tuple(params), target, result, exc, cost))
+                except Exception:
+                    got = False
+                self.assertEqual(got, condition.test(context), (source, context))
+
+    def test_other_shapes_are_left_to_expr(self):
+        for source in (
+            "target.id == 7",
+            "params[0] in (1, 2)",
+            "len(params) == 2",
+            "kwargs['a'] == 1",
+            "params[-1] == 1",
+            "params == [1]",
+            "cost * 2 > 1",
+            "params[0] == 1e400",
+            "params[0] == (1, 2)",
+            "params[True] == 1",
+            "isinstance(returnObj, int)",
+            "'a' if cost else 'b'",
+        ):
+            self.assertIsNone(self.inline(source), source)
+
+    def test_a_failure_counted_elsewhere_is_counted_and_kept(self):
+        condition = compile_condition("params[0] < 'a'")
+        try:
+            1 < "a"
+        except TypeError as exc:
+            self.assertIs(condition.failed(exc), False)
+        self.assertEqual(condition.failures, 1)
+        self.assertIn("<", condition.last_error)
+        with self.assertRaises(KeyboardInterrupt):
+            condition.failed(KeyboardInterrupt())
+        self.assertEqual(condition.take_failures()[0], 1)

@@ -761,6 +761,95 @@ class BackendChoiceTests(ProbeTestCase):
         self.assertEqual(self.agent_probes(), [])
 
 
+class InlineWrapperTests(ProbeTestCase):
+    """``__code__`` swapping: a single ``watch`` gets a wrapper written for it (code_swap only)."""
+
+    def site(self, function):
+        backend = self.probes_module.backend("code_swap")
+        return backend._sites[id(getattr(function, "__func__", function))]
+
+    def test_one_watch_runs_its_own_wrapper_and_a_second_probe_the_generic_one(self):
+        first = self.client()
+        stream, _ = self.start(
+            first, "watch", pattern=P + "add", condition="params[0] == 3 or cost < 0"
+        )
+        site = self.site(targets.add)
+        self.assertIs(targets.add.__code__, site.current)
+        self.assertIsNot(site.current, site.wrapper)
+        targets.add(1)
+        targets.add(3)
+        self.assertEqual(self.observations(first, 1)[0]["params"], [3, 10])
+        second = self.client()
+        other, _ = self.start(second, "watch", pattern=P + "add", times=1)
+        self.assertIs(targets.add.__code__, site.wrapper)
+        self.assertEqual(targets.add(5), 15)
+        self.assertEqual(self.observations(second, 1)[0]["params"], [5, 10])
+        self.assertEqual(self.end_of(second, other)["reason"], "count_reached")
+        self.assertIs(targets.add.__code__, site.current)
+        self.assertIsNot(site.current, site.wrapper)
+        targets.add(3, 1)
+        self.assertEqual(self.observations(first, 1)[0]["params"], [3, 1])
+        self.nothing_more(first, 0.05)
+        first.cancel(stream)
+        self.assertEqual(self.end_of(first, stream)["reason"], "cancelled")
+
+    def test_other_shapes_of_conditions_use_the_generic_wrapper(self):
+        client = self.client()
+        for condition in (
+            "params[-1] == 10",
+            "len(params) == 2",
+            "params[0] == '__peeka_probe_stream_placeholder__'",
+        ):
+            stream, _ = self.start(client, "watch", pattern=P + "add", condition=condition)
+            site = self.site(targets.add)
+            self.assertIs(targets.add.__code__, site.wrapper, condition)
+            client.cancel(stream)
+            self.end_of(client, stream)
+        stream, _ = self.start(client, "watch", pattern=P + "add", condition="params[-1] == 10")
+        targets.add(1)
+        self.assertEqual(self.observations(client, 1)[0]["params"], [1, 10])
+        client.cancel(stream)
+        self.end_of(client, stream)
+
+    def test_methods_exceptions_counts_and_failing_conditions_inline(self):
+        client = self.client()
+        stream, _ = self.start(
+            client,
+            "watch",
+            pattern=P + "Account.deposit",
+            condition="params[0] == 7 and target is not None",
+            times=2,
+        )
+        site = self.site(targets.Account.deposit)
+        self.assertIsNot(site.current, site.wrapper)
+        account = targets.Account("ada", 1)
+        for amount in (5, 7, 6, 7, 7):
+            account.deposit(amount)
+        got = self.observations(client, 2)
+        self.assertEqual([o["returnObj"] for o in got], [13, 26])
+        self.assertEqual(got[0]["target"]["owner"], "ada")
+        self.assertEqual(self.end_of(client, stream)["reason"], "count_reached")
+        self.assertEqual(account.balance, 33)
+        failed, _ = self.start(
+            client, "watch", pattern=P + "add", exception=True, condition="throwExp is None"
+        )
+        with self.assertRaises(TypeError):
+            targets.add(None, 1)
+        targets.add(1)
+        self.nothing_more(client, 0.05)
+        client.cancel(failed)
+        self.end_of(client, failed)
+        failing, _ = self.start(client, "watch", pattern=P + "add", condition="params[0] < 'a'")
+        self.assertIsNot(self.site(targets.add).current, self.site(targets.add).wrapper)
+        self.assertEqual(targets.add(1), 11)
+        event = self.observations(client, 1, kinds=("event",))[0]
+        self.assertEqual(event["kind"], "condition_errors")
+        self.assertEqual(event["data"]["count"], 1)
+        self.assertIn("<", event["data"]["last"])
+        client.cancel(failing)
+        self.end_of(client, failing)
+
+
 def _on_monitoring(cls):
     """``cls`` again, with the sys.monitoring backend (3.12+)."""
     variant = type(
