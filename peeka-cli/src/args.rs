@@ -26,9 +26,10 @@ pub(crate) struct Cli {
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Backend {
-    /// sys.monitoring (3.12+).
+    /// sys.monitoring alone (3.12+; the default of `trace` there).
     Monitoring,
-    /// `__code__` swapping.
+    /// `__code__` swapping (the default; on 3.12+ with sys.monitoring for
+    /// the calls that bypass the function object).
     #[value(name = "code_swap", alias = "code-swap")]
     CodeSwap,
 }
@@ -133,8 +134,9 @@ pub(crate) struct WatchArgs {
     /// Observe every exit (the default when no -b/-e/-s/-f is given).
     #[arg(short = 'f', long)]
     pub(crate) finish: bool,
-    /// Instrumentation: monitoring (sys.monitoring, the default on 3.12+) or
-    /// code_swap (every version; about 2-3 times cheaper per call on 3.12+).
+    /// Instrumentation: code_swap (the default; on 3.12+ sys.monitoring sees
+    /// the calls that bypass the function object) or monitoring
+    /// (sys.monitoring alone, 3.12+; 3-4 times the per-call cost).
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub(crate) backend: Option<Backend>,
     /// Only calls for which this safe expression is true, e.g.
@@ -155,8 +157,9 @@ pub(crate) struct StackArgs {
     /// Stop after this many observations.
     #[arg(short = 'n', long = "times", value_name = "N")]
     pub(crate) times: Option<u64>,
-    /// Instrumentation: monitoring (sys.monitoring, the default on 3.12+) or
-    /// code_swap (every version; about 2-3 times cheaper per call on 3.12+).
+    /// Instrumentation: code_swap (the default; on 3.12+ sys.monitoring sees
+    /// the calls that bypass the function object) or monitoring
+    /// (sys.monitoring alone, 3.12+; 3-4 times the per-call cost).
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub(crate) backend: Option<Backend>,
     /// Only calls for which this safe expression is true.
@@ -176,8 +179,9 @@ pub(crate) struct MonitorArgs {
     /// Stop after this many reports.
     #[arg(short = 'c', long = "cycles", value_name = "N")]
     pub(crate) cycles: Option<u64>,
-    /// Instrumentation: monitoring (sys.monitoring, the default on 3.12+) or
-    /// code_swap (every version; about 2-3 times cheaper per call on 3.12+).
+    /// Instrumentation: code_swap (the default; on 3.12+ sys.monitoring sees
+    /// the calls that bypass the function object) or monitoring
+    /// (sys.monitoring alone, 3.12+; 3-4 times the per-call cost).
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub(crate) backend: Option<Backend>,
     /// Only count calls for which this safe expression is true.

@@ -67,11 +67,18 @@ def function_kind(code):
     return KIND_FUNCTION
 
 
+#: id(function) -> the code object it ran before a probe swapped its
+#: ``__code__`` (kept by :mod:`.probe_code_swap` while the swap lasts), so
+#: that a function already probed resolves to its own code, not the wrapper.
+swapped_originals = {}
+
+
 class Target(object):
     """One function a pattern resolved to.
 
     ``name`` is the dotted name as the pattern reached it; ``function`` the
     function object; ``code`` its code object at resolution time;
+    (the original one if a probe has swapped it for a wrapper);
     ``is_method`` whether its first parameter is ``self``/``cls`` (a plain
     method, a classmethod or a property getter), which probes report as
     ``target`` rather than in ``params``.
@@ -82,7 +89,7 @@ class Target(object):
     def __init__(self, name, function, is_method):
         self.name = name
         self.function = function
-        self.code = function.__code__
+        self.code = swapped_originals.get(id(function)) or function.__code__
         self.kind = function_kind(self.code)
         self.is_method = is_method and (
             self.code.co_argcount > 0 or bool(self.code.co_flags & CO_VARARGS)

@@ -1,4 +1,4 @@
-"""The probe backend of CPython 3.8-3.11: swapping a function's ``__code__``.
+"""The default probe backend: swapping a function's ``__code__`` (all versions).
 
 How it works
 ------------
@@ -37,12 +37,28 @@ For a probed function ``f`` whose code object is ``C``:
 Several probes on one function share one wrapper; the dispatchers are
 rebuilt (and set atomically on the hook) when probes come and go.
 
+Other callers
+-------------
+Calls that do not go through the function object run the original code
+object ``C`` directly: other function objects built from it (every closure
+made by one ``def`` has its own function object, only the one the pattern
+named is swapped), ``exec(f.__code__)`` of a reference taken before.
+
+- On 3.12+ they are seen too: the clone runs a copy of ``C``
+  (``C.replace()``, equal to ``C`` but another object), and every handler
+  is also installed on ``C`` itself through ``sys.monitoring``
+  (:meth:`~peeka_agent.probe_monitoring.MonitoringBackend.add_cover`), so
+  ``C`` runs only for the other callers and those pay the monitoring
+  callbacks; calls through the function pay the wrapper alone. The
+  monitoring backend is told of the copy
+  (:meth:`~peeka_agent.probe_monitoring.MonitoringBackend.set_clone`), so
+  that its own probes on ``C`` see the calls through the function too.
+  The response's ``tool_id`` is then the monitoring tool's id.
+- Before 3.12 they are not seen.
+
 What this backend cannot see
 ----------------------------
-- Calls that do not go through the function object: code objects executed
-  directly (``exec(f.__code__)``), other function objects built from the
-  same code object (every closure made by one ``def`` has its own function
-  object: only the one the pattern named is probed).
+- Before 3.12, the other callers above.
 - Frames already running when the probe is installed (a loop inside ``f``
   that never returns, a suspended generator or coroutine: its current
   activation is not observed, later ones are).
@@ -65,8 +81,18 @@ already has, and one call of the exit dispatcher with one record tuple
 ``watch`` without a condition makes that the stream's lazy emitter, so the
 record goes to the queue with no further Python frame. Everything is read
 from the hook constant (no global lookups, no closures to build).
+
+A function whose only probe is a ``watch`` without ``-b`` runs a wrapper
+written for that probe instead (:func:`_inline_exit`, chosen by
+:class:`_Site`): its condition, when of the shapes
+:mod:`.condition_inline` writes as source, and the queueing of the record
+(:class:`~peeka_agent.streams.InlineEmit`) are part of the wrapper's own
+code, so an observed call costs no Python call beyond the clone's, and a
+call the condition rejects costs the comparison. The objects it reads (the
+stream, its queue's methods, the condition) are constants of that code.
 """
 
+import sys
 import threading
 import time
 import types
@@ -74,9 +100,18 @@ import types
 from . import agent_threads
 from .commands import CommandError
 from .condition_inline import inline_condition
-from .patterns import KIND_ASYNC_GENERATOR, KIND_COROUTINE, KIND_FUNCTION, KIND_GENERATOR
+from .patterns import (
+    KIND_ASYNC_GENERATOR,
+    KIND_COROUTINE,
+    KIND_FUNCTION,
+    KIND_GENERATOR,
+    swapped_originals,
+)
 from .probes import ArgumentLayout
 from .wire import ErrorCode
+
+#: 3.12+: sys.monitoring covers the calls that do not go through the function.
+COVERED = hasattr(sys, "monitoring")
 
 _PLACEHOLDER = "__peeka_probe_hook_placeholder__"
 # Constants of a plain function's wrapper that never change for a site:
@@ -598,8 +633,12 @@ class _Site(object):
         self.function = function
         self.kind = kind
         self.original = function.__code__
+        # 3.12+: the clone runs a copy of the code, so that sys.monitoring
+        # tells the calls through the function from the other ones (see
+        # "Other callers" in the module documentation).
+        self.clone_code = self.original.replace() if COVERED else self.original
         clone = types.FunctionType(
-            self.original,
+            self.clone_code,
             function.__globals__,
             function.__name__,
             function.__defaults__,
@@ -650,6 +689,7 @@ class _Site(object):
         return self._inlined[1] or self.wrapper
 
     def swap_in(self):
+        swapped_originals[id(self.function)] = self.original
         hidden_codes.add(self.current)
         wrapper_codes.add(self.current)
         hidden_codes.add(self.wrapper)
@@ -668,6 +708,7 @@ class _Site(object):
         if self.function.__code__ is self.current:
             self.function.__code__ = self.original
             restored = True
+        swapped_originals.pop(id(self.function), None)
         # Forget this site's wrappers (a frame still running one then shows in stacks).
         for code in (self.wrapper, self.current):
             hidden_codes.discard(code)
@@ -676,17 +717,30 @@ class _Site(object):
         return restored
 
 
+def _monitoring():
+    """The sys.monitoring backend, which covers the other callers (3.12+)."""
+    from .probes import backend
+
+    return backend("monitoring")
+
+
 class CodeSwapBackend(object):
     """Installs handlers by swapping ``__code__`` (see the module documentation)."""
 
     name = "code_swap"
-    tool_id = None
     wrapper_codes = wrapper_codes
     hidden_codes = hidden_codes
 
     def __init__(self):
         self._lock = threading.RLock()
         self._sites = {}  # id(function) -> _Site
+
+    @property
+    def tool_id(self):
+        """The sys.monitoring tool id of the cover while one is installed (3.12+), else None."""
+        if not COVERED:
+            return None
+        return _monitoring().tool_id
 
     def add(self, handler):
         target = handler.target
@@ -707,11 +761,23 @@ class CodeSwapBackend(object):
                         ErrorCode.INVALID_STATE,
                         "`%s` cannot be instrumented: %s" % (target.name, exc),
                     )
+                if COVERED:
+                    # The cover first: a call through the function is seen
+                    # by it until the swap, by the wrapper after.
+                    monitoring = _monitoring()
+                    monitoring.set_clone(site.original, site.clone_code)
+                    try:
+                        monitoring.add_cover(handler)
+                    except BaseException:
+                        monitoring.clear_clone(site.original)
+                        raise
                 site.handlers = (handler,)
                 site.rebuild()
                 site.swap_in()
                 self._sites[id(function)] = site
                 return
+            if COVERED:
+                _monitoring().add_cover(handler)
             site.handlers = site.handlers + (handler,)
             site.rebuild()
 
@@ -724,9 +790,14 @@ class CodeSwapBackend(object):
             site.handlers = tuple(h for h in site.handlers if h is not handler)
             if site.handlers:
                 site.rebuild()
-                return
-            del self._sites[id(function)]
-            site.swap_out()
+            else:
+                del self._sites[id(function)]
+                site.swap_out()
+            if COVERED:
+                monitoring = _monitoring()
+                monitoring.remove_cover(handler)
+                if not site.handlers:
+                    monitoring.clear_clone(site.original)
 
     def active_functions(self):
         """The functions currently swapped (for tests and ``info``)."""

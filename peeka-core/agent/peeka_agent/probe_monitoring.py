@@ -1,7 +1,9 @@
-"""The default probe backend of CPython 3.12+: ``sys.monitoring`` (PEP 669).
+"""The probe backend on ``sys.monitoring`` (PEP 669), CPython 3.12+.
 
-A request may name ``"backend": "code_swap"`` instead, 2-3 times cheaper
-per call on a trivial hot function (see :mod:`.probes`).
+A request names it with ``"backend": "monitoring"``; ``trace`` uses it by
+default on 3.12+. Probes of the default backend, ``__code__`` swapping,
+use it too there, for the calls that do not go through the swapped
+function (see "Beside __code__ swapping").
 
 How it works
 ------------
@@ -54,6 +56,23 @@ one OS thread) and after a missed event: the frame stays the key.
   errors are counted (``errors``) and end the probe (see
   :meth:`peeka_agent.probes.Probe.fail`).
 
+Beside ``__code__`` swapping
+---------------------------
+A code-swapped function ``f`` whose code was ``C`` runs a wrapper that
+calls a clone running ``C2``, a copy of ``C`` (equal to it, another
+object; :mod:`.probe_code_swap`). So that both kinds of probes see every
+call:
+
+- the code swapping backend installs each of its handlers on ``C`` as a
+  *cover* (:meth:`MonitoringBackend.add_cover`): ``C`` now runs only for
+  the calls that bypass ``f`` (other closures of the ``def``), which the
+  wrapper does not see;
+- it declares ``C2`` (:meth:`MonitoringBackend.set_clone`): this backend's
+  own probes on ``C`` are then installed on ``C2`` too, which runs the
+  calls through ``f``. Covers are not: the wrapper reports those calls.
+
+Tables are keyed by ``id(code)``, since ``C2 == C``.
+
 Limits
 ------
 - A probe sees every function sharing the code object (every closure made
@@ -70,6 +89,7 @@ import time
 
 from . import agent_threads
 from .commands import CommandError
+from .probe_code_swap import hidden_codes as code_swap_hidden_codes
 from .probes import ArgumentLayout
 from .wire import ErrorCode
 
@@ -124,8 +144,10 @@ class MonitoringBackend(object):
     name = "monitoring"
     #: A frame running one of these is a probed call (the real code here).
     wrapper_codes = frozenset()
-    #: The backend's own frames that may appear among callers: none.
-    hidden_codes = frozenset()
+    #: Frames to leave out of stacks and trees: none of this backend's own,
+    #: but those of the code swapping one (a function probed by both runs
+    #: its wrapper above the frame this backend sees).
+    hidden_codes = code_swap_hidden_codes
 
     def __init__(self):
         self.monitoring = sys.monitoring
@@ -141,7 +163,16 @@ class MonitoringBackend(object):
         # ids stay theirs while they are here.
         self._sites = {}
         self._codes = {}  # id(code) -> code
-        self._handlers = {}  # code -> tuple of handlers
+        # id(code) -> (code, handlers): the probes of this backend on a code
+        # object (keyed by id: a copy of a code object compares equal to it).
+        self._handlers = {}
+        # id(code) -> (code, handlers): the cover of code-swapped functions
+        # (see "Beside __code__ swapping" in the module documentation).
+        self._covers = {}
+        # id(original) -> clone code, and id(clone) -> original, while a
+        # function running ``original`` is code-swapped.
+        self._clones = {}
+        self._originals = {}
         self._global_unwind = False
         self._local_unwind = None  # unknown until tried
         # The dispatchers used while several code objects are probed, and
@@ -152,43 +183,95 @@ class MonitoringBackend(object):
     # -- installation (under the lock) --------------------------------------
 
     def add(self, handler):
+        """Installs a probe's handler on its target's code object (and on its clone, if any)."""
+        self._add(self._handlers, handler)
+
+    def remove(self, handler):
+        self._remove(self._handlers, handler)
+
+    def add_cover(self, handler):
+        """Installs a code-swapped probe's handler on the original code object only."""
+        self._add(self._covers, handler)
+
+    def remove_cover(self, handler):
+        self._remove(self._covers, handler)
+
+    def set_clone(self, original, clone):
+        """``original`` is code-swapped: its calls through the function now run ``clone``."""
+        with self._lock:
+            self._clones[id(original)] = clone
+            self._originals[id(clone)] = original
+            if self.tool_id is not None:
+                self._refresh(clone)
+                self._select_callbacks()
+
+    def clear_clone(self, original):
+        """``original`` runs again for the function's calls: forget its clone."""
+        with self._lock:
+            clone = self._clones.pop(id(original), None)
+            if clone is None:
+                return
+            self._originals.pop(id(clone), None)
+            if self.tool_id is not None:
+                self._refresh(clone)
+                if self._sites:
+                    self._select_callbacks()
+
+    def _add(self, table, handler):
         code = handler.target.code
         with self._lock:
             if self.tool_id is None:
                 self._acquire()
             try:
-                handlers = self._handlers.get(code, ()) + (handler,)
-                self._handlers[code] = handlers
+                entry = table.get(id(code))
+                table[id(code)] = (code, (entry[1] if entry else ()) + (handler,))
                 self._refresh(code)
+                clone = self._clones.get(id(code))
+                if clone is not None:
+                    self._refresh(clone)
                 self._select_callbacks()
             except BaseException:
-                self._drop(code, handler)
+                self._drop(table, code, handler)
                 raise
 
-    def remove(self, handler):
+    def _remove(self, table, handler):
         code = handler.target.code
         with self._lock:
-            self._drop(code, handler)
+            self._drop(table, code, handler)
 
-    def _drop(self, code, handler):
-        handlers = tuple(h for h in self._handlers.get(code, ()) if h is not handler)
+    def _drop(self, table, code, handler):
+        entry = table.get(id(code))
+        handlers = tuple(h for h in (entry[1] if entry else ()) if h is not handler)
         if handlers:
-            self._handlers[code] = handlers
+            table[id(code)] = (code, handlers)
         else:
-            self._handlers.pop(code, None)
+            table.pop(id(code), None)
         if self.tool_id is None:
             return
         self._refresh(code)
-        if not self._handlers:
+        clone = self._clones.get(id(code))
+        if clone is not None:
+            self._refresh(clone)
+        if not self._handlers and not self._covers:
             self._release()
         else:
             self._select_callbacks()
+
+    def _handlers_of(self, code):
+        """The handlers to run for ``code``: its probes and covers, or, for a clone, the probes of its original."""
+        original = self._originals.get(id(code))
+        if original is not None:
+            entry = self._handlers.get(id(original))
+            return entry[1] if entry else ()
+        entry = self._handlers.get(id(code))
+        cover = self._covers.get(id(code))
+        return (entry[1] if entry else ()) + (cover[1] if cover else ())
 
     def _refresh(self, code):
         """Recomputes the site of ``code`` and its local events."""
         mon = self.monitoring
         events = mon.events
-        handlers = self._handlers.get(code, ())
+        handlers = self._handlers_of(code)
         if not handlers:
             site = self._sites.pop(id(code), None)
             self._codes.pop(id(code), None)

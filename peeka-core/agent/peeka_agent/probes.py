@@ -47,23 +47,29 @@ Rules for handlers (the backends rely on them):
 Backends (:func:`backend`), chosen per probe by the request's ``backend``
 parameter (``"monitoring"`` or ``"code_swap"``):
 
-- ``sys.monitoring`` (:mod:`.probe_monitoring`), the default on 3.12+: the
-  code-object level instrumentation of PEP 669, on a free tool id, beside
-  debuggers, profilers and coverage tools; no extra frame (tracebacks,
-  recursion limit), ``f.__code__`` untouched, every closure of a ``def``
-  seen.
-- ``__code__`` swapping (:mod:`.probe_code_swap`), the only one before
-  3.12 and a choice on 3.12+ for hot functions: one extra Python frame that
-  binds the arguments it receives and times the call inline, measured 2-3
-  times cheaper per call on 3.12-3.15 (docs/commands.md, "Cost"). Per call
+- ``__code__`` swapping (:mod:`.probe_code_swap`), the default on every
+  version: one extra Python frame that binds the arguments it receives
+  and times the call inline, and, for a single ``watch``, its condition
+  and queueing written into that frame's code (measured at most about
+  twice a minimal hand-written timing wrapper, docs/commands.md "Cost").
+  On 3.12+ the calls that bypass the function object (other closures of
+  the same ``def``) are seen through ``sys.monitoring`` on the original
+  code object, which then runs for those calls only.
+- ``sys.monitoring`` (:mod:`.probe_monitoring`), 3.12+ on request, and the
+  default of ``trace`` there (its recorder roots the tree at the frame the
+  callbacks hand it): the code-object level instrumentation of PEP 669, on
+  a free tool id, beside debuggers, profilers and coverage tools; no extra
+  frame (tracebacks, recursion limit), ``f.__code__`` untouched. Per call
   ``sys.monitoring`` costs two callback invocations from C (about 60-80 ns
   together), a ``sys._getframe`` (about 55 ns, it materialises the frame
   object) and ``frame.f_locals`` (20-90 ns) to read the arguments, and a
-  second frame lookup to pair the end with its start.
+  second frame lookup to pair the end with its start: 3-4 times what code
+  swapping costs.
 
-Both see every caller, including references taken before the probe, and put
-everything back when the last probe of a function goes. Two probes on one
-function may use different backends; each sees every call.
+Both see every caller on 3.12+, including references taken before the
+probe, and put everything back when the last probe of a function goes.
+Two probes on one function may use different backends; each sees every
+call.
 
 :func:`install_probe` is the common part of the probe commands: pattern,
 condition, stream, labels, ownership.
@@ -90,8 +96,12 @@ ARGS, KWARGS, IDENT, T0, T1, RESULT, EXC = range(7)
 
 #: The backends a request may name.
 BACKENDS = ("monitoring", "code_swap")
-#: The backend of a probe whose request names none.
-DEFAULT_BACKEND = "monitoring" if hasattr(sys, "monitoring") else "code_swap"
+#: The backend of a probe whose request names none (``trace`` has its own,
+#: see :func:`install_probe`).
+DEFAULT_BACKEND = "code_swap"
+#: The default of ``trace``: its recorder roots the tree at the probed
+#: frame, which the monitoring backend hands it on every path.
+TRACE_DEFAULT_BACKEND = "monitoring" if hasattr(sys, "monitoring") else "code_swap"
 #: Overrides DEFAULT_BACKEND (tests run their probes under each backend).
 PREFERRED_BACKEND = None
 
@@ -320,12 +330,14 @@ def compile_optional_condition(ctx):
         raise CommandError(ErrorCode.INVALID_EXPRESSION, "%s\n%s" % (exc, exc.caret()))
 
 
-def install_probe(ctx, pattern, make_handler, max_items=None, labels=None):
+def install_probe(ctx, pattern, make_handler, max_items=None, labels=None, default_backend=None):
     """Resolves ``pattern``, opens the stream, installs the probe; returns (probe, response data).
 
     Everything that can fail on bad input fails before the stream opens;
     the probe is removed whenever the stream ends. ``labels`` are added to
-    the stream's labels (shown by ``info``).
+    the stream's labels (shown by ``info``). The backend is the request's,
+    else :data:`PREFERRED_BACKEND`, else ``default_backend``, else
+    :data:`DEFAULT_BACKEND`.
     """
     pending = False
     try:
@@ -335,7 +347,7 @@ def install_probe(ctx, pattern, make_handler, max_items=None, labels=None):
         if exc.code != ErrorCode.NOT_FOUND or not ctx.param("pending", bool, default=False):
             raise
         targets, pending = [], True
-    probe_backend = backend(requested_backend(ctx))
+    probe_backend = backend(requested_backend(ctx) or PREFERRED_BACKEND or default_backend)
     stream = ctx.open_stream(max_items=max_items)
     probe = Probe(ctx.command, pattern, stream, targets, probe_backend)
     stream.labels.update(

@@ -95,10 +95,14 @@ def make_stack_handler(probe, target, depth, condition, capturer):
                 if not test(make_context(params or (), kwargs, self_value)):
                     report_condition()
                     return
-            # Up to the probed call's frame (the real one, or the wrapper's):
-            # its f_back is the caller.
+            # Up to the probed call's frame (the real one, its clone's copy of
+            # the code under code swapping, or the wrapper's): its f_back is
+            # the caller.
             frame = getframe(1)
-            while frame is not None and frame.f_code is not probed and frame.f_code not in wrappers:
+            while frame is not None:
+                code = frame.f_code
+                if code is probed or code in wrappers or code == probed:
+                    break
                 frame = frame.f_back
             if frame is not None:
                 frame = frame.f_back

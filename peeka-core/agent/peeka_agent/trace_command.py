@@ -53,6 +53,7 @@ import os
 from .commands import CommandError, register_command
 from .patterns import KIND_FUNCTION
 from .probes import (
+    TRACE_DEFAULT_BACKEND,
     Handler,
     compile_optional_condition,
     counting_render,
@@ -131,7 +132,9 @@ def handle_trace(ctx):
         def make_handler(probe, target):
             return make_trace_handler(probe, target, options)
 
-        probe, data = install_probe(ctx, pattern, make_handler, max_items=times)
+        probe, data = install_probe(
+            ctx, pattern, make_handler, max_items=times, default_backend=TRACE_DEFAULT_BACKEND
+        )
     except BaseException:
         trace_engine.release(owner)
         raise
@@ -141,6 +144,19 @@ def handle_trace(ctx):
     if min_duration:
         data["min_duration"] = min_duration
     return data
+
+
+def visible_caller(frame, hidden):
+    """The frame that called ``frame``, past the probes' own frames (``hidden[0]``).
+
+    A code-swapped function's wrapper is one of them: it runs between the
+    caller and the function's body.
+    """
+    caller = frame.f_back
+    hidden_codes = hidden[0]
+    while caller is not None and caller.f_code in hidden_codes:
+        caller = caller.f_back
+    return caller
 
 
 class Recorder(object):
@@ -188,14 +204,18 @@ class Recorder(object):
     def begin_at(self, frame):
         """The root is already running in ``frame`` (the monitoring probe backend)."""
         self.root_frame = frame
+        self.root_code = frame.f_code  # the function's code, or its clone's (code swapping)
         self.started = True
 
     def start(self, code, frame):
         if not self.started:
-            if code is self.root_code:
+            # Under code swapping the call runs the clone's copy of the code
+            # (3.12+), equal to the function's code but another object.
+            if code is self.root_code or code == self.root_code:
+                self.root_code = code
                 self.root_frame = frame
                 self.started = True
-                caller = frame.f_back
+                caller = visible_caller(frame, self.hidden)
                 if caller is not None:
                     self.root[_CALL_FILE] = caller.f_code.co_filename
                     self.root[_CALL_LINE] = caller.f_lineno
@@ -209,7 +229,7 @@ class Recorder(object):
             path = self.path
             if len(path) <= self.max_depth:
                 if self.nodes < MAX_NODES:
-                    caller = frame.f_back
+                    caller = visible_caller(frame, self.hidden)
                     line = caller.f_lineno if caller is not None else None
                     call_file = caller.f_code.co_filename if caller is not None else None
                     children = path[-1][_CHILDREN]
@@ -315,6 +335,7 @@ def make_trace_handler(probe, target, options):
     backend = probe.backend
     monitoring_probe = backend.name == "monitoring"
     hidden = (backend.hidden_codes, backend.wrapper_codes)  # live sets: probes come and go
+    wrapper_codes = backend.wrapper_codes
     fail = probe.fail
     offset = wall_clock_offset()
     from sys import _getframe as getframe
@@ -338,14 +359,20 @@ def make_trace_handler(probe, target, options):
             recorder = None
             if len(calls) < MAX_ACTIVE:
                 recorder = Recorder(owner, root_code, options, hidden, perf_counter)
-                if monitoring_probe:
-                    # The root frame is running: the probe's callback is above it.
+                if monitoring_probe or getframe(1).f_code not in wrapper_codes:
+                    # The root frame is running: the probe's callback is above
+                    # it (the monitoring backend, or the sys.monitoring cover
+                    # of a code-swapped function). Under code swapping it
+                    # may run the clone's copy of the code (equal, not the same).
                     frame = getframe(1)
-                    while frame is not None and frame.f_code is not root_code:
+                    while frame is not None:
+                        code = frame.f_code
+                        if code is root_code or code == root_code:
+                            break
                         frame = frame.f_back
                     if frame is not None:
                         recorder.begin_at(frame)
-                        caller = frame.f_back
+                        caller = visible_caller(frame, hidden)
                         if caller is not None:
                             recorder.root[_CALL_FILE] = caller.f_code.co_filename
                             recorder.root[_CALL_LINE] = caller.f_lineno

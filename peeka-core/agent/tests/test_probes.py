@@ -14,6 +14,7 @@ import random
 import sys
 import threading
 import time
+import types
 import unittest
 
 from peeka_agent.latency_histogram import LatencyHistogram
@@ -119,7 +120,8 @@ class WatchTests(ProbeTestCase):
         self.assertEqual(data["matched"][0]["name"], P + "add")
         self.assertEqual(data["matched"][0]["kind"], "function")
         self.assertEqual(data["backend"], self.backend)
-        self.assertEqual(data["tool_id"] is None, self.backend == "code_swap")
+        # 3.12+: code swapping uses sys.monitoring too, for the other callers.
+        self.assertEqual(data["tool_id"] is None, not HAS_MONITORING)
         self.assertEqual(data["limits"]["depth"], 1)
         self.assertEqual(targets.add(1, 2), 3)
         with self.assertRaises(TypeError):
@@ -720,19 +722,28 @@ class BackendChoiceTests(ProbeTestCase):
         ProbeTestCase.setUp(self)
         self.probes_module.PREFERRED_BACKEND = None
 
-    def test_the_default_is_monitoring_on_3_12_and_code_swap_before(self):
+    def test_the_default_is_code_swap_and_trace_uses_monitoring_on_3_12(self):
         client = self.client()
-        stream, data = self.start(client, "watch", pattern=P + "add", times=1)
+        for command in ("watch", "stack", "monitor"):
+            params = {"interval": 0.2, "cycles": 1} if command == "monitor" else {"times": 1}
+            stream, data = self.start(client, command, pattern=P + "add", **params)
+            self.assertEqual(data["backend"], "code_swap", command)
+            targets.add(1)
+            self.observations(client, 1)
+            self.end_of(client, stream)
+        stream, data = self.start(client, "trace", pattern=P + "add", times=1)
         self.assertEqual(data["backend"], "monitoring" if HAS_MONITORING else "code_swap")
         targets.add(1)
         self.observations(client, 1)
         self.end_of(client, stream)
 
-    def test_code_swap_can_be_asked_for_everywhere(self):
+    def test_monitoring_can_be_asked_for_on_3_12(self):
+        if not HAS_MONITORING:
+            self.skipTest("sys.monitoring is 3.12+")
         client = self.client()
-        stream, data = self.start(client, "watch", pattern=P + "add", times=1, backend="code_swap")
-        self.assertEqual(data["backend"], "code_swap")
-        self.assertIsNone(data["tool_id"])
+        stream, data = self.start(client, "watch", pattern=P + "add", times=1, backend="monitoring")
+        self.assertEqual(data["backend"], "monitoring")
+        self.assertIsNotNone(data["tool_id"])
         targets.add(1)
         self.observations(client, 1)
         self.end_of(client, stream)
@@ -759,6 +770,64 @@ class BackendChoiceTests(ProbeTestCase):
             error = self.refused(client, "watch", pattern=P + "add", backend="monitoring")
             self.assertIn("3.12", error["message"])
         self.assertEqual(self.agent_probes(), [])
+
+
+@unittest.skipUnless(HAS_MONITORING, "the cover of code swapping is sys.monitoring (3.12+)")
+class CodeSwapCoverTests(ProbeTestCase):
+    """3.12+: calls that do not go through a code-swapped function are seen through sys.monitoring."""
+
+    def setUp(self):
+        ProbeTestCase.setUp(self)
+        self.probes_module.PREFERRED_BACKEND = None  # each command's default
+
+    def twin(self):
+        """Another function object running ``add``'s code (as every closure of a ``def`` does)."""
+        return types.FunctionType(
+            targets.ORIGINAL_CODES["add"], vars(targets), "add", targets.add.__defaults__
+        )
+
+    def test_other_function_objects_of_the_code_are_observed_once(self):
+        twin = self.twin()
+        client = self.client()
+        stream, data = self.start(client, "watch", pattern=P + "add", times=3)
+        self.assertIsNotNone(data["tool_id"])
+        self.assertEqual(twin(1), 11)
+        self.assertEqual(targets.add(2), 12)
+        self.assertEqual(twin(3, 1), 4)
+        got = self.observations(client, 3)
+        self.assertEqual([o["params"] for o in got], [[1, 10], [2, 10], [3, 1]])
+        self.assertEqual(self.end_of(client, stream)["reason"], "count_reached")
+        self.nothing_more(client, 0.05)
+
+    def test_every_backend_and_command_sees_both_paths(self):
+        twin = self.twin()
+        swapped, plain, traced = self.client(), self.client(), self.client()
+        one, _ = self.start(swapped, "watch", pattern=P + "add", times=2)
+        two, _ = self.start(plain, "stack", pattern=P + "add", times=2, backend="monitoring")
+        three, data = self.start(traced, "trace", pattern=P + "add", times=2)
+        self.assertEqual(data["backend"], "monitoring")
+        targets.add(1)
+        twin(2)
+        self.assertEqual([o["params"] for o in self.observations(swapped, 2)], [[1, 10], [2, 10]])
+        stacks = self.observations(plain, 2)
+        self.assertEqual([s["params"] for s in stacks], [[1, 10], [2, 10]])
+        for found in stacks:
+            self.assertEqual(found["stack"][0]["function"], self._testMethodName)
+        self.assert_two_trees(traced)
+        for client, stream in ((swapped, one), (plain, two), (traced, three)):
+            self.assertEqual(self.end_of(client, stream)["reason"], "count_reached")
+        # trace on code swapping: the wrapper's path and the cover's.
+        four, _ = self.start(traced, "trace", pattern=P + "add", times=2, backend="code_swap")
+        targets.add(1)
+        twin(2)
+        self.assert_two_trees(traced)
+        self.assertEqual(self.end_of(traced, four)["reason"], "count_reached")
+
+    def assert_two_trees(self, client):
+        for tree in self.observations(client, 2):
+            self.assertEqual(tree["call_tree"]["function"], P + "add")
+            self.assertEqual(tree["call_tree"]["count"], 1)
+            self.assertEqual(tree["call_tree"]["call_filename"], __file__)
 
 
 class InlineWrapperTests(ProbeTestCase):
