@@ -31,6 +31,7 @@ agent_sources!(
     "capture.py",
     "classes.py",
     "commands.py",
+    "condition_inline.py",
     "connection.py",
     "expr.py",
     "heap.py",
