@@ -201,8 +201,20 @@ impl Streaming {
         None
     }
 
-    /// Every line received so far (drains what is pending).
+    /// Every line received so far (drains what is pending); once the client
+    /// has exited, every line it wrote (the reader may still be reading the
+    /// pipe when the exit is seen).
     pub(crate) fn lines(&mut self) -> &[Value] {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => self.seen.push(line),
+                    Err(_) => break, // disconnected: the pipe is drained
+                }
+            }
+        }
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);
         }

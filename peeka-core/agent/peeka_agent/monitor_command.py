@@ -22,7 +22,7 @@ import time
 
 from .commands import register_command
 from .latency_histogram import LatencyHistogram
-from .probes import Handler, compile_optional_condition, install_probe
+from .probes import Handler, InlineExit, compile_optional_condition, install_probe
 
 DEFAULT_INTERVAL = 60.0
 MIN_INTERVAL = 0.1
@@ -106,6 +106,42 @@ class FunctionStats(object):
             return histogram
 
 
+class InlineSample(object):
+    """The monitor's exit handler, written into a code-swapped function's wrapper.
+
+    The same steps as ``leave`` in :func:`make_monitor_handler`: append the
+    duration (``-1.0 - duration`` for a failed call), and fold when
+    :data:`FOLD_AT` samples wait. See :class:`~peeka_agent.probes.InlineExit`.
+    """
+
+    ROLES = ("append", "length", "fold")
+
+    def __init__(self, stats):
+        # Bound methods: hashable constants (a code object is hashed by
+        # its constants), and no global or builtin to read.
+        self.constants = {
+            "append": stats.samples.append,
+            "length": stats.samples.__len__,
+            "fold": stats.fold,
+        }
+
+    def lines(self, end, local, temporary):
+        append, length, fold = (local(role) for role in self.ROLES)
+        if end.failed:
+            value = "%s - %s - 1.0" % (end.t0, end.t1)
+        else:
+            value = "%s - %s" % (end.t1, end.t0)
+        return [
+            "%s(%s)" % (append, value),
+            "if %s() >= %d:" % (length, FOLD_AT),
+            "    %s()" % fold,
+        ]
+
+
+def _no_report():
+    """monitor sends no ``condition_errors`` events: a failing condition is false, as in its handler."""
+
+
 def make_monitor_handler(probe, target, stats, condition):
     """The :class:`~peeka_agent.probes.Handler` of one monitored function."""
     test = condition.test if condition is not None else None
@@ -147,7 +183,10 @@ def make_monitor_handler(probe, target, stats, condition):
             except BaseException as error:
                 fail(error)
 
-    return Handler(probe, target, exit=leave, needs_args=needs_args)
+    inline = InlineExit(
+        InlineSample(stats), condition, True, True, is_method, _no_report, fail
+    )
+    return Handler(probe, target, exit=leave, needs_args=needs_args, inline=inline)
 
 
 def report(name, cycle, histogram, when):

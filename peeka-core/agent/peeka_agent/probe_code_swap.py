@@ -107,7 +107,7 @@ from .patterns import (
     KIND_GENERATOR,
     swapped_originals,
 )
-from .probes import ArgumentLayout
+from .probes import ArgumentLayout, InlineEnd
 from .wire import ErrorCode
 
 #: 3.12+: sys.monitoring covers the calls that do not go through the function.
@@ -351,8 +351,10 @@ def _inline_exit(inline, layout, args, kwargs, names, taken):
     """The wrapper's two exit paths doing ``inline``'s work: (on success, on exception, constants).
 
     Each observed end evaluates the condition (when there is one) written
-    as source by :mod:`.condition_inline`, then queues the record as the
-    stream's lazy emitter would (:class:`~peeka_agent.streams.InlineEmit`).
+    as source by :mod:`.condition_inline`, then runs ``inline.action``'s
+    lines (``watch``: queue the record as the stream's lazy emitter would,
+    :class:`~peeka_agent.streams.InlineEmit`; ``monitor``: keep the
+    duration, :class:`~peeka_agent.monitor_command.InlineSample`).
     A failing condition is counted by ``Condition.failed`` and is false; a
     false result reports pending failures as the exit handler does; any
     other exception goes to ``inline.fail``. None when the condition has a
@@ -395,16 +397,17 @@ def _inline_exit(inline, layout, args, kwargs, names, taken):
     def load(roles):
         return ["%s = %r" % (local(role), _placeholder(role)) for role in roles]
 
-    emit = inline.emit
-    for role, value in emit.constants.items():
+    action = inline.action
+    for role, value in action.constants.items():
         constants[_placeholder(role)] = value
     constants[_placeholder("fail")] = inline.fail
     count = _unique("_peeka_n", taken)
     failure = _unique("_peeka_error", taken)
 
     def path(record, result, exc):
-        emitting = load(emit.ROLES) + emit.lines(record, local, count)
-        guarded = ["try:"] + ["    " + line for line in emitting]
+        end = InlineEnd(record, t, u, exc != "None")
+        acting = load(action.ROLES) + action.lines(end, local, count)
+        guarded = ["try:"] + ["    " + line for line in acting]
         guarded += ["except %s.everything as %s:" % (h, failure)]
         guarded += ["    %s = %r" % (local("fail"), _placeholder("fail"))]
         guarded += ["    %s(%s)" % (local("fail"), failure)]
@@ -481,7 +484,13 @@ def make_wrapper_code(code, kind, hook, inline=None):
     }
     if hasattr(code, "co_qualname"):
         changes["co_qualname"] = code.co_qualname
-    return wrapper.replace(**changes)
+    made = wrapper.replace(**changes)
+    if inline is not None:
+        try:
+            hash(made)  # the backend keeps its wrappers in sets
+        except TypeError:
+            return None
+    return made
 
 
 class _Errors(object):
@@ -771,15 +780,31 @@ class CodeSwapBackend(object):
                     except BaseException:
                         monitoring.clear_clone(site.original)
                         raise
-                site.handlers = (handler,)
-                site.rebuild()
-                site.swap_in()
+                try:
+                    site.handlers = (handler,)
+                    site.rebuild()
+                    site.swap_in()
+                except BaseException:
+                    site.handlers = ()
+                    site.swap_out()
+                    if COVERED:
+                        monitoring.remove_cover(handler)
+                        monitoring.clear_clone(site.original)
+                    raise
                 self._sites[id(function)] = site
                 return
             if COVERED:
                 _monitoring().add_cover(handler)
-            site.handlers = site.handlers + (handler,)
-            site.rebuild()
+            previous = site.handlers
+            try:
+                site.handlers = previous + (handler,)
+                site.rebuild()
+            except BaseException:
+                site.handlers = previous
+                site.rebuild()
+                if COVERED:
+                    _monitoring().remove_cover(handler)
+                raise
 
     def remove(self, handler):
         function = handler.target.function

@@ -198,9 +198,16 @@ class Handler(object):
 
 
 class InlineExit(object):
-    """An exit handler that only filters and queues the record, described for generated code.
+    """An exit handler described for generated code (see :mod:`.probe_code_swap`).
 
-    ``emit``: the stream's :class:`~peeka_agent.streams.InlineEmit`;
+    The handler filters the call's end with ``condition`` and then does
+    one simple thing, ``action``, which the code swapping backend can
+    write into the wrapper of a function with only this probe: an object
+    with ``ROLES`` (names of the objects its lines read), ``constants``
+    (role -> object) and ``lines(end, local, temporary)`` (source lines
+    for an :class:`InlineEnd`; ``local(role)`` names the local holding a
+    constant, loaded before the lines; ``temporary`` is a free local name).
+
     ``condition``: the :class:`~peeka_agent.expr.Condition` or None;
     ``on_success``/``on_exception``: which ends are observed;
     ``is_method``: ``params`` start after ``args[0]`` (the ``target``);
@@ -209,16 +216,33 @@ class InlineExit(object):
     :meth:`Probe.fail`, for an exception outside the condition.
     """
 
-    __slots__ = ("emit", "condition", "on_success", "on_exception", "is_method", "report", "fail")
+    __slots__ = ("action", "condition", "on_success", "on_exception", "is_method", "report", "fail")
 
-    def __init__(self, emit, condition, on_success, on_exception, is_method, report, fail):
-        self.emit = emit
+    def __init__(self, action, condition, on_success, on_exception, is_method, report, fail):
+        self.action = action
         self.condition = condition
         self.on_success = on_success
         self.on_exception = on_exception
         self.is_method = is_method
         self.report = report
         self.fail = fail
+
+
+class InlineEnd(object):
+    """One end of a call as the generated wrapper names it (for an action's ``lines``).
+
+    ``record``: source of the exit record's items (``"a, b, c"``, see
+    :data:`ARGS`...); ``t0``/``t1``: the locals holding the start and end
+    times; ``failed``: whether this is the exception path.
+    """
+
+    __slots__ = ("record", "t0", "t1", "failed")
+
+    def __init__(self, record, t0, t1, failed):
+        self.record = record
+        self.t0 = t0
+        self.t1 = t1
+        self.failed = failed
 
 
 class Probe(object):

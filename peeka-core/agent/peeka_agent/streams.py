@@ -390,8 +390,8 @@ class InlineEmit(object):
             "accept": stream._accept,
         }
 
-    def lines(self, record, local, temporary):
-        """Source lines queueing the record whose items are the source ``record`` ("a, b, c").
+    def lines(self, end, local, temporary):
+        """Source lines queueing the record of ``end`` (an :class:`~peeka_agent.probes.InlineEnd`).
 
         The record is queued flat, ``(stream, render, *record)``, one tuple
         instead of two (the writer passes ``item[2:]`` to ``render``, see
@@ -402,7 +402,7 @@ class InlineEmit(object):
         free local name for the accepted count.
         """
         s, r, q, p, d, a = (local(role) for role in self.ROLES)
-        item = "(%s, %s, %s)" % (s, r, record)  # flat: see above
+        item = "(%s, %s, %s)" % (s, r, end.record)  # flat: see above
         lines = ["if %s._open:" % s, "    if %s() < %d:" % (q, self.limit)]
         if self.max_items is None:
             lines.append("        %s(%s)" % (p, item))

@@ -862,6 +862,23 @@ class InlineWrapperTests(ProbeTestCase):
         first.cancel(stream)
         self.assertEqual(self.end_of(first, stream)["reason"], "cancelled")
 
+    def test_a_single_monitor_runs_its_own_wrapper(self):
+        client = self.client()
+        stream, _ = self.start(
+            client, "monitor", pattern=P + "add", interval=0.3, cycles=1, condition="params[0] != 0"
+        )
+        site = self.site(targets.add)
+        self.assertIs(targets.add.__code__, site.current)
+        self.assertIsNot(site.current, site.wrapper)
+        for value in (0, 1, 2, 3):
+            targets.add(value)
+        for _ in range(2):
+            with self.assertRaises(TypeError):
+                targets.add("x", 1)
+        report = self.observations(client, 1)[0]
+        self.assertEqual((report["total"], report["success"], report["fail"]), (5, 3, 2))
+        self.assertEqual(self.end_of(client, stream)["reason"], "count_reached")
+
     def test_other_shapes_of_conditions_use_the_generic_wrapper(self):
         client = self.client()
         for condition in (
