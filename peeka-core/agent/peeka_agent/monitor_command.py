@@ -125,15 +125,18 @@ class InlineSample(object):
             "fold": stats.fold,
         }
 
-    def lines(self, end, local, temporary):
+    def lines(self, end, local, load, temporary):
         append, length, fold = (local(role) for role in self.ROLES)
         if end.failed:
             value = "%s - %s - 1.0" % (end.t0, end.t1)
         else:
             value = "%s - %s" % (end.t1, end.t0)
         return [
+            load("append"),
             "%s(%s)" % (append, value),
+            load("length"),
             "if %s() >= %d:" % (length, FOLD_AT),
+            "    " + load("fold"),
             "    %s()" % fold,
         ]
 

@@ -82,14 +82,16 @@ already has, and one call of the exit dispatcher with one record tuple
 record goes to the queue with no further Python frame. Everything is read
 from the hook constant (no global lookups, no closures to build).
 
-A function whose only probe is a ``watch`` without ``-b`` runs a wrapper
-written for that probe instead (:func:`_inline_exit`, chosen by
-:class:`_Site`): its condition, when of the shapes
-:mod:`.condition_inline` writes as source, and the queueing of the record
-(:class:`~peeka_agent.streams.InlineEmit`) are part of the wrapper's own
-code, so an observed call costs no Python call beyond the clone's, and a
-call the condition rejects costs the comparison. The objects it reads (the
-stream, its queue's methods, the condition) are constants of that code.
+A function whose only probe is a ``watch`` without ``-b`` or a
+``monitor`` runs a wrapper written for that probe instead
+(:func:`_inline_exit`, chosen by :class:`_Site`): its condition, when of
+the shapes :mod:`.condition_inline` writes as source, and the probe's
+action (queueing the record, :class:`~peeka_agent.streams.InlineEmit`;
+keeping the duration, :class:`~peeka_agent.monitor_command.InlineSample`)
+are part of the wrapper's own code, so an observed call costs no Python
+call beyond the clone's, and a call the condition rejects costs the
+comparison. The objects it reads (the stream, its queue's methods, the
+condition) are constants of that code.
 """
 
 import sys
@@ -406,7 +408,7 @@ def _inline_exit(inline, layout, args, kwargs, names, taken):
 
     def path(record, result, exc):
         end = InlineEnd(record, t, u, exc != "None")
-        acting = load(action.ROLES) + action.lines(end, local, count)
+        acting = action.lines(end, local, lambda role: load((role,))[0], count)
         guarded = ["try:"] + ["    " + line for line in acting]
         guarded += ["except %s.everything as %s:" % (h, failure)]
         guarded += ["    %s = %r" % (local("fail"), _placeholder("fail"))]
@@ -631,7 +633,7 @@ class _Site(object):
 
     The function runs ``current``: the generic ``wrapper``, which calls the
     hook's dispatchers, or, while its only handler has an inline exit and
-    no entry (``watch`` without ``-b``), a wrapper written for that handler
+    no entry (``watch`` without ``-b``, ``monitor``), a wrapper written for that handler
     (:func:`_inline_exit`), which does the handler's work itself. Handlers
     coming and going switch between the two with one ``__code__``
     assignment, after the hook's dispatchers are updated, so a call sees

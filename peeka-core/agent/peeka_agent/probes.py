@@ -204,9 +204,11 @@ class InlineExit(object):
     one simple thing, ``action``, which the code swapping backend can
     write into the wrapper of a function with only this probe: an object
     with ``ROLES`` (names of the objects its lines read), ``constants``
-    (role -> object) and ``lines(end, local, temporary)`` (source lines
-    for an :class:`InlineEnd`; ``local(role)`` names the local holding a
-    constant, loaded before the lines; ``temporary`` is a free local name).
+    (role -> object) and ``lines(end, local, load, temporary)`` (source
+    lines for an :class:`InlineEnd`; ``local(role)`` names the local
+    holding a constant, ``load(role)`` is the statement that sets it,
+    which the lines include where they need it; ``temporary`` is a free
+    local name).
 
     ``condition``: the :class:`~peeka_agent.expr.Condition` or None;
     ``on_success``/``on_exception``: which ends are observed;

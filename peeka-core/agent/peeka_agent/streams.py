@@ -390,34 +390,44 @@ class InlineEmit(object):
             "accept": stream._accept,
         }
 
-    def lines(self, end, local, temporary):
+    def lines(self, end, local, load, temporary):
         """Source lines queueing the record of ``end`` (an :class:`~peeka_agent.probes.InlineEnd`).
 
         The record is queued flat, ``(stream, render, *record)``, one tuple
         instead of two (the writer passes ``item[2:]`` to ``render``, see
-        :mod:`.outbox`).
-
-        ``local(role)`` names the local variable holding that constant
-        (the caller loads each before these lines run); ``temporary`` is a
-        free local name for the accepted count.
+        :mod:`.outbox`). ``local(role)`` names the local variable holding
+        that constant and ``load(role)`` is the statement setting it: each
+        is loaded on the branch that uses it, so a dropped observation
+        loads three. ``temporary`` is a free local name for the accepted
+        count.
         """
         s, r, q, p, d, a = (local(role) for role in self.ROLES)
         item = "(%s, %s, %s)" % (s, r, end.record)  # flat: see above
-        lines = ["if %s._open:" % s, "    if %s() < %d:" % (q, self.limit)]
+        lines = [load("stream"), "if %s._open:" % s, "    " + load("qsize")]
+        lines.append("    if %s() < %d:" % (q, self.limit))
+        put = ["        " + load("put"), "        " + load("render")]
         if self.max_items is None:
+            lines.extend(put)
             lines.append("        %s(%s)" % (p, item))
         else:
             lines.extend(
                 [
+                    "        " + load("accept"),
                     "        %s = %s()" % (temporary, a),
-                    "        if %s < %d:" % (temporary, self.max_items),
-                    "            %s(%s)" % (p, item),
-                    "        elif %s == %d:" % (temporary, self.max_items),
-                    "            %s(%s)" % (p, item),
-                    "            %s.end('count_reached')" % s,
+                    "        if %s <= %d:" % (temporary, self.max_items),
                 ]
             )
-        lines.extend(["    else:", "        %s()" % d, "        %s._gap = True" % s])
+            lines.extend("    " + line for line in put)
+            lines.extend(
+                [
+                    "            %s(%s)" % (p, item),
+                    "            if %s == %d:" % (temporary, self.max_items),
+                    "                %s.end('count_reached')" % s,
+                ]
+            )
+        lines.extend(
+            ["    else:", "        " + load("drop"), "        %s()" % d, "        %s._gap = True" % s]
+        )
         return lines
 
 
