@@ -245,30 +245,22 @@ def wrapper_source(code, kind, inline=None):
         # Everything is read from constants (the hook's enter and leave
         # change, the rest never), nothing from globals.
         if inline is None:
-            on_exception = [
-                "%s = %s.leave" % (leave, h),
-                "if %s is not None:" % leave,
-                "    try:",
-                "        %s((%s, %s, %s, %s, %s, None, %s))" % (leave, args, kwargs, i, t, u, x),
-                "    except %s.error:" % h,
-                "        %s.failed()" % h,
-            ]
-            on_success = [
-                "%s = %s.leave" % (leave, h),
-                "if %s is not None:" % leave,
-                "    try:",
-                "        %s((%s, %s, %s, %s, %s, %s, None))" % (leave, args, kwargs, i, t, u, r),
-                "    except %s.error:" % h,
-                "        %s.failed()" % h,
-            ]
-            enter = [
-                "%s = %s.enter" % (e, h),
-                "if %s is not None:" % e,
-                "    try:",
-                "        %s(%s, %s, %s)" % (e, args, kwargs, i),
-                "    except %s.error:" % h,
-                "        %s.failed()" % h,
-            ]
+
+            def hook_call(name, attribute, arguments):
+                """Calls the hook's ``attribute`` (when set), counting what it raises."""
+                return [
+                    "%s = %s.%s" % (name, h, attribute),
+                    "if %s is not None:" % name,
+                    "    try:",
+                    "        %s(%s)" % (name, arguments),
+                    "    except %s.error:" % h,
+                    "        %s.failed()" % h,
+                ]
+
+            record = "(%s, %s, %s, %s, %s, %%s, %%s)" % (args, kwargs, i, t, u)
+            on_exception = hook_call(leave, "leave", record % ("None", x))
+            on_success = hook_call(leave, "leave", record % (r, "None"))
+            enter = hook_call(e, "enter", "%s, %s, %s" % (args, kwargs, i))
         else:
             written = _inline_exit(inline, layout, args, kwargs, (h, i, t, u, r, x), taken)
             if written is None:

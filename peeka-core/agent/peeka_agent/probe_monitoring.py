@@ -57,7 +57,7 @@ one OS thread) and after a missed event: the frame stays the key.
   :meth:`peeka_agent.probes.Probe.fail`).
 
 Beside ``__code__`` swapping
----------------------------
+----------------------------
 A code-swapped function ``f`` whose code was ``C`` runs a wrapper that
 calls a clone running ``C2``, a copy of ``C`` (equal to it, another
 object; :mod:`.probe_code_swap`). So that both kinds of probes see every
