@@ -187,12 +187,13 @@ def _placeholder(role):
 
 
 def wrapper_source(code, kind, inline=None):
-    """Python source of the wrapper for ``code`` (a def named ``_peeka_wrapper``).
+    """The wrapper for ``code`` (a def named ``_peeka_wrapper``): ``(source, constants)``.
 
     ``inline`` (an :class:`~peeka_agent.probes.InlineExit`, plain functions
     only) writes that exit handler's work into the wrapper instead of a
-    call of ``hook.leave`` (see :func:`_inline_exit`); the objects it reads
-    are then returned too: ``(source, {placeholder: object})``.
+    call of ``hook.leave`` (see :func:`_inline_exit`); ``constants`` maps
+    the placeholders of the objects it reads. None when its condition
+    cannot be written inline.
     """
     layout = ArgumentLayout(code)
     positional = layout.positional
@@ -335,10 +336,7 @@ def wrapper_source(code, kind, inline=None):
         lines.append("        if False:")
         lines.append("            (%s,)" % ", ".join(free))
     lines.append("    return _peeka_wrapper")
-    source = "\n".join(lines) + "\n"
-    if inline is not None:
-        return source, constants
-    return source
+    return "\n".join(lines) + "\n", constants
 
 
 def _inline_exit(inline, layout, args, kwargs, names, taken):
@@ -388,8 +386,9 @@ def _inline_exit(inline, layout, args, kwargs, names, taken):
 
     constants = {}
 
-    def load(roles):
-        return ["%s = %r" % (local(role), _placeholder(role)) for role in roles]
+    def load(role):
+        """The statement setting the local of ``role`` to its constant."""
+        return "%s = %r" % (local(role), _placeholder(role))
 
     action = inline.action
     for role, value in action.constants.items():
@@ -400,10 +399,10 @@ def _inline_exit(inline, layout, args, kwargs, names, taken):
 
     def path(record, result, exc):
         end = InlineEnd(record, t, u, exc != "None")
-        acting = action.lines(end, local, lambda role: load((role,))[0], count)
+        acting = action.lines(end, local, load, count)
         guarded = ["try:"] + ["    " + line for line in acting]
         guarded += ["except %s.everything as %s:" % (h, failure)]
-        guarded += ["    %s = %r" % (local("fail"), _placeholder("fail"))]
+        guarded += ["    " + load("fail")]
         guarded += ["    %s(%s)" % (local("fail"), failure)]
         if condition is None:
             return guarded
@@ -416,12 +415,12 @@ def _inline_exit(inline, layout, args, kwargs, names, taken):
         constants[_placeholder("report")] = inline.report
         lines = ["try:", "    %s = %s" % (flag, test)]
         lines += ["except %s.everything as %s:" % (h, failure)]
-        lines += ["    " + line for line in load(("condition",))]
+        lines += ["    " + load("condition")]
         lines += ["    %s = %s.failed(%s)" % (flag, local("condition"), failure)]
         lines += ["if %s:" % flag] + ["    " + line for line in guarded]
-        lines += ["else:"] + ["    " + line for line in load(("condition",))]
+        lines += ["else:", "    " + load("condition")]
         lines += ["    if %s.last_error is not None:" % local("condition")]
-        lines += ["        " + line for line in load(("report",))]
+        lines += ["        " + load("report")]
         lines += ["        %s()" % local("report")]
         return lines
 
@@ -444,13 +443,10 @@ def make_wrapper_code(code, kind, hook, inline=None):
     With ``inline`` (see :func:`wrapper_source`), None when its condition
     cannot be written inline.
     """
-    if inline is None:
-        source, constants = wrapper_source(code, kind), {}
-    else:
-        written = wrapper_source(code, kind, inline)
-        if written is None:
-            return None
-        source, constants = written
+    written = wrapper_source(code, kind, inline)
+    if written is None:
+        return None
+    source, constants = written
     module = compile(source, code.co_filename, "exec", dont_inherit=True)
     outer = [c for c in module.co_consts if isinstance(c, types.CodeType)][0]
     wrapper = [c for c in outer.co_consts if isinstance(c, types.CodeType)][0]
