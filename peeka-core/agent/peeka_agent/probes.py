@@ -345,6 +345,21 @@ class Probe(object):
         }
 
 
+def probed_frame(frame, code, wrappers=frozenset()):
+    """The probed call's frame at or above ``frame`` (a handler's caller), or None.
+
+    It runs ``code``, or an equal copy of it (the clone's, under code
+    swapping on 3.12+), or one of ``wrappers`` (the code swapping
+    wrapper's frame, above the clone's).
+    """
+    while frame is not None:
+        found = frame.f_code
+        if found is code or found in wrappers or found == code:
+            return frame
+        frame = frame.f_back
+    return None
+
+
 def compile_optional_condition(ctx):
     """The ``condition`` parameter compiled, or None; invalid_expression before any probe."""
     source = ctx.param("condition", str)

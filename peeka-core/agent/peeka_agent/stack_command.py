@@ -24,6 +24,7 @@ from .probes import (
     compile_optional_condition,
     counting_render,
     install_probe,
+    probed_frame,
     thread_name,
     wall_clock_offset,
 )
@@ -98,12 +99,7 @@ def make_stack_handler(probe, target, depth, condition, capturer):
             # Up to the probed call's frame (the real one, its clone's copy of
             # the code under code swapping, or the wrapper's): its f_back is
             # the caller.
-            frame = getframe(1)
-            while frame is not None:
-                code = frame.f_code
-                if code is probed or code in wrappers or code == probed:
-                    break
-                frame = frame.f_back
+            frame = probed_frame(getframe(1), probed, wrappers)
             if frame is not None:
                 frame = frame.f_back
             frames = []

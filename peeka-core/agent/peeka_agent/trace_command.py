@@ -59,6 +59,7 @@ from .probes import (
     counting_render,
     exception_text,
     install_probe,
+    probed_frame,
     thread_name,
     wall_clock_offset,
 )
@@ -364,12 +365,7 @@ def make_trace_handler(probe, target, options):
                     # it (the monitoring backend, or the sys.monitoring cover
                     # of a code-swapped function). Under code swapping it
                     # may run the clone's copy of the code (equal, not the same).
-                    frame = getframe(1)
-                    while frame is not None:
-                        code = frame.f_code
-                        if code is root_code or code == root_code:
-                            break
-                        frame = frame.f_back
+                    frame = probed_frame(getframe(1), root_code)
                     if frame is not None:
                         recorder.begin_at(frame)
                         caller = visible_caller(frame, hidden)
