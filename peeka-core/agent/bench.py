@@ -67,7 +67,7 @@ def send(message):
 def frame():
     header = reader.read(4)
     return reader.read(int.from_bytes(header, "big"))
-send({"type": "hello", "protocol": {"major": 1, "minor": 0}, "client": "bench"})
+send({"type": "hello", "protocol": {"major": 1, "minor": 1}, "client": "bench"})
 frame()
 if mode == "ping":
     times = []
@@ -89,11 +89,13 @@ elif mode == "probe":
     observations = 0
     while True:
         payload = frame()
-        if payload.startswith(b'{"type":"observation"'):
+        if payload.startswith(b'{"type":"observation",'):
             observations += 1
             continue
         message = json.loads(payload)
-        if message["type"] == "stream_end":
+        if message["type"] == "observations":
+            observations += len(message["data"])
+        elif message["type"] == "stream_end":
             print(json.dumps({"delivered": observations, "dropped": message["dropped"],
                               "reason": message["reason"]}))
             break
@@ -105,14 +107,19 @@ else:
     first = last = None
     while True:
         payload = frame()
-        if payload.startswith(b'{"type":"observation"'):
+        if payload.startswith(b'{"type":"observation",'):
             observations += 1
             last = time.perf_counter()
             if first is None:
                 first = last
             continue
         message = json.loads(payload)
-        if message["type"] == "stream_end":
+        if message["type"] == "observations":
+            observations += len(message["data"])
+            last = time.perf_counter()
+            if first is None:
+                first = last
+        elif message["type"] == "stream_end":
             print(json.dumps({"delivered": observations, "dropped": message["dropped"],
                               "seconds": (last - first) if first else 0.0}))
             break
@@ -409,7 +416,7 @@ def run_target(attach, seconds):
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.connect(details["socket"])
         hello = json.dumps(
-            {"type": "hello", "protocol": {"major": 1, "minor": 0}, "client": "bench"}
+            {"type": "hello", "protocol": {"major": 1, "minor": 1}, "client": "bench"}
         ).encode()
         client.sendall(len(hello).to_bytes(4, "big") + hello)
         client.recv(65536)

@@ -30,6 +30,7 @@ from .wire import (
     ErrorCode,
     FrameReader,
     ProtocolError,
+    accepts_batches,
     answer_hello,
     rejected,
     response_error,
@@ -195,6 +196,7 @@ class Connection(object):
             self.send(rejection)
             return
         self.client = hello["client"]
+        self.outbox.batching = accepts_batches(hello)
         agent = self.agent
         self.send(welcome(agent.version, agent.pid, agent.capabilities()))
         drain = self.outbox.drain

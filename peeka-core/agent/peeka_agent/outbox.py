@@ -93,9 +93,19 @@ import socket
 import threading
 import time
 import traceback
+from collections import Counter
+from operator import itemgetter
 
 from .agent_threads import AgentThread
-from .wire import FrameTooLarge, encode_frame, error_body, event, observation_frame, stream_end
+from .wire import (
+    FrameTooLarge,
+    encode_frame,
+    error_body,
+    event,
+    observation_frame,
+    observations_frame,
+    stream_end,
+)
 
 #: Control item opcodes (the first element of a control tuple).
 OP_FRAME = 0  # (OP_FRAME, frame_bytes, stream_announced_or_None)
@@ -126,6 +136,13 @@ WRITER_SHARE = 0.1
 WRITER_BURST = 0.02
 #: Observations left queued after a pause; older ones are dropped unrendered.
 SHED_KEEP = 512
+#: Most observations in one ``observations`` batch (protocol 1.1)...
+RUN_MAX = 1024
+#: ... and the size a batch aims at: a stream's next batch holds as many
+#: observations as fit in it at the size its previous batch had per observation.
+RUN_BYTES = 1 << 20
+#: Observations in a stream's first batch, before its size is known.
+RUN_START = 16
 #: Kernel send buffer asked for each connection, so that a burst is handed
 #: to the kernel at once instead of waiting for the client to read it
 #: (capped by net.core.wmem_max).
@@ -143,6 +160,12 @@ def _thread_clock():
         return time.thread_time
     except (AttributeError, OSError):
         return time.perf_counter
+
+
+def run_cap(frame_bytes, count):
+    """How many observations a stream's next batch may hold, after one of ``count`` in ``frame_bytes``."""
+    per_observation = max(1, frame_bytes // count)
+    return max(1, min(RUN_MAX, RUN_BYTES // per_observation))
 
 
 def counter_value(counter):
@@ -176,6 +199,14 @@ class Outbox(object):
         self.sent_frames = 0
         self.sent_bytes = 0
         self.failed = False
+        #: Whether observations go out in ``observations`` batches (the
+        #: client's hello said protocol 1.1 or later; set before any stream).
+        self.batching = False
+        # The batch being gathered (see _write_observation): its stream, the
+        # seq of its first observation and the data of each.
+        self._run_stream = None
+        self._run_seq = 0
+        self._run_data = None
         self._failure_unreported = False
         #: True once ``OP_STOP`` was taken or the socket failed: nothing more is written.
         self.stopped = False
@@ -291,24 +322,34 @@ class Outbox(object):
         self._report_failure()
 
     def _shed(self, most):
-        """Drops (and counts) up to ``most`` queued observations, oldest first; returns how many.
+        """Drops (and counts) ``most`` queued observations, oldest first; returns how many.
 
-        Stops at the first item that is not an observation of an open
-        stream (a response, event, ``stream_end``...): that one is written
-        at once, as the first item of a normal batch, so the order on the
-        wire is kept.
+        The items are taken and counted per stream by C code (a flood sheds
+        thousands after each pause). Any other item among them (a response,
+        event, ``stream_end``, an observation of a stream whose response is
+        not written yet) is handled as in a normal batch and written, in its
+        place in the order; observations are dropped around it.
         """
-        get_nowait = self.queue.get_nowait
+        taken = list(itertools.islice(iter(self.queue.get_nowait, None), most))
+        heads = Counter(map(itemgetter(0), taken))
+        if all(type(head) is not int and head._w_state == W_OPEN for head in heads):
+            for stream, count in heads.items():
+                stream._w_drops += count
+                stream._w_seq += count
+            return len(taken)
         shed = 0
-        while shed < most:
-            item = get_nowait()
+        chunks = []
+        stop = False
+        for item in taken:
             stream = item[0]
-            if type(stream) is int or stream._w_state != W_OPEN:
-                self._write_batch(item, BATCH_ITEMS)
+            if type(stream) is not int and stream._w_state == W_OPEN:
+                stream._w_drops += 1
+                stream._w_seq += 1
+                shed += 1
+            elif self._handle(item, chunks):
+                stop = True
                 break
-            stream._w_drops += 1
-            stream._w_seq += 1
-            shed += 1
+        self._send(chunks, stop)
         return shed
 
     def _write_batch(self, item, most):
@@ -319,31 +360,43 @@ class Outbox(object):
         get_nowait = self.queue.get_nowait
         qsize = self.queue.qsize
         handle = self._handle
+        write_observation = self._write_observation
         clock = time.perf_counter
         most = min(most, BATCH_ITEMS)
         chunks = []
         count = 0
         deadline = clock() + BATCH_SECONDS
         while True:
-            stop = handle(item, chunks)
+            head = item[0]
+            if type(head) is not int and head._w_state == W_OPEN:
+                write_observation(head, item, chunks)  # the common case, without _handle
+                stop = False
+            else:
+                stop = handle(item, chunks)
             count += 1
             if stop or count >= most or not qsize():
                 break
             if count & 127 == 0 and (clock() > deadline or sum(map(len, chunks)) >= BATCH_BYTES):
                 break
             item = get_nowait()
+        self._send(chunks, stop)
+        return count
+
+    def _send(self, chunks, stop):
+        """Writes the frames of a batch (the open batch of observations last); ``stop`` ends output."""
+        if self._run_data is not None:
+            self._flush_run(chunks)
         if chunks:
             data = b"".join(chunks)
             try:
                 self._sock.sendall(data, _SEND_FLAGS)
             except OSError:
                 self.failed = self.stopped = self._failure_unreported = True
-                return count
+                return
             self.sent_frames += len(chunks)
             self.sent_bytes += len(data)
         if stop:
             self.stopped = True
-        return count
 
     def _report_failure(self):
         """Calls ``on_failure`` once a write failed (outside the consumer lock)."""
@@ -367,6 +420,8 @@ class Outbox(object):
                     stream._w_drops += 1
                     stream._w_seq += 1
             return False
+        if self._run_data is not None:
+            self._flush_run(chunks)  # what comes before this item goes before it
         if head == OP_FRAME:
             chunks.append(item[1])
             stream = item[2]
@@ -418,7 +473,11 @@ class Outbox(object):
         return seq
 
     def _write_observation(self, stream, item, chunks):
-        seq = self._next_seq(stream)
+        if stream._gap:
+            seq = self._next_seq(stream)
+        else:
+            seq = stream._w_seq
+            stream._w_seq = seq + 1
         try:
             size = len(item)
             if size == 2:
@@ -427,14 +486,67 @@ class Outbox(object):
                 data = item[1](item[2])
             else:
                 data = item[1](item[2:])
+        except Exception as exc:
+            # A lazy renderer failed: the observation is lost, counted, reported.
+            stream._w_drops += 1
+            if self._run_data is not None:
+                self._flush_run(chunks)
+            self._note_encode_error(stream, "observation (rendering)", exc, chunks)
+            return
+        if self.batching:
+            run = self._run_data
+            if run is not None:
+                if (
+                    stream is self._run_stream
+                    and seq == self._run_seq + len(run)
+                    and len(run) < stream._w_run_cap
+                ):
+                    run.append(data)
+                    return
+                self._flush_run(chunks)
+            self._run_stream = stream
+            self._run_seq = seq
+            self._run_data = [data]
+            return
+        try:
             chunks.append(observation_frame(stream.id, seq, data))
         except _ENCODE_ERRORS as exc:
             stream._w_drops += 1
             self._note_encode_error(stream, "observation", exc, chunks)
-        except Exception as exc:
-            # A lazy renderer failed: the observation is lost, counted, reported.
-            stream._w_drops += 1
-            self._note_encode_error(stream, "observation (rendering)", exc, chunks)
+
+    def _flush_run(self, chunks):
+        """Appends the gathered observations as one ``observations`` frame.
+
+        A lone observation goes as an ``observation``. When the batch
+        cannot be encoded (a value JSON cannot hold, or more than a frame
+        holds) each observation goes in a frame of its own, so only the
+        faulty ones are lost (counted, and reported once after the others,
+        keeping ``seq`` increasing on the wire).
+        """
+        stream = self._run_stream
+        seq = self._run_seq
+        data = self._run_data
+        self._run_stream = self._run_data = None
+        if len(data) > 1:
+            try:
+                encoded = observations_frame(stream.id, seq, data)
+            except _ENCODE_ERRORS:
+                encoded = None
+            if encoded is not None:
+                chunks.append(encoded)
+                stream._w_run_cap = run_cap(len(encoded), len(data))
+                return
+        failure = None
+        for offset, value in enumerate(data):
+            try:
+                chunks.append(observation_frame(stream.id, seq + offset, value))
+            except _ENCODE_ERRORS as exc:
+                stream._w_drops += 1
+                failure = failure or exc
+        if len(data) > 1:
+            stream._w_run_cap = max(1, len(data) // 2)
+        if failure is not None:
+            self._note_encode_error(stream, "observation", failure, chunks)
 
     def _note_encode_error(self, stream, what, exc, chunks):
         """Reports the first unencodable message of a stream with an ``encode_error`` event."""

@@ -69,6 +69,7 @@ from .outbox import (
     OP_DISCARD,
     OP_END,
     OP_EVENT,
+    RUN_START,
     W_PENDING,
     counter_value,
     end_error_body,
@@ -234,6 +235,7 @@ class Stream(object):
         self._w_drops_seen = 0
         self._w_early = []
         self._w_encode_error_reported = False
+        self._w_run_cap = RUN_START  # observations in its next batch (see outbox)
         # The hot paths are closures bound to this stream's queue (faster
         # than methods); they shadow the documented methods below.
         self.emit = _make_emit(self, self._fifo, outbox.limit, max_items)

@@ -18,7 +18,8 @@ decoded with ``surrogateescape``, for instance) are encoded with U+FFFD-style
 replacement so that the client always receives valid UTF-8.
 
 Message builders (:func:`welcome`, :func:`rejected`, :func:`response_ok`,
-:func:`response_error`, :func:`observation_frame`, :func:`event`,
+:func:`response_error`, :func:`observation_frame`, :func:`observations_frame`,
+:func:`event`,
 :func:`stream_end`) produce exactly the shapes of the specification;
 :func:`answer_hello` is the handshake's version check.
 """
@@ -28,7 +29,11 @@ import sys
 
 #: The protocol version this agent speaks.
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
+
+#: The first minor version (of major 1) whose clients accept ``observations``
+#: batches; older clients get one ``observation`` message per observation.
+BATCH_MINOR = 1
 
 #: Largest payload accepted or produced, in bytes (8 MiB, the default of both sides).
 MAX_FRAME_LEN = 8 * 1024 * 1024
@@ -50,6 +55,7 @@ ALL_MESSAGE_TYPES = (
     "request",
     "response",
     "observation",
+    "observations",
     "event",
     "stream_end",
     "cancel",
@@ -448,6 +454,27 @@ def observation_frame(stream, seq, data, max_len=MAX_FRAME_LEN):
         encode_json(data),
     )
     return frame(utf8(text), max_len)
+
+
+def observations_frame(stream, seq, data, max_len=MAX_FRAME_LEN):
+    """An ``observations`` batch (protocol 1.1) encoded straight to a frame.
+
+    ``data`` is a non-empty list: element ``i`` is the data of the
+    observation numbered ``seq + i``. The same message as ``len(data)``
+    :func:`observation_frame` frames, for a client whose ``hello`` said
+    minor >= :data:`BATCH_MINOR`.
+    """
+    text = '{"type":"observations","stream":%d,"seq":%d,"data":%s}' % (
+        stream,
+        seq,
+        encode_json(data),
+    )
+    return frame(utf8(text), max_len)
+
+
+def accepts_batches(hello):
+    """Whether the client that sent ``hello`` (already accepted) understands ``observations``."""
+    return hello["protocol"]["minor"] >= BATCH_MINOR
 
 
 def event(stream, seq, kind, data=None):

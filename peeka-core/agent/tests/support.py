@@ -88,8 +88,7 @@ class RawClient(object):
         except BaseException:
             self.sock.close()
             raise
-        self._buffer = b""
-        self._next_id = 1
+        self._start()
 
     @classmethod
     def over(cls, sock, timeout=5.0):
@@ -97,9 +96,17 @@ class RawClient(object):
         client = cls.__new__(cls)
         client.sock = sock
         client.sock.settimeout(timeout)
-        client._buffer = b""
-        client._next_id = 1
+        client._start()
         return client
+
+    def _start(self):
+        self._buffer = b""
+        self._next_id = 1
+        #: Observations of an ``observations`` batch not returned by recv() yet.
+        self._expanded = []
+        #: ``observations`` batches received, and the observations they held.
+        self.batches = 0
+        self.batched = 0
 
     def close(self):
         try:
@@ -123,11 +130,33 @@ class RawClient(object):
         data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
 
-    def recv(self):
-        """The next message (a dict); ConnectionClosed at end of stream."""
+    def recv_frame(self):
+        """The next message as sent (an ``observations`` batch stays one message)."""
         size = int.from_bytes(self._read_exact(4), "big")
         assert 0 < size <= 8 * 1024 * 1024, size
         return json.loads(self._read_exact(size).decode("utf-8"))
+
+    def recv(self):
+        """The next message (a dict); ConnectionClosed at end of stream.
+
+        An ``observations`` batch is returned as the ``observation``
+        messages it stands for, one per call (the equivalence of protocol
+        1.1); :attr:`batches` and :attr:`batched` count them.
+        """
+        if self._expanded:
+            return self._expanded.pop(0)
+        message = self.recv_frame()
+        if message["type"] != "observations":
+            return message
+        data, stream, seq = message["data"], message["stream"], message["seq"]
+        assert type(data) is list and len(data) > 1, message
+        self.batches += 1
+        self.batched += len(data)
+        self._expanded = [
+            {"type": "observation", "stream": stream, "seq": seq + offset, "data": value}
+            for offset, value in enumerate(data)
+        ]
+        return self._expanded.pop(0)
 
     def at_eof(self, timeout=2.0):
         """Whether the agent closes the connection (without sending more) within ``timeout``."""
@@ -140,7 +169,7 @@ class RawClient(object):
             return True
         return data == b""
 
-    def handshake(self, major=1, minor=0):
+    def handshake(self, major=1, minor=1):
         self.send(
             {"type": "hello", "protocol": {"major": major, "minor": minor}, "client": "test/1"}
         )

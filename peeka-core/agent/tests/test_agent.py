@@ -167,7 +167,7 @@ class RequestTests(AgentTestCase):
         client = RawClient(self.socket_path)
         self.addCleanup(client.close)
         welcome = client.handshake(minor=7)
-        self.assertEqual(welcome["protocol"], {"major": 1, "minor": 0})
+        self.assertEqual(welcome["protocol"], {"major": 1, "minor": 1})
         self.assertEqual(welcome["agent_version"], "0.1.0")
         self.assertEqual(welcome["pid"], os.getpid())
         self.assertEqual(welcome["python"]["implementation"], "CPython")
@@ -447,7 +447,7 @@ class StreamTests(AgentTestCase):
         rejected = client.handshake(major=2)
         self.assertEqual(rejected["type"], "rejected")
         self.assertEqual(rejected["code"], "protocol_version_mismatch")
-        self.assertEqual(rejected["protocol"], {"major": 1, "minor": 0})
+        self.assertEqual(rejected["protocol"], {"major": 1, "minor": 1})
         self.assertTrue(client.at_eof())
 
 

@@ -196,7 +196,7 @@ class MessageTests(unittest.TestCase):
     def test_welcome_shape(self):
         message = wire.welcome("0.1.0", 42, ["sys.monitoring"])
         self.assertEqual(message["type"], "welcome")
-        self.assertEqual(message["protocol"], {"major": 1, "minor": 0})
+        self.assertEqual(message["protocol"], {"major": 1, "minor": 1})
         self.assertEqual(message["pid"], 42)
         self.assertEqual(message["capabilities"], ["sys.monitoring"])
         self.assertEqual(set(message["python"]), {"version", "implementation"})
@@ -214,7 +214,7 @@ class MessageTests(unittest.TestCase):
             self.assertEqual(rejected["type"], "rejected")
             self.assertEqual(rejected["code"], "protocol_version_mismatch")
             self.assertIn("%d.3" % major, rejected["message"])
-            self.assertEqual(rejected["protocol"], {"major": 1, "minor": 0})
+            self.assertEqual(rejected["protocol"], {"major": 1, "minor": 1})
 
     def test_response_shapes(self):
         self.assertEqual(
