@@ -62,7 +62,11 @@ producing it cost the target, with the GIL held. Left alone, the writer
 would take a large share of the GIL from the target's threads under such a
 flood (measured: 12-20 % of a CPU on a busy 2-core machine). So the writer keeps to a budget: a token bucket
 of its own CPU time (``time.thread_time``) filling at :data:`WRITER_SHARE`
-of one CPU (10 %) up to :data:`WRITER_BURST` (20 ms). A batch that leaves
+of one CPU (10 %) up to :data:`WRITER_BURST` (20 ms). A stream may ask for
+another share, up to :data:`MAX_WRITER_SHARE` (``send_budget``, a percentage,
+of ``watch``, ``stack`` and ``trace``): the operator who wants every row of a
+flood and accepts its cost says so; the writer keeps to the largest share
+its connection's open streams asked for, or to the default. A batch that leaves
 it in debt is followed by a sleep until the debt is repaid; meanwhile the
 queue fills to its bound and producers drop and count, as they do whenever
 the queue is full. After such a pause the writer sheds the backlog down to
@@ -134,6 +138,9 @@ BATCH_SECONDS = 0.004
 WRITER_SHARE = 0.1
 #: ... after a burst of this much CPU time (seconds) at full speed.
 WRITER_BURST = 0.02
+#: The largest share a stream may ask for instead (``send_budget``, see
+#: "The writer's budget"): the target's threads keep at least the rest.
+MAX_WRITER_SHARE = 0.5
 #: Observations left queued after a pause; older ones are dropped unrendered.
 SHED_KEEP = 512
 #: Most observations in one ``observations`` batch (protocol 1.1)...
@@ -199,6 +206,8 @@ class Outbox(object):
         self.sent_frames = 0
         self.sent_bytes = 0
         self.failed = False
+        #: The writer's share of a CPU asked for by each stream that asked (see :meth:`share`).
+        self.shares = {}
         #: Whether observations go out in ``observations`` batches (the
         #: client's hello said protocol 1.1 or later; set before any stream).
         self.batching = False
@@ -234,6 +243,16 @@ class Outbox(object):
     def send_message(self, message):
         """Encodes ``message`` now (raising on failure) and queues the frame."""
         self.queue.put((OP_FRAME, encode_frame(message), None))
+
+    def share(self):
+        """The writer's CPU share now: the largest its open streams asked for, or the default."""
+        shares = self.shares
+        if not shares:
+            return WRITER_SHARE
+        try:
+            return max(shares.values())
+        except (RuntimeError, ValueError):  # changed or emptied meanwhile
+            return WRITER_SHARE
 
     # -- consumers -----------------------------------------------------------
 
@@ -296,7 +315,6 @@ class Outbox(object):
         cpu = _thread_clock()
         clock = time.monotonic
         sleep = time.sleep
-        share = WRITER_SHARE
         burst = WRITER_BURST
         with self._consumer:
             get = self.queue.get
@@ -309,6 +327,7 @@ class Outbox(object):
                 self._write_batch(item, BATCH_ITEMS)
                 used = cpu() - used
                 now = clock()
+                share = self.share()
                 credit = min(burst, credit + (now - last) * share) - used
                 last = now
                 if credit < 0.0:

@@ -83,6 +83,7 @@ import time
 from .capture import _exception_text
 from .commands import CommandError
 from .expr import ExpressionError, compile_condition
+from .outbox import MAX_WRITER_SHARE
 from .patterns import CO_VARARGS, CO_VARKEYWORDS, resolve
 from .wire import ErrorCode
 
@@ -389,7 +390,11 @@ def install_probe(ctx, pattern, make_handler, max_items=None, labels=None, defau
             raise
         targets, pending = [], True
     probe_backend = backend(requested_backend(ctx) or PREFERRED_BACKEND or default_backend)
+    send_budget = ctx.param("send_budget", int, minimum=1, maximum=int(MAX_WRITER_SHARE * 100))
     stream = ctx.open_stream(max_items=max_items)
+    if send_budget is not None:
+        stream.ask_share(send_budget / 100.0)
+        stream.labels["send_budget"] = send_budget
     probe = Probe(ctx.command, pattern, stream, targets, probe_backend)
     stream.labels.update(
         {

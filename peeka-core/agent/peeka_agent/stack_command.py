@@ -36,7 +36,9 @@ MAX_DEPTH = 64
 
 def handle_stack(ctx):
     """``stack``: installs the probe and answers with its stream."""
-    ctx.check_params(("pattern", "depth", "times", "condition", "pending", "backend"))
+    ctx.check_params(
+        ("pattern", "depth", "times", "condition", "pending", "backend", "send_budget")
+    )
     pattern = ctx.param("pattern", str, required=True)
     depth = ctx.param("depth", int, default=DEFAULT_DEPTH, minimum=1, maximum=MAX_DEPTH)
     times = ctx.param("times", int, minimum=1)

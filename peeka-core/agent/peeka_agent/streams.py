@@ -48,6 +48,11 @@ and it belongs to that request's connection. The interface a probe uses:
     removed; exceptions it raises are recorded in the agent's error log
     (``info``), never propagated. Registered on an ended stream, it runs at once.
 
+``stream.ask_share(share)``
+    Asks the connection's writer to keep to ``share`` of a CPU (at most
+    ``MAX_WRITER_SHARE``) instead of the default while this stream is open
+    (see the writer's budget in :mod:`peeka_agent.outbox`).
+
 ``stream.labels`` is a free dict for the command (pattern, probe id...), shown
 by :meth:`Stream.describe` (for ``reset --list``).
 
@@ -69,6 +74,7 @@ from .outbox import (
     OP_DISCARD,
     OP_END,
     OP_EVENT,
+    MAX_WRITER_SHARE,
     RUN_START,
     W_PENDING,
     counter_value,
@@ -225,6 +231,7 @@ class Stream(object):
         self._accept = itertools.count(1).__next__
         self._gap = False
         outbox = connection.outbox
+        self._outbox = outbox
         self._fifo = outbox.queue
         self._limit = outbox.limit
         self._event_limit = outbox.limit + EVENT_HEADROOM
@@ -265,6 +272,14 @@ class Stream(object):
     def inline_emitter(self, render):
         """``lazy_emitter(render)`` as source for generated code: an :class:`InlineEmit`."""
         return InlineEmit(self, render)
+
+    def ask_share(self, share):
+        """Asks the writer for ``share`` of a CPU while this stream is open (see the module doc)."""
+        if not 0.0 < share <= MAX_WRITER_SHARE:
+            raise ValueError("a writer share is above 0 and at most %s" % MAX_WRITER_SHARE)
+        with self._lock:
+            if self.end_reason is None:
+                self._outbox.shares[self] = share
 
     @property
     def closed(self):
@@ -323,6 +338,7 @@ class Stream(object):
             self.end_reason = reason
             self._open = False
             self.connection._forget_stream(self)
+            self._outbox.shares.pop(self, None)
             callbacks = self._callbacks
             self._callbacks = []
         # Break the stream <-> closure cycles; holders of the old closures

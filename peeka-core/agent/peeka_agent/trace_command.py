@@ -77,6 +77,7 @@ PARAMS = (
     "skip_builtin",
     "pending",
     "backend",
+    "send_budget",
 )
 DEFAULT_DEPTH = 3
 MAX_DEPTH = 20

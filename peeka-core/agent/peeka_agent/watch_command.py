@@ -53,6 +53,7 @@ PARAMS = (
     "max_bytes",
     "pending",
     "backend",
+    "send_budget",
 )
 
 

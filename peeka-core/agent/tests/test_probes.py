@@ -480,6 +480,33 @@ class OwnershipTests(ProbeTestCase):
         self.assertEqual(self.end_of(other, fail_stream)["reason"], "reset")
         self.assertEqual(admin.call("reset", {"list": True})["data"]["probes"], [])
 
+    def test_send_budget_is_checked_and_held_while_the_stream_is_open(self):
+        client = self.client()
+        for bad in (0, 51, "ten", True):
+            error = self.refused(client, "watch", pattern=P + "add", send_budget=bad)
+            self.assertEqual(error["code"], "invalid_params", bad)
+            self.assertIn("send_budget", error["message"])
+        error = self.refused(client, "monitor", pattern=P + "add", send_budget=20)
+        self.assertEqual(error["code"], "invalid_params")
+        self.assertEqual(self.agent_probes(), [])
+        (connection,) = self.agent._connections.values()
+        writer = connection.outbox
+        watch, _ = self.start(client, "watch", pattern=P + "add", send_budget=40)
+        stack, _ = self.start(client, "stack", pattern=P + "inner", send_budget=25)
+        trace, _ = self.start(client, "trace", pattern=P + "outer", send_budget=5)
+        streams = {s["stream"]: s for s in client.call("info")["data"]["streams"]}
+        self.assertEqual(streams[watch]["labels"]["send_budget"], 40)
+        self.assertEqual(writer.share(), 0.4)
+        client.cancel(watch)
+        self.end_of(client, watch)
+        self.assertEqual(writer.share(), 0.25)
+        client.cancel(stack)
+        self.end_of(client, stack)
+        client.cancel(trace)
+        self.end_of(client, trace)
+        self.assertEqual(writer.shares, {})
+        self.assertEqual(writer.share(), sys.modules[self.module.__name__ + ".outbox"].WRITER_SHARE)
+
     def test_detach_removes_every_probe(self):
         client = self.client()
         self.start(client, "watch", pattern=P + "add")

@@ -27,26 +27,29 @@ class WriterBudgetTests(AgentTestCase):
         burn(0.0005)
         return {"i": value}
 
-    def test_a_flood_pauses_the_writer_and_sheds_with_exact_accounting(self):
+    def flood(self, share=None, seconds=0.6):
+        """Floods a stream with expensive renders; returns (delivered, end, elapsed, writer CPU)."""
         client = self.client()
         stream_id = self.open_stream(client)
         stream = self.streams[stream_id]
+        if share is not None:
+            stream.ask_share(share)
         outbox = stream.connection.outbox
         emitted = 0
-        writer_cpu = []
         started = time.perf_counter()
-        deadline = started + 0.6
+        deadline = started + seconds
         while time.perf_counter() < deadline:
             for index in range(200):
                 stream.emit_lazy(self.render, emitted + index)
             emitted += 200
             time.sleep(0.001)
         elapsed = time.perf_counter() - started
+        writer_cpu = None
         writer = outbox.writer
         if writer is not None and getattr(writer, "native_id", None):
             with open("/proc/self/task/%d/stat" % writer.native_id) as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
-            writer_cpu.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+            writer_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         client.cancel(stream_id)
         messages = self.read_until_end(client, stream_id)
         observations = [m for m in messages if m["type"] == "observation"]
@@ -58,6 +61,19 @@ class WriterBudgetTests(AgentTestCase):
         self.assertEqual(len(observations) + end["dropped"], emitted)
         numbers = [m["data"]["i"] for m in observations]
         self.assertEqual(numbers, sorted(numbers), "shedding keeps the order")
-        if writer_cpu:
+        self.assertEqual(outbox.shares, {}, "the stream's share is given back when it ends")
+        return observations, elapsed, writer_cpu
+
+    def test_a_flood_pauses_the_writer_and_sheds_with_exact_accounting(self):
+        _observations, elapsed, writer_cpu = self.flood()
+        if writer_cpu is not None:
             # 20 % of the elapsed time, plus the burst, with room for clock ticks.
-            self.assertLess(writer_cpu[0], elapsed * 0.2 + 0.005 + 0.05)
+            self.assertLess(writer_cpu, elapsed * 0.2 + 0.005 + 0.05)
+
+    def test_a_stream_may_ask_for_a_larger_share(self):
+        observations, elapsed, writer_cpu = self.flood(share=0.5)
+        if writer_cpu is not None:
+            self.assertLess(writer_cpu, elapsed * 0.5 + 0.005 + 0.05)
+        # Each render costs 0.5 ms: the default 20 % allows at most
+        # elapsed * 0.2 / 0.0005 of them (plus the burst); 50 % allows 2.5 times that.
+        self.assertGreater(len(observations), (elapsed * 0.2 + 0.005) / 0.0005 * 1.2)
