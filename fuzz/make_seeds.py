@@ -15,7 +15,7 @@ from pathlib import Path
 
 SEEDS = Path(__file__).resolve().parent / "seeds"
 
-VERSION = {"major": 1, "minor": 0}
+VERSION = {"major": 1, "minor": 1}
 
 MESSAGES = {
     "hello": {"type": "hello", "protocol": VERSION, "client": "peeka-cli/0.1.0"},
@@ -69,6 +69,16 @@ MESSAGES = {
             "seq": 0,
         },
     },
+    "observations": {
+        "type": "observations",
+        "stream": 1,
+        "seq": 1,
+        "data": [
+            {"func_name": "app.orders.place_order", "location": "AtExit", "cost": 0.04, "seq": 1},
+            {"func_name": "app.orders.place_order", "location": "AtExit", "cost": 0.05, "seq": 2},
+            None,
+        ],
+    },
     "event": {
         "type": "event",
         "stream": 3,
@@ -118,6 +128,10 @@ def main():
     write("message_parse", "unknown_reason.json",
           b'{"type":"stream_end","stream":1,"reason":"meteor"}')
     write("message_parse", "not_an_object.json", b'["hello",1]')
+    write("message_parse", "observations_empty.json",
+          b'{"type":"observations","stream":1,"seq":0,"data":[]}')
+    write("message_parse", "observations_top_seq.json",
+          b'{"type":"observations","stream":1,"seq":18446744073709551614,"data":[1,2]}')
 
     # frame_decode: valid frames, then each kind of bad frame after one.
     all_frames = b"".join(frame(compact(m)) for m in MESSAGES.values())

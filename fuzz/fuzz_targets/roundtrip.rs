@@ -8,8 +8,8 @@ use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use peeka_protocol::{
     encode_message, Cancel, EndReason, ErrorBody, ErrorCode, Event, Hello, Message, MessageDecoder,
-    Observation, Payload, ProtocolVersion, PythonInfo, Rejected, Request, Response, StreamEnd,
-    Welcome, DEFAULT_MAX_FRAME_LEN,
+    Observation, ObservationBatch, Payload, ProtocolVersion, PythonInfo, Rejected, Request,
+    Response, StreamEnd, Welcome, DEFAULT_MAX_FRAME_LEN,
 };
 use serde_json::{Map, Number, Value};
 
@@ -96,8 +96,23 @@ fn error_body(u: &mut Unstructured<'_>) -> Result<ErrorBody> {
     })
 }
 
+/// A valid `observations` batch: 1 to 8 items, its first seq anywhere that
+/// leaves room for the last one (often right at the top of the range).
+fn batch(u: &mut Unstructured<'_>) -> Result<ObservationBatch> {
+    let len = u.int_in_range(1..=8u64)?;
+    let last_start = u64::MAX - (len - 1);
+    let seq = if u.arbitrary()? {
+        last_start
+    } else {
+        u.int_in_range(0..=last_start)?
+    };
+    let data = (0..len).map(|_| payload(u)).collect::<Result<_>>()?;
+    let stream = u.arbitrary()?;
+    Ok(ObservationBatch::new(stream, seq, data).expect("seq and len were chosen to fit"))
+}
+
 fn message(u: &mut Unstructured<'_>) -> Result<Message> {
-    Ok(match u.int_in_range(0..=9)? {
+    Ok(match u.int_in_range(0..=10)? {
         0 => Message::Hello(Hello {
             protocol: version(u)?,
             client: text(u)?,
@@ -151,6 +166,7 @@ fn message(u: &mut Unstructured<'_>) -> Result<Message> {
                 None
             },
         }),
+        9 => Message::Observations(batch(u)?),
         _ => Message::Cancel(Cancel {
             stream: u.arbitrary()?,
         }),
@@ -193,4 +209,18 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(!decoder.frames().has_partial_frame());
     assert_eq!(decoded, messages);
+
+    // A batch stands for its items, with consecutive seqs from its own.
+    for message in decoded {
+        if let Message::Observations(batch) = message {
+            let (stream, seq, len) = (batch.stream(), batch.seq(), batch.data().len());
+            assert_eq!(batch.last_seq() - seq, len as u64 - 1);
+            for (i, observation) in batch.into_observations().enumerate() {
+                assert_eq!(
+                    (observation.stream, observation.seq),
+                    (stream, seq + i as u64)
+                );
+            }
+        }
+    }
 });

@@ -16,20 +16,35 @@
 //! nesting depth that `Message::parse` does before the typed pass (and a
 //! faster variant of it), and the UTF-8 check and copy of the framing.
 //!
+//! The `batch_256` group compares two ways of receiving 256 small
+//! observations: one `observations` message (protocol 1.1) decoded and
+//! expanded into its observations, and 256 `observation` frames decoded one
+//! by one; its throughput counts observations. The batch is also one of the
+//! `observation_*` cases above (`observation_small_x256_batch`).
+//!
 //! Run: `cargo bench -p peeka-protocol --bench codec`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use peeka_protocol::{
-    encode_message, Message, MessageDecoder, Observation, Payload, DEFAULT_MAX_FRAME_LEN,
+    encode_message, Message, MessageDecoder, Observation, ObservationBatch, Payload,
+    DEFAULT_MAX_FRAME_LEN,
 };
 use serde::de::IgnoredAny;
 use serde_json::{json, Value};
 
+/// How many observations the batch benchmarks put in one message.
+const BATCH_LEN: usize = 256;
+
 /// A small observation: one call of a module function with two arguments.
 fn small_observation() -> Message {
-    let data = json!({
+    observation(small_data())
+}
+
+/// The data of [`small_observation`], about 200 bytes of JSON.
+fn small_data() -> Value {
+    json!({
         "func_name": "shop.place_order",
         "location": "AtExit",
         "params": ["'A-17'", 3],
@@ -43,8 +58,14 @@ fn small_observation() -> Message {
         "thread_name": "MainThread",
         "timestamp": 1_764_331_200.123,
         "seq": 0
-    });
-    observation(data)
+    })
+}
+
+/// [`BATCH_LEN`] small observations, seqs 17 onwards, in one `observations`
+/// message.
+fn small_batch() -> Message {
+    let data = vec![Payload::from(small_data()); BATCH_LEN];
+    Message::Observations(ObservationBatch::new(1, 17, data).expect("a valid batch"))
 }
 
 /// A large observation: a batch import with hundreds of expanded line items
@@ -171,10 +192,11 @@ fn nesting_deeper_than(json: &[u8], max: usize) -> bool {
     false
 }
 
-fn cases() -> [(&'static str, Message); 2] {
+fn cases() -> [(&'static str, Message); 3] {
     [
         ("small", small_observation()),
         ("large", large_observation()),
+        ("small_x256_batch", small_batch()),
     ]
 }
 
@@ -255,5 +277,45 @@ fn bench_decode_parts(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_codec, bench_decode_parts);
+/// Decodes every whole frame of `wire` and hands each observation it holds
+/// to `black_box`; returns how many there were.
+fn decode_observations(decoder: &mut MessageDecoder, mut wire: &[u8]) -> usize {
+    let mut count = 0;
+    let mut take = |observation: Observation| {
+        black_box(observation);
+        count += 1;
+    };
+    while let Some(message) = decoder.decode(&mut wire).expect("the frames decode") {
+        match message {
+            Message::Observation(observation) => take(observation),
+            Message::Observations(batch) => batch.into_observations().for_each(&mut take),
+            other => panic!("not an observation: {}", other.kind()),
+        }
+    }
+    count
+}
+
+fn bench_batch(c: &mut Criterion) {
+    let batch = encoded(&small_batch());
+    let Message::Observations(expanded) = small_batch() else {
+        unreachable!("small_batch is a batch")
+    };
+    let singles: Vec<u8> = expanded
+        .into_observations()
+        .flat_map(|observation| encoded(&Message::Observation(observation)))
+        .collect();
+
+    let mut group = c.benchmark_group("batch_256");
+    group.throughput(Throughput::Elements(BATCH_LEN as u64));
+    let mut decoder = MessageDecoder::new();
+    for (name, wire) in [("one_batch", &batch), ("single_frames", &singles)] {
+        assert_eq!(decode_observations(&mut decoder, wire), BATCH_LEN);
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| decode_observations(&mut decoder, black_box(wire)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_codec, bench_decode_parts, bench_batch);
 criterion_main!(benches);

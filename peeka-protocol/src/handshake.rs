@@ -91,6 +91,21 @@ mod tests {
     }
 
     #[test]
+    fn other_minors_of_the_same_major_talk_both_ways() {
+        let old = ProtocolVersion { major: 1, minor: 0 };
+        let old_client = Hello {
+            protocol: old,
+            client: "peeka-cli/0.0.9".into(),
+        };
+        assert!(matches!(
+            old_client.answer(welcome(PROTOCOL_VERSION)),
+            Message::Welcome(_)
+        ));
+        assert!(welcome(old).check_compatible().is_ok());
+        assert!(!old.is_current() && PROTOCOL_VERSION.is_current());
+    }
+
+    #[test]
     fn same_major_is_welcomed() {
         let hello = Hello::new("peeka-cli/0.1.0");
         assert!(matches!(

@@ -10,8 +10,9 @@
 //!   and reports a corrupt stream after any error.
 //! - **Messages** ([`Message`]): the handshake ([`Hello`], [`Welcome`],
 //!   [`Rejected`]), [`Request`]/[`Response`] keyed by a client-chosen id, the
-//!   streamed [`Observation`]s and [`Event`]s with a per-stream `seq`,
-//!   [`StreamEnd`] and [`Cancel`]. Command-specific contents travel as raw
+//!   streamed [`Observation`]s (one a message, or several consecutive ones
+//!   in an [`ObservationBatch`] since protocol 1.1) and [`Event`]s with a
+//!   per-stream `seq`, [`StreamEnd`] and [`Cancel`]. Command-specific contents travel as raw
 //!   JSON [`Payload`]s that callers parse into their own types.
 //! - **Adapters** over the same core: [`MessageReader`]/[`MessageWriter`]
 //!   for `std::io`, and [`MessageCodec`] for `tokio_util::codec` behind the
@@ -68,8 +69,9 @@ pub use error_code::ErrorCode;
 pub use frame::{encode_frame, FrameDecoder, FrameError, DEFAULT_MAX_FRAME_LEN};
 pub use io::{MessageReader, MessageWriter, TransportError};
 pub use message::{
-    Cancel, EndReason, ErrorBody, Event, Hello, Message, MessageError, Observation, PythonInfo,
-    Rejected, Request, RequestId, Response, StreamEnd, StreamId, Welcome, MAX_NESTING,
+    BatchError, Cancel, EndReason, ErrorBody, Event, Hello, IntoObservations, Message,
+    MessageError, Observation, ObservationBatch, PythonInfo, Rejected, Request, RequestId,
+    Response, StreamEnd, StreamId, Welcome, MAX_NESTING,
 };
 pub use payload::Payload;
 #[cfg(feature = "tokio")]

@@ -39,6 +39,12 @@ pub enum Message {
     Response(Response),
     /// Agent → client: one item of a stream (a watched call, a stack, ...).
     Observation(Observation),
+    /// Agent → client, protocol 1.1: consecutive items of one stream in one
+    /// message, equivalent to one [`Observation`] each (see
+    /// [`ObservationBatch`]). Sent only to a client whose [`Hello`]
+    /// announced 1.1 or later (see
+    /// [`ProtocolVersion::accepts_observation_batches`]).
+    Observations(ObservationBatch),
     /// Agent → client: something that happened to a stream (a monitor cycle,
     /// a warning, a drop count).
     Event(Event),
@@ -181,6 +187,164 @@ pub struct Observation {
     pub data: Payload,
 }
 
+/// Consecutive observations of one stream, sent as one message
+/// (`"type":"observations"`, protocol 1.1).
+///
+/// Element `i` of [`data`](Self::data) is the `data` of the observation of
+/// [`stream`](Self::stream) whose sequence number is [`seq`](Self::seq) plus
+/// `i`: a batch means exactly what that many [`Observation`]s with
+/// consecutive `seq`s, in that order, mean
+/// ([`into_observations`](Self::into_observations) yields them). The fields are private so that every batch holds at least
+/// one item and its last `seq` fits in a `u64`; decoding refuses a message
+/// that breaks either rule ([`MessageError::InvalidFields`]).
+///
+/// ```
+/// use peeka_protocol::{Message, Observation, ObservationBatch, Payload};
+///
+/// let data = vec![Payload::from_json("1")?, Payload::from_json(r#"{"n":2}"#)?];
+/// let batch = ObservationBatch::new(7, 120, data)?;
+/// let message = Message::Observations(batch.clone());
+/// assert_eq!(
+///     message.to_json(),
+///     r#"{"type":"observations","stream":7,"seq":120,"data":[1,{"n":2}]}"#
+/// );
+///
+/// let singles: Vec<Observation> = batch.into_observations().collect();
+/// assert_eq!((singles[1].stream, singles[1].seq), (7, 121));
+/// assert_eq!(singles[1].data.as_str(), r#"{"n":2}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "WireObservationBatch")]
+pub struct ObservationBatch {
+    stream: StreamId,
+    seq: u64,
+    data: Vec<Payload>,
+}
+
+/// The wire form of [`ObservationBatch`], before its rules are checked.
+#[derive(Deserialize)]
+struct WireObservationBatch {
+    stream: StreamId,
+    seq: u64,
+    data: Vec<Payload>,
+}
+
+impl TryFrom<WireObservationBatch> for ObservationBatch {
+    type Error = BatchError;
+
+    fn try_from(wire: WireObservationBatch) -> Result<Self, Self::Error> {
+        Self::new(wire.stream, wire.seq, wire.data)
+    }
+}
+
+/// Why an [`ObservationBatch`] cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// `data` holds no item.
+    #[error("an \"observations\" message needs at least one item in \"data\"")]
+    Empty,
+    /// The last item's sequence number does not fit in a `u64`.
+    #[error("an \"observations\" message starting at seq {seq} cannot hold {len} items: the last seq would not fit in 64 bits")]
+    SeqOverflow {
+        /// The first item's sequence number.
+        seq: u64,
+        /// How many items there are.
+        len: usize,
+    },
+}
+
+impl ObservationBatch {
+    /// The batch of observations `seq`, `seq + 1`, ... of `stream`, one per
+    /// element of `data`.
+    ///
+    /// # Errors
+    /// [`BatchError::Empty`] when `data` is empty, [`BatchError::SeqOverflow`]
+    /// when `seq + data.len() - 1` does not fit in a `u64`.
+    pub fn new(stream: StreamId, seq: u64, data: Vec<Payload>) -> Result<Self, BatchError> {
+        let len = data.len();
+        if len == 0 {
+            return Err(BatchError::Empty);
+        }
+        u64::try_from(len - 1)
+            .ok()
+            .and_then(|extra| seq.checked_add(extra))
+            .ok_or(BatchError::SeqOverflow { seq, len })?;
+        Ok(Self { stream, seq, data })
+    }
+
+    /// The stream the observations belong to.
+    pub fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    /// The sequence number of the first observation.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The sequence number of the last observation.
+    pub fn last_seq(&self) -> u64 {
+        // `new` checked that this does not overflow; `data` is never empty.
+        self.seq + (self.data.len() as u64 - 1)
+    }
+
+    /// Every observation's data, in `seq` order; never empty.
+    pub fn data(&self) -> &[Payload] {
+        &self.data
+    }
+
+    /// The equivalent single observations, in `seq` order.
+    pub fn into_observations(self) -> IntoObservations {
+        IntoObservations {
+            stream: self.stream,
+            seq: self.seq,
+            items: self.data.into_iter().enumerate(),
+        }
+    }
+}
+
+impl IntoIterator for ObservationBatch {
+    type Item = Observation;
+    type IntoIter = IntoObservations;
+
+    fn into_iter(self) -> IntoObservations {
+        self.into_observations()
+    }
+}
+
+/// The [`Observation`]s an [`ObservationBatch`] stands for, in `seq` order
+/// (from [`ObservationBatch::into_observations`]).
+#[derive(Debug)]
+pub struct IntoObservations {
+    stream: StreamId,
+    seq: u64,
+    items: std::iter::Enumerate<std::vec::IntoIter<Payload>>,
+}
+
+impl Iterator for IntoObservations {
+    type Item = Observation;
+
+    fn next(&mut self) -> Option<Observation> {
+        let (i, data) = self.items.next()?;
+        Some(Observation {
+            stream: self.stream,
+            // At most the batch's last seq, which fits (checked by `new`).
+            seq: self.seq + i as u64,
+            data,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
+impl ExactSizeIterator for IntoObservations {}
+
+impl std::iter::FusedIterator for IntoObservations {}
+
 /// Something that happened to a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -315,13 +479,14 @@ struct TypeTag<'a> {
 
 impl Message {
     /// Every message type, as spelled on the wire.
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 10] = [
         "hello",
         "welcome",
         "rejected",
         "request",
         "response",
         "observation",
+        "observations",
         "event",
         "stream_end",
         "cancel",
@@ -336,6 +501,7 @@ impl Message {
             Self::Request(_) => "request",
             Self::Response(_) => "response",
             Self::Observation(_) => "observation",
+            Self::Observations(_) => "observations",
             Self::Event(_) => "event",
             Self::StreamEnd(_) => "stream_end",
             Self::Cancel(_) => "cancel",
@@ -386,6 +552,7 @@ impl Message {
             "request" => Self::Request(fields(json, "request")?),
             "response" => Self::Response(fields(json, "response")?),
             "observation" => Self::Observation(fields(json, "observation")?),
+            "observations" => Self::Observations(fields(json, "observations")?),
             "event" => Self::Event(fields(json, "event")?),
             "stream_end" => Self::StreamEnd(fields(json, "stream_end")?),
             "cancel" => Self::Cancel(fields(json, "cancel")?),
@@ -451,6 +618,17 @@ mod tests {
                 seq: 0,
                 data: Payload::from_json(r#"{"cost":0.1}"#).unwrap(),
             }),
+            Message::Observations(
+                ObservationBatch::new(
+                    1,
+                    2,
+                    vec![
+                        Payload::from_json(r#"{"cost":0.2}"#).unwrap(),
+                        Payload::null(),
+                    ],
+                )
+                .unwrap(),
+            ),
             Message::Event(Event {
                 stream: 1,
                 seq: 1,
@@ -551,6 +729,101 @@ mod tests {
             Message::parse(&nested(MAX_NESTING)),
             Err(MessageError::TooDeep)
         ));
+    }
+
+    fn batch(seq: u64, items: &[&str]) -> Result<ObservationBatch, BatchError> {
+        let data = items
+            .iter()
+            .map(|j| Payload::from_json(j).unwrap())
+            .collect();
+        ObservationBatch::new(7, seq, data)
+    }
+
+    #[test]
+    fn observations_wire_form_and_accessors() {
+        let json =
+            r#"{"type":"observations","stream":7,"seq":120,"data":[{"a":1},[2],"x",null,true]}"#;
+        let Message::Observations(parsed) = Message::parse(json).unwrap() else {
+            panic!("not a batch");
+        };
+        assert_eq!(
+            parsed,
+            batch(120, &[r#"{"a":1}"#, "[2]", r#""x""#, "null", "true"]).unwrap()
+        );
+        assert_eq!(Message::Observations(parsed.clone()).to_json(), json);
+        assert_eq!(
+            (parsed.stream(), parsed.seq(), parsed.last_seq()),
+            (7, 120, 124)
+        );
+        assert_eq!(parsed.data().len(), 5);
+        // Unknown fields are ignored, as in every message.
+        let later = r#"{"type":"observations","stream":7,"seq":0,"data":[1],"compressed":false}"#;
+        assert!(matches!(
+            Message::parse(later),
+            Ok(Message::Observations(b)) if b == batch(0, &["1"]).unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_batch_is_its_single_observations_in_order() {
+        let items = [r#"{"cost":1}"#, r#"{"cost":2}"#, r#"{"cost":3}"#];
+        let observations: Vec<Observation> = batch(40, &items).unwrap().into_iter().collect();
+        let singles: Vec<Observation> = (40..)
+            .zip(items)
+            .map(|(seq, data)| Observation {
+                stream: 7,
+                seq,
+                data: Payload::from_json(data).unwrap(),
+            })
+            .collect();
+        assert_eq!(observations, singles);
+        let iter = batch(0, &items).unwrap().into_observations();
+        assert_eq!(iter.len(), 3);
+
+        // The last seq may be u64::MAX itself.
+        let top = batch(u64::MAX - 1, &["1", "2"]).unwrap();
+        assert_eq!(top.last_seq(), u64::MAX);
+        let seqs: Vec<u64> = top.into_observations().map(|o| o.seq).collect();
+        assert_eq!(seqs, [u64::MAX - 1, u64::MAX]);
+    }
+
+    #[test]
+    fn empty_and_overflowing_batches_are_refused() {
+        assert_eq!(batch(0, &[]), Err(BatchError::Empty));
+        assert_eq!(
+            batch(u64::MAX, &["1", "2"]),
+            Err(BatchError::SeqOverflow {
+                seq: u64::MAX,
+                len: 2
+            })
+        );
+        assert!(batch(u64::MAX, &["1"]).is_ok());
+        for json in [
+            r#"{"type":"observations","stream":7,"seq":0,"data":[]}"#,
+            r#"{"type":"observations","stream":7,"seq":18446744073709551615,"data":[1,2]}"#,
+            r#"{"type":"observations","stream":7,"seq":18446744073709551614,"data":[1,2,3]}"#,
+            r#"{"type":"observations","stream":7,"seq":0}"#,
+            r#"{"type":"observations","stream":7,"seq":0,"data":null}"#,
+            r#"{"type":"observations","stream":7,"seq":0,"data":{"0":1}}"#,
+            r#"{"type":"observations","stream":7,"seq":-1,"data":[1]}"#,
+            r#"{"type":"observations","seq":0,"data":[1]}"#,
+            r#"{"type":"observations","stream":7,"data":[1]}"#,
+            r#"{"type":"observations","stream":7,"seq":0,"data":[1],"data":[2]}"#,
+        ] {
+            assert!(
+                matches!(
+                    Message::parse(json),
+                    Err(MessageError::InvalidFields {
+                        kind: "observations",
+                        ..
+                    })
+                ),
+                "{json}"
+            );
+        }
+        let err =
+            Message::parse(r#"{"type":"observations","stream":7,"seq":0,"data":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("at least one item"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,12 @@ pub struct ProtocolVersion {
 }
 
 /// The version this crate speaks.
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+///
+/// 1.1 added the `observations` message ([`Message::Observations`]), which
+/// an agent sends only to clients that announced 1.1 or later.
+///
+/// [`Message::Observations`]: crate::Message::Observations
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 1 };
 
 impl fmt::Display for ProtocolVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,6 +45,15 @@ pub struct VersionMismatch {
 }
 
 impl ProtocolVersion {
+    /// Whether a client that announced this version in its `hello` may be
+    /// sent `observations` messages ([`Message::Observations`]): protocol
+    /// 1.1 and later minors of major 1.
+    ///
+    /// [`Message::Observations`]: crate::Message::Observations
+    pub fn accepts_observation_batches(self) -> bool {
+        self.major == 1 && self.minor >= 1
+    }
+
     /// Checks that `peer` can talk to `self`.
     ///
     /// # Errors
@@ -78,6 +92,25 @@ mod tests {
             .check_peer(ProtocolVersion { major: 2, minor: 0 })
             .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("2.0") && text.contains("1.0") && text.contains("upgrade"));
+        assert!(text.contains("2.0") && text.contains("1.1") && text.contains("upgrade"));
+    }
+
+    #[test]
+    fn this_version_is_1_1_and_only_1_1_and_later_minors_get_batches() {
+        assert_eq!(PROTOCOL_VERSION.to_string(), "1.1");
+        assert!(PROTOCOL_VERSION.accepts_observation_batches());
+        for (major, minor, accepts) in [
+            (1, 0, false),
+            (1, 1, true),
+            (1, 7, true),
+            (0, 9, false),
+            (2, 0, false),
+        ] {
+            assert_eq!(
+                ProtocolVersion { major, minor }.accepts_observation_batches(),
+                accepts,
+                "{major}.{minor}"
+            );
+        }
     }
 }

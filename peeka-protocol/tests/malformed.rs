@@ -369,6 +369,13 @@ fn wrong_field_types_are_typed_errors() {
         (br#"{"type":"response","id":1,"ok":false,"error":{"code":"x"}}"#, "response"),
         (br#"{"type":"observation","stream":1,"seq":0}"#, "observation"),
         (br#"{"type":"observation","stream":1,"seq":true,"data":{}}"#, "observation"),
+        (br#"{"type":"observations","stream":1,"seq":0,"data":[]}"#, "observations"),
+        (br#"{"type":"observations","stream":1,"seq":0,"data":{}}"#, "observations"),
+        (br#"{"type":"observations","stream":1,"seq":0}"#, "observations"),
+        (
+            br#"{"type":"observations","stream":1,"seq":18446744073709551615,"data":[1,2]}"#,
+            "observations",
+        ),
         (br#"{"type":"event","stream":1,"seq":0,"kind":3}"#, "event"),
         (br#"{"type":"stream_end","stream":1,"reason":7}"#, "stream_end"),
         (br#"{"type":"stream_end","stream":1,"reason":"error","dropped":-1}"#, "stream_end"),
@@ -439,6 +446,27 @@ fn nesting_at_the_limit_is_accepted_and_its_payload_parses() {
         "[".repeat(1000)
     );
     assert!(Message::parse(&json).is_ok());
+}
+
+#[test]
+fn a_batch_array_counts_as_one_level_of_nesting() {
+    // The envelope and the `data` array take two levels; an item may nest
+    // MAX_NESTING - 2 more, one less than a single observation's data.
+    let batch = |depth: usize| {
+        format!(
+            r#"{{"type":"observations","stream":1,"seq":0,"data":[0,{}{}]}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    assert!(matches!(
+        Message::parse(&batch(MAX_NESTING - 2)),
+        Ok(Message::Observations(_))
+    ));
+    assert_rejected(
+        batch(MAX_NESTING - 1).as_bytes(),
+        is_message_error(|e| matches!(e, MessageError::TooDeep)),
+    );
 }
 
 #[test]

@@ -7,9 +7,9 @@ use std::io::{self, Read};
 
 use peeka_protocol::{
     encode_frame, encode_message, Cancel, DecodeError, EndReason, ErrorBody, ErrorCode, Event,
-    FrameDecoder, FrameError, Hello, Message, MessageDecoder, MessageReader, Observation, Payload,
-    ProtocolVersion, PythonInfo, Rejected, Request, Response, StreamEnd, TransportError, Welcome,
-    DEFAULT_MAX_FRAME_LEN,
+    FrameDecoder, FrameError, Hello, Message, MessageDecoder, MessageReader, Observation,
+    ObservationBatch, Payload, ProtocolVersion, PythonInfo, Rejected, Request, Response, StreamEnd,
+    TransportError, Welcome, DEFAULT_MAX_FRAME_LEN,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -134,6 +134,16 @@ fn version() -> impl Strategy<Value = ProtocolVersion> {
     (any::<u16>(), any::<u16>()).prop_map(|(major, minor)| ProtocolVersion { major, minor })
 }
 
+/// The first seq and the items of a valid `observations` batch: 1 to 6
+/// items, with seqs anywhere, up to ending exactly at `u64::MAX`.
+fn batch_seq_and_data() -> impl Strategy<Value = (u64, Vec<Payload>)> {
+    vec(payload(), 1..6).prop_flat_map(|data| {
+        let last_start = u64::MAX - (data.len() as u64 - 1);
+        let seq = prop_oneof![0..=last_start, Just(last_start)];
+        (seq, Just(data))
+    })
+}
+
 /// A message of any variant with arbitrary contents.
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
@@ -185,6 +195,10 @@ fn message() -> impl Strategy<Value = Message> {
         })),
         (any::<u64>(), any::<u64>(), payload()).prop_map(|(stream, seq, data)| {
             Message::Observation(Observation { stream, seq, data })
+        }),
+        (any::<u64>(), batch_seq_and_data()).prop_map(|(stream, (seq, data))| {
+            let batch = ObservationBatch::new(stream, seq, data).expect("a valid batch");
+            Message::Observations(batch)
         }),
         (any::<u64>(), any::<u64>(), text(), payload()).prop_map(|(stream, seq, kind, data)| {
             Message::Event(Event {
@@ -342,6 +356,8 @@ fn garbage_segment() -> impl Strategy<Value = Vec<u8>> {
         "\"request\"",
         "\"response\"",
         "\"stream_end\"",
+        "\"observations\"",
+        "\"seq\"",
         "\"stream\"",
         "\"id\"",
         "\"ok\"",
@@ -388,6 +404,22 @@ proptest! {
         let prefix = format!(r#"{{"type":"{}""#, message.kind());
         prop_assert!(json.starts_with(&prefix), "{} does not start with {}", json, prefix);
         prop_assert_eq!(Message::parse(&json).unwrap(), message);
+    }
+
+    #[test]
+    fn a_batch_yields_its_items_with_consecutive_seqs(
+        stream in any::<u64>(),
+        (seq, data) in batch_seq_and_data(),
+    ) {
+        let batch = ObservationBatch::new(stream, seq, data.clone()).unwrap();
+        prop_assert_eq!(batch.last_seq() - batch.seq(), data.len() as u64 - 1);
+        let expected: Vec<Observation> = data
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| Observation { stream, seq: seq + i as u64, data })
+            .collect();
+        let observations: Vec<Observation> = batch.into_observations().collect();
+        prop_assert_eq!(observations, expected);
     }
 
     #[test]
