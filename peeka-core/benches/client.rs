@@ -9,7 +9,9 @@
 //! - `flood`: the same with the test fixture `tick` in burst mode (almost no
 //!   Python work per item), which shows the client's own ceiling.
 //! - `decode`: decoding `watch` frames from memory into typed observations
-//!   (no socket, no target), the client-side cost per item.
+//!   (no socket, no target), the client-side cost per item; and
+//!   `decode_batch_256`, the same items sent 256 to an `observations`
+//!   message (protocol 1.1).
 //!
 //! `cargo bench -p peeka-core --bench client`; without a manifest of
 //! provisioned interpreters it prints why and measures only `decode`.
@@ -23,7 +25,9 @@ use peeka_core::client::{
     AttachConfig, ClientError, ErrorCode, Session, StreamItem, Subscription, WatchObservation,
     WatchRequest,
 };
-use peeka_protocol::{encode_to_vec, Message, MessageReader, Observation, Payload};
+use peeka_protocol::{
+    encode_to_vec, Message, MessageReader, Observation, ObservationBatch, Payload,
+};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 use serde::de::DeserializeOwned;
 
@@ -139,31 +143,46 @@ fn live(c: &mut Criterion) {
     busy_session.detach().unwrap();
 }
 
+/// How many observations one `observations` message holds in `decode_batch_256`.
+const BATCH_LEN: usize = 256;
+
 fn decode(c: &mut Criterion) {
-    let frame = encode_to_vec(&Message::Observation(Observation {
+    let data = Payload::from_json(SAMPLE).unwrap();
+    let single = Message::Observation(Observation {
         stream: 1,
         seq: 0,
-        data: Payload::from_json(SAMPLE).unwrap(),
-    }))
-    .unwrap();
-    let count = 10_000;
-    let wire = frame.repeat(count);
-    let mut group = c.benchmark_group("client");
-    group.throughput(Throughput::Elements(count as u64));
-    group.bench_function("decode", |b| {
-        b.iter(|| {
-            for message in MessageReader::new(&wire[..]) {
-                let Ok(Message::Observation(observation)) = message else {
-                    panic!("not an observation")
-                };
-                let typed: WatchObservation = observation.data.parse().unwrap();
-                std::hint::black_box(StreamItem::Observation {
-                    seq: observation.seq,
-                    data: typed,
-                });
-            }
-        });
+        data: data.clone(),
     });
+    let batch = Message::Observations(ObservationBatch::new(1, 0, vec![data; BATCH_LEN]).unwrap());
+    let mut group = c.benchmark_group("client");
+    for (name, message, per_frame) in [
+        ("decode", single, 1),
+        ("decode_batch_256", batch, BATCH_LEN),
+    ] {
+        let frames = 10_000usize.div_ceil(per_frame);
+        let wire = encode_to_vec(&message).unwrap().repeat(frames);
+        group.throughput(Throughput::Elements((frames * per_frame) as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let take = |observation: Observation| {
+                    let typed: WatchObservation = observation.data.parse().unwrap();
+                    std::hint::black_box(StreamItem::Observation {
+                        seq: observation.seq,
+                        data: typed,
+                    });
+                };
+                for message in MessageReader::new(&wire[..]) {
+                    match message {
+                        Ok(Message::Observation(observation)) => take(observation),
+                        Ok(Message::Observations(batch)) => {
+                            batch.into_observations().for_each(take)
+                        }
+                        _ => panic!("not an observation"),
+                    }
+                }
+            });
+        });
+    }
     group.finish();
 }
 

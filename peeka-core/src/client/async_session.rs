@@ -549,25 +549,35 @@ async fn wait_removed(socket: &Path, within: Duration) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing;
     use super::*;
     use peeka_protocol::{PythonInfo, Response, PROTOCOL_VERSION};
     use tokio::net::UnixListener;
 
-    /// An agent that answers the handshake, then the first request only
-    /// when told to, and reports every later message it receives.
-    async fn fake_agent(
-        listener: UnixListener,
-        requested: tokio::sync::oneshot::Sender<u64>,
-        answer_now: tokio::sync::oneshot::Receiver<()>,
-        received: mpsc::UnboundedSender<Message>,
-    ) {
+    type AgentReader = FramedRead<OwnedReadHalf, MessageCodec>;
+    type AgentWriter = FramedWrite<OwnedWriteHalf, MessageCodec>;
+
+    /// A fresh socket in a private directory; the caller removes `dir`.
+    fn listen(name: &str) -> (PathBuf, PathBuf, UnixListener) {
+        let dir = std::env::temp_dir().join(format!("peeka-async-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        (dir, path, listener)
+    }
+
+    /// Accepts one client and welcomes it, checking that its `hello`
+    /// announces a version that may be sent `observations` batches.
+    async fn welcome_client(listener: UnixListener) -> (AgentReader, AgentWriter) {
         let (stream, _) = listener.accept().await.unwrap();
         let (read_half, write_half) = stream.into_split();
         let mut frames = FramedRead::new(read_half, MessageCodec::new());
         let mut sink = FramedWrite::new(write_half, MessageCodec::new());
-        let Some(Ok(Message::Hello(_))) = frames.next().await else {
+        let Some(Ok(Message::Hello(hello))) = frames.next().await else {
             panic!("no hello")
         };
+        assert!(hello.protocol.accepts_observation_batches(), "{hello:?}");
         let welcome = Welcome {
             protocol: PROTOCOL_VERSION,
             agent_version: "test".into(),
@@ -579,6 +589,18 @@ mod tests {
             capabilities: Vec::new(),
         };
         sink.send(Message::Welcome(welcome)).await.unwrap();
+        (frames, sink)
+    }
+
+    /// An agent that answers the handshake, then the first request only
+    /// when told to, and reports every later message it receives.
+    async fn fake_agent(
+        listener: UnixListener,
+        requested: tokio::sync::oneshot::Sender<u64>,
+        answer_now: tokio::sync::oneshot::Receiver<()>,
+        received: mpsc::UnboundedSender<Message>,
+    ) {
+        let (mut frames, mut sink) = welcome_client(listener).await;
         let Some(Ok(Message::Request(request))) = frames.next().await else {
             panic!("no request")
         };
@@ -598,11 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_request_dropped_while_waiting_is_cancelled_when_it_opens() {
-        let dir = std::env::temp_dir().join(format!("peeka-async-drop-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("agent.sock");
-        let listener = UnixListener::bind(&path).unwrap();
+        let (dir, path, listener) = listen("drop");
         let (requested_tx, requested) = tokio::sync::oneshot::channel();
         let (answer_now, answer_rx) = tokio::sync::oneshot::channel();
         let (received_tx, mut received) = mpsc::unbounded_channel();
@@ -626,6 +644,43 @@ mod tests {
         }
         drop(session);
         agent.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_batch_and_the_observation_after_it_come_out_in_order() {
+        let (dir, path, listener) = listen("batch");
+        let agent = tokio::spawn(async move {
+            let (mut frames, mut sink) = welcome_client(listener).await;
+            let Some(Ok(Message::Request(request))) = frames.next().await else {
+                panic!("no request")
+            };
+            for message in testing::batch_then_single(request.id).0 {
+                sink.send(message).await.unwrap();
+            }
+            // Stay connected until the client goes away.
+            while let Some(Ok(_)) = frames.next().await {}
+        });
+
+        let session = AsyncSession::connect_socket(&path, 1).await.unwrap();
+        let mut stream = session
+            .subscribe("tick", serde_json::json!({}))
+            .await
+            .unwrap();
+        let mut items = Vec::new();
+        while let Some(item) = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the items within 5 s")
+        {
+            items.push(testing::observed(item));
+        }
+        assert_eq!(items, testing::batch_then_single(stream.id()).1);
+        assert_eq!(
+            stream.end().map(|end| end.reason),
+            Some(peeka_protocol::EndReason::CountReached)
+        );
+        drop((stream, session));
+        agent.await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

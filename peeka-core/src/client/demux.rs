@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use peeka_protocol::{ErrorBody, Message, Payload, RequestId, StreamEnd, StreamId};
+use peeka_protocol::{ErrorBody, Message, Observation, Payload, RequestId, StreamEnd, StreamId};
 
 use super::error::ClientError;
 
@@ -163,6 +163,15 @@ pub(crate) enum RawItem {
     },
 }
 
+impl From<Observation> for RawItem {
+    fn from(observation: Observation) -> Self {
+        Self::Observation {
+            seq: observation.seq,
+            data: observation.data,
+        }
+    }
+}
+
 /// What a consumer finds in a [`StreamQueue`].
 #[derive(Debug)]
 pub(crate) enum Next {
@@ -234,18 +243,25 @@ impl StreamQueue {
         }
     }
 
-    fn push(&self, item: RawItem) {
+    /// Queues `items` in order, each as if it came alone: one that finds
+    /// the queue full is dropped and counted. Takes the lock and wakes the
+    /// consumer once for all of them.
+    fn push(&self, items: impl IntoIterator<Item = RawItem>) {
         self.update(|state, capacity| {
-            let room = match item {
-                RawItem::Observation { .. } => capacity,
-                RawItem::Event { .. } => capacity + EVENT_HEADROOM,
-            };
-            if state.items.len() >= room {
-                state.client_dropped += 1;
-                return false;
+            let mut queued = false;
+            for item in items {
+                let room = match item {
+                    RawItem::Observation { .. } => capacity,
+                    RawItem::Event { .. } => capacity + EVENT_HEADROOM,
+                };
+                if state.items.len() >= room {
+                    state.client_dropped += 1;
+                } else {
+                    state.items.push_back(item);
+                    queued = true;
+                }
             }
-            state.items.push_back(item);
-            true
+            queued
         });
     }
 
@@ -461,22 +477,24 @@ impl Demux {
                 Ok(followup)
             }
             Message::Observation(observation) => {
-                if let Some(queue) = self.stream(observation.stream) {
-                    queue.push(RawItem::Observation {
-                        seq: observation.seq,
-                        data: observation.data,
-                    });
-                }
+                self.deliver(observation.stream, [RawItem::from(observation)]);
+                Ok(Followup::None)
+            }
+            // A batch (protocol 1.1) is its observations, delivered as if
+            // each had come in a message of its own.
+            Message::Observations(batch) => {
+                self.deliver(batch.stream(), batch.into_observations().map(RawItem::from));
                 Ok(Followup::None)
             }
             Message::Event(event) => {
-                if let Some(queue) = self.stream(event.stream) {
-                    queue.push(RawItem::Event {
+                self.deliver(
+                    event.stream,
+                    [RawItem::Event {
                         seq: event.seq,
                         kind: event.kind,
                         data: event.data,
-                    });
-                }
+                    }],
+                );
                 Ok(Followup::None)
             }
             Message::StreamEnd(end) => {
@@ -493,8 +511,13 @@ impl Demux {
         }
     }
 
-    fn stream(&self, id: StreamId) -> Option<Arc<StreamQueue>> {
-        lock(&self.state).streams.get(&id).cloned()
+    /// Queues `items` for stream `id`; discards them when no one follows
+    /// the stream (it ended, or its consumer went away).
+    fn deliver(&self, id: StreamId, items: impl IntoIterator<Item = RawItem>) {
+        let queue = lock(&self.state).streams.get(&id).cloned();
+        if let Some(queue) = queue {
+            queue.push(items);
+        }
     }
 
     /// The connection ended: every waiter and stream learns why. Later
@@ -528,7 +551,7 @@ impl Demux {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peeka_protocol::{EndReason, Observation, Response};
+    use peeka_protocol::{EndReason, ObservationBatch, Response};
     use std::time::Duration;
 
     fn observation(stream: u64, seq: u64) -> Message {
@@ -546,32 +569,78 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_full_stream_drops_and_counts_without_blocking() {
-        let demux = Demux::new(1, 2);
-        let slot = demux.register(1, true).unwrap();
-        demux.dispatch(ok(1)).unwrap();
+    fn batch(stream: u64, seq: u64, len: usize) -> Message {
+        let data = (0..len)
+            .map(|i| Payload::from_json(&i.to_string()).unwrap())
+            .collect();
+        Message::Observations(ObservationBatch::new(stream, seq, data).unwrap())
+    }
+
+    /// Opens stream `id` on `demux` and returns its queue.
+    fn open(demux: &Demux, id: u64) -> Arc<StreamQueue> {
+        let slot = demux.register(id, true).unwrap();
+        demux.dispatch(ok(id)).unwrap();
         let Some(Answer::Ok(_, Some(queue))) = slot.wait(Instant::now()) else {
             panic!("no queue")
         };
-        for seq in 0..5 {
-            demux.dispatch(observation(1, seq)).unwrap();
-        }
-        assert_eq!(queue.client_dropped(), 3);
+        queue
+    }
+
+    /// What the consumer of a stream that ended takes: (seq, data) of each
+    /// observation.
+    fn drain(demux: &Demux, queue: &StreamQueue) -> Vec<(u64, String)> {
         demux
             .dispatch(Message::StreamEnd(StreamEnd {
-                stream: 1,
-                reason: EndReason::Cancelled,
+                stream: queue.id(),
+                reason: EndReason::CountReached,
                 dropped: 0,
                 error: None,
             }))
             .unwrap();
-        let mut seqs = Vec::new();
-        while let Some(Next::Item(RawItem::Observation { seq, .. })) = queue.wait(None) {
-            seqs.push(seq);
+        let mut items = Vec::new();
+        while let Some(Next::Item(RawItem::Observation { seq, data })) = queue.wait(None) {
+            items.push((seq, data.as_str().to_owned()));
         }
-        assert_eq!(seqs, [0, 1]);
+        items
+    }
+
+    #[test]
+    fn a_batch_is_delivered_as_its_single_observations() {
+        let demux = Demux::new(1, 64);
+        let (batched, single) = (open(&demux, 1), open(&demux, 2));
+        for message in [batch(1, 10, 3), observation(1, 13), batch(1, 20, 2)] {
+            assert_eq!(demux.dispatch(message).unwrap(), Followup::None);
+        }
+        for seq in [10, 11, 12, 13, 20, 21] {
+            demux.dispatch(observation(2, seq)).unwrap();
+        }
+        let seqs = |items: Vec<(u64, String)>| items.into_iter().map(|(seq, _)| seq).collect();
+        let from_batches: Vec<u64> = seqs(drain(&demux, &batched));
+        assert_eq!(from_batches, [10, 11, 12, 13, 20, 21]);
+        assert_eq!(from_batches, seqs(drain(&demux, &single)));
+        // A batch of a stream nobody follows is discarded.
+        assert_eq!(demux.dispatch(batch(9, 0, 4)).unwrap(), Followup::None);
+    }
+
+    #[test]
+    fn a_full_stream_drops_and_counts_without_blocking() {
+        let demux = Demux::new(1, 2);
+        let queue = open(&demux, 1);
+        for seq in 0..5 {
+            demux.dispatch(observation(1, seq)).unwrap();
+        }
+        assert_eq!(queue.client_dropped(), 3);
+        assert_eq!(drain(&demux, &queue), [(0, "{}".into()), (1, "{}".into())]);
         assert!(queue.is_finished());
+    }
+
+    #[test]
+    fn a_batch_into_a_full_stream_drops_and_counts_like_single_messages() {
+        let demux = Demux::new(1, 2);
+        let queue = open(&demux, 1);
+        demux.dispatch(batch(1, 0, 5)).unwrap();
+        assert_eq!(queue.client_dropped(), 3);
+        assert_eq!(drain(&demux, &queue), [(0, "0".into()), (1, "1".into())]);
     }
 
     #[test]

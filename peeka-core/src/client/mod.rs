@@ -67,6 +67,8 @@ mod requests;
 mod runtime;
 mod session;
 mod subscription;
+#[cfg(test)]
+mod testing;
 
 #[cfg(feature = "tokio")]
 pub use async_session::AsyncSession;

@@ -556,6 +556,7 @@ pub(crate) fn attach_report(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing;
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixListener;
@@ -574,7 +575,9 @@ mod tests {
             let (mut socket, _) = listener.accept().unwrap();
             let mut reader = MessageReader::new(socket.try_clone().unwrap());
             for _ in 0..expect {
-                reader.read_message().unwrap().unwrap();
+                if let Message::Hello(hello) = reader.read_message().unwrap().unwrap() {
+                    assert!(hello.protocol.accepts_observation_batches(), "{hello:?}");
+                }
             }
             let mut data = Vec::new();
             for answer in answers {
@@ -591,7 +594,7 @@ mod tests {
 
     fn welcome() -> Value {
         serde_json::json!({
-            "type": "welcome", "protocol": {"major": 1, "minor": 0}, "agent_version": "0.1.0",
+            "type": "welcome", "protocol": {"major": 1, "minor": 1}, "agent_version": "0.1.0",
             "pid": 7, "python": {"version": "3.12.1", "implementation": "CPython"},
             "capabilities": []
         })
@@ -613,6 +616,28 @@ mod tests {
         let session = Session::connect_socket_with(&path, 7, &pipelined()).unwrap();
         assert_eq!(session.ping().unwrap().pid, 7);
         assert_eq!(session.welcome().unwrap().python.version, "3.12.1");
+        agent.join().unwrap();
+    }
+
+    #[test]
+    fn a_batch_and_the_observation_after_it_come_out_in_order() {
+        let (messages, expected) = testing::batch_then_single(1);
+        let mut answers = vec![welcome()];
+        answers.extend(
+            messages
+                .iter()
+                .map(|message| serde_json::from_str::<Value>(&message.to_json()).unwrap()),
+        );
+        let (path, agent) = fake_agent("batch", 2, answers);
+        let session = Session::connect_socket_with(&path, 7, &pipelined()).unwrap();
+        let mut stream = session.subscribe("tick", serde_json::json!({})).unwrap();
+        let items: Vec<(u64, Value)> = stream.by_ref().map(testing::observed).collect();
+        assert_eq!(items, expected);
+        assert_eq!(
+            stream.end().map(|end| end.reason),
+            Some(peeka_protocol::EndReason::CountReached)
+        );
+        assert_eq!(stream.client_dropped(), 0);
         agent.join().unwrap();
     }
 
