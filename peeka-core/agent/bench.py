@@ -177,7 +177,8 @@ def best_ns(statement, namespace, number, repeat=7):
 class StreamFixture(object):
     """An in-process agent with one stream, drained by a client process."""
 
-    def __init__(self, queue_limit=None):
+    def __init__(self, queue_limit=None, share=None):
+        self.share = share
         self.directory = tempfile.mkdtemp(prefix="peeka-bench-")
         os.chmod(self.directory, 0o700)
         options = {} if queue_limit is None else {"queue_limit": queue_limit}
@@ -196,6 +197,8 @@ class StreamFixture(object):
 
     def _open(self, ctx):
         self.stream = ctx.open_stream()
+        if self.share is not None:
+            self.stream.ask_share(self.share)
         self.opened.set()
 
     def finish(self):
@@ -366,8 +369,8 @@ def bench_conditions():
     return results
 
 
-def bench_throughput(seconds=2.0):
-    fixture = StreamFixture()
+def bench_throughput(seconds=2.0, share=None):
+    fixture = StreamFixture(share=share)
     emit = fixture.stream.emit
     data = {"func_name": "app.f", "params": [1, "a"], "cost": 0.01, "thread_name": "MainThread"}
     produced = 0
@@ -386,6 +389,81 @@ def bench_throughput(seconds=2.0):
         "delivered_per_s": result["delivered"] / elapsed,
         "accounted": result["delivered"] + result["dropped"] == produced,
     }
+
+
+def writer_cpu_seconds():
+    """CPU time used so far by this process's ``peeka-send-*`` threads (Linux), else None."""
+    total = 0.0
+    found = False
+    for thread in threading.enumerate():
+        native = getattr(thread, "native_id", None)
+        if not thread.name.startswith("peeka-send") or native is None:
+            continue
+        try:
+            with open("/proc/self/task/%d/stat" % native) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+        found = True
+    return total if found else None
+
+
+def bench_delivery(seconds=2.0, budgets=(None, 50)):
+    """``watch`` rows delivered per second from a function called flat out.
+
+    For each writer budget (None: the default 10 %; else ``send_budget``),
+    a client process watches ``hot`` while this thread calls it in a loop
+    for ``seconds``: the rows the client received per second, the drops
+    the agent counted, the writer thread's CPU share, and the loop's calls
+    per second relative to the same loop unwatched (what the flood costs
+    the target, probe and writer together).
+    """
+    import peeka_agent.watch_command  # noqa: F401 - registers watch
+
+    def loop():
+        calls = 0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for index in range(1000):
+                hot(index)
+            calls += 1000
+        return calls / seconds
+
+    directory = tempfile.mkdtemp(prefix="peeka-bench-")
+    os.chmod(directory, 0o700)
+    agent = Agent(directory, "delivery")
+    agent.start()
+    results = {"seconds": seconds, "unwatched_calls_per_s": loop()}
+    for budget in budgets:
+        params = {"pattern": "%s.hot" % __name__}
+        if budget is not None:
+            params["send_budget"] = budget
+        client = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, agent.socket_path, "probe", "0", "watch",
+             json.dumps(params)],
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+        )
+        client.stdout.readline()  # "ready"
+        cpu_before = writer_cpu_seconds()
+        started = time.perf_counter()
+        calls = loop()
+        elapsed = time.perf_counter() - started
+        cpu_after = writer_cpu_seconds()
+        for stream in agent.streams():
+            stream.end("cancelled")
+        delivery = json.loads(client.stdout.readline())
+        client.wait(10)
+        client.stdout.close()
+        name = "default" if budget is None else "budget_%d" % budget
+        results[name + "_rows_per_s"] = delivery["delivered"] / elapsed
+        results[name + "_dropped"] = delivery["dropped"]
+        results[name + "_calls_relative"] = calls / results["unwatched_calls_per_s"]
+        if cpu_before is not None and cpu_after is not None:
+            results[name + "_writer_cpu_share"] = (cpu_after - cpu_before) / elapsed
+    agent.detach()
+    return results
 
 
 def bench_round_trip():
@@ -458,7 +536,14 @@ def main(argv):
     probe_backend = None
     if "--backend" in argv:
         probe_backend = argv[argv.index("--backend") + 1]
-    if "--probes" in argv:
+    if "--delivery" in argv:
+        results = {
+            "python": sys.version.split(" ", 1)[0],
+            "delivery": bench_delivery(),
+            "throughput": bench_throughput(),
+            "throughput_budget_50": bench_throughput(share=0.5),
+        }
+    elif "--probes" in argv:
         results = {
             "python": sys.version.split(" ", 1)[0],
             "probes": bench_probes(probe_backend=probe_backend),
@@ -471,6 +556,8 @@ def main(argv):
             "capture": bench_capture(),
             "condition": bench_conditions(),
             "throughput": bench_throughput(),
+            "throughput_budget_50": bench_throughput(share=0.5),
+            "delivery": bench_delivery(),
             "round_trip": bench_round_trip(),
             "idle": bench_idle(),
         }
@@ -478,7 +565,18 @@ def main(argv):
         print(json.dumps(results, indent=2, sort_keys=True))
         return 0
     print("Python %s" % results["python"])
-    for section in ("probes", "emit", "capture", "condition", "throughput", "round_trip", "idle"):
+    sections = (
+        "probes",
+        "emit",
+        "capture",
+        "condition",
+        "throughput",
+        "throughput_budget_50",
+        "delivery",
+        "round_trip",
+        "idle",
+    )
+    for section in sections:
         if section not in results:
             continue
         print("%s:" % section)

@@ -82,7 +82,7 @@ def make_stack_handler(probe, target, depth, condition, capturer):
             "func_name": name,
             "thread_id": ident,
             "thread_name": thread_name(ident),
-            "timestamp": round(when + offset, 6),
+            "timestamp": int((when + offset) * 1e6 + 0.5) / 1e6,  # see watch_command
             "params": params,
             "stack": stack,
         }

@@ -133,13 +133,14 @@ def make_watch_handler(probe, target, options):
             "cost": cost,
             "thread_id": ident,
             "thread_name": thread_name(ident),
-            "timestamp": round(when + offset, 6),
+            # Microseconds, rounded without round(x, 6), which costs 4 times as much.
+            "timestamp": int((when + offset) * 1e6 + 0.5) / 1e6,
         }
 
     def render_exit(value):
         args, kwargs, ident, t0, t1, result, exc = value
         location = "AtExit" if exc is None else "AtExceptionExit"
-        cost = round((t1 - t0) * 1000.0, 6)
+        cost = int((t1 - t0) * 1e9 + 0.5) / 1e6  # milliseconds, to the nanosecond
         return observation(location, args, kwargs, ident, t1, result, exc, cost)
 
     def passthrough(data):
