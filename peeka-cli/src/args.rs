@@ -112,6 +112,22 @@ pub(crate) struct AttachArgs {
     pub(crate) timeout: Duration,
 }
 
+/// `--send-budget` of the streaming probe commands (`watch`, `stack`,
+/// `trace`; not `monitor`, which sends one report per interval).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SendBudgetArgs {
+    /// Share of one CPU, in percent (1-50, default 10), the agent may spend
+    /// sending this stream's observations when calls come faster than it can
+    /// send them; what it cannot send is dropped and counted. A larger share
+    /// delivers more rows of a flood and slows a busy target by as much.
+    #[arg(
+        long = "send-budget",
+        value_name = "PERCENT",
+        value_parser = parse_send_budget
+    )]
+    pub(crate) send_budget: Option<u8>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
     /// The function: module.function or module.Class.method.
@@ -144,6 +160,8 @@ pub(crate) struct WatchArgs {
     #[arg(long, value_name = "EXPR")]
     pub(crate) condition: Option<String>,
     #[command(flatten)]
+    pub(crate) budget: SendBudgetArgs,
+    #[command(flatten)]
     pub(crate) target: TargetArgs,
 }
 
@@ -165,6 +183,8 @@ pub(crate) struct StackArgs {
     /// Only calls for which this safe expression is true.
     #[arg(long, value_name = "EXPR")]
     pub(crate) condition: Option<String>,
+    #[command(flatten)]
+    pub(crate) budget: SendBudgetArgs,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
 }
@@ -241,6 +261,16 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// `--send-budget`: a whole percentage of one CPU from 1 to 50.
+pub(crate) fn parse_send_budget(text: &str) -> Result<u8, String> {
+    match text.parse::<u8>() {
+        Ok(percent @ 1..=50) => Ok(percent),
+        _ => Err(format!(
+            "`{text}` is not a whole percentage from 1 to 50 (of one CPU)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +310,34 @@ mod tests {
         );
         assert!(w.before && w.exception && w.success && w.finish);
         assert_eq!(w.condition.as_deref(), Some("cost > 1"));
+    }
+
+    #[test]
+    fn send_budget_is_a_percentage_from_1_to_50_on_the_streaming_probes() {
+        for command in ["watch", "stack", "trace"] {
+            let cli =
+                Cli::try_parse_from(["peeka-cli", command, "m.f", "--send-budget", "30"]).unwrap();
+            let budget = match cli.command {
+                Command::Watch(w) => w.budget,
+                Command::Stack(s) => s.budget,
+                Command::Trace(t) => t.budget,
+                other => panic!("{command}: {other:?}"),
+            };
+            assert_eq!(budget.send_budget, Some(30), "{command}");
+            for bad in ["0", "51", "ten"] {
+                let e = Cli::try_parse_from(["peeka-cli", command, "m.f", "--send-budget", bad])
+                    .unwrap_err();
+                assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+                assert!(
+                    e.to_string().contains("from 1 to 50"),
+                    "{command} {bad}: {e}"
+                );
+            }
+        }
+        // `monitor` sends one report per interval: it has no such option.
+        assert!(
+            Cli::try_parse_from(["peeka-cli", "monitor", "m.f", "--send-budget", "30"]).is_err()
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, ValueEnum};
 use peeka_core::client::{ThreadSort, ThreadState, TopSort};
 
-use crate::args::{parse_seconds, TargetArgs};
+use crate::args::{parse_seconds, SendBudgetArgs, TargetArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct TraceArgs {
@@ -37,6 +37,8 @@ pub(crate) struct TraceArgs {
         action = ArgAction::Set
     )]
     pub(crate) skip_builtin: bool,
+    #[command(flatten)]
+    pub(crate) budget: SendBudgetArgs,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
 }

@@ -114,6 +114,27 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_after_the_separator_takes_send_budget() {
+        let args = parse(&[
+            "peeka-cli",
+            "run",
+            "app.py",
+            "--",
+            "watch",
+            "__main__.load",
+            "--send-budget",
+            "30",
+        ]);
+        let (_, probe) = split_rest(&args.rest).unwrap();
+        let RunProbe::Watch(watch) = ProbeLine::try_parse_from(probe).unwrap().command else {
+            panic!("not watch")
+        };
+        assert_eq!(watch.budget.send_budget, Some(30));
+        let refused = ProbeLine::try_parse_from(["trace", "m.f", "--send-budget", "51"]);
+        assert!(refused.is_err());
+    }
+
+    #[test]
     fn a_module_takes_every_argument_before_the_separator() {
         let args = parse(&[
             "peeka-cli",

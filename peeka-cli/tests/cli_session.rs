@@ -34,6 +34,22 @@ fn watch(state: &std::path::Path, pid: &str, extra: &[&str], what: &str) -> Run 
     run
 }
 
+/// The `reason` of the `stream_end` of a streaming client, which must exit
+/// with 0 within a few seconds.
+fn end_reason(stream: &mut Streaming, what: &str) -> Value {
+    assert_eq!(
+        stream.exit_code(Duration::from_secs(10)),
+        Some(0),
+        "{what}: exit code"
+    );
+    stream
+        .lines()
+        .iter()
+        .find(|l| l["event"] == "stream_end")
+        .map(|l| l["data"]["reason"].clone())
+        .unwrap_or_else(|| panic!("{what}: no stream_end"))
+}
+
 fn locations(run: &Run) -> Vec<String> {
     run.observations()
         .iter()
@@ -324,17 +340,9 @@ fn session(python: &Interpreter) {
     ok(&reset, &format!("{id} reset"));
     assert_eq!(reset.last()["data"]["removed"], 1, "{id}");
     assert_eq!(
-        running.exit_code(Duration::from_secs(5)),
-        Some(0),
-        "{id}: watch after reset"
+        end_reason(&mut running, &format!("{id}: watch after reset")),
+        "reset"
     );
-    let end = running
-        .lines()
-        .iter()
-        .find(|l| l["event"] == "stream_end")
-        .cloned()
-        .unwrap();
-    assert_eq!(end["data"]["reason"], "reset", "{id}");
 
     // detach (the remembered target), then nothing of ours is left.
     let detached = run(&state, &["detach"], LIMIT);
@@ -383,6 +391,125 @@ fn session(python: &Interpreter) {
     let gone = run(&state, &["reset", "--list"], LIMIT);
     assert_eq!(gone.code, 3, "{id}: {:?}", gone.lines);
     eprintln!("{id}: the whole session passed");
+}
+
+/// `--send-budget` (`watch`, `stack`, `trace`): out of 1-50 it is a usage
+/// error before anything is touched; in range it reaches the agent, which
+/// shows it among the stream's labels (`info`) while the stream runs. On
+/// one interpreter: the agent's side is tested on every version by its own
+/// tests.
+#[test]
+fn send_budget_is_refused_out_of_range_and_sent_in_range() {
+    // Refused by the command line, before any process is looked for: no
+    // target is remembered and the pid is not a process.
+    let state = state_dir("send-budget");
+    for (command, percent) in [("watch", "51"), ("stack", "0"), ("trace", "51")] {
+        let refused = run(
+            &state,
+            &[
+                command,
+                "--pid",
+                "999999999",
+                "m.f",
+                "--send-budget",
+                percent,
+            ],
+            LIMIT,
+        );
+        assert_eq!(refused.code, 2, "{command} {percent}: {refused:?}");
+        assert!(refused.lines.is_empty(), "{command}: {refused:?}");
+        assert!(
+            refused.stderr.contains("from 1 to 50"),
+            "{command}: {}",
+            refused.stderr
+        );
+    }
+    // `run` parses its probe command before it starts the program.
+    let refused = run(
+        &state,
+        &[
+            "run",
+            "no-such-script.py",
+            "--",
+            "watch",
+            "__main__.f",
+            "--send-budget",
+            "51",
+        ],
+        LIMIT,
+    );
+    assert_eq!(refused.code, 2, "run: {refused:?}");
+    assert!(
+        refused.last()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("from 1 to 50")),
+        "run: {refused:?}"
+    );
+
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    let Some(python) = manifest.require("3.12") else {
+        return;
+    };
+    let id = &python.id;
+    let target = spawn_shop(python);
+    let pid_text = target.pid().to_string();
+    let pid = pid_text.as_str();
+    let once = watch(
+        &state,
+        pid,
+        &["__main__.checkout", "-n", "1", "--send-budget", "30"],
+        &format!("{id} watch --send-budget 30"),
+    );
+    assert_eq!(once.observations().len(), 1, "{id}");
+
+    // A flood (hot() runs in a tight loop): the stream runs with its share,
+    // which the agent shows among the stream's labels.
+    let mut flood = Streaming::start(
+        &state,
+        &[
+            "watch",
+            "--pid",
+            pid,
+            "__main__.hot",
+            "-s",
+            "--send-budget",
+            "30",
+        ],
+    );
+    assert_eq!(
+        flood.observations(3, LIMIT),
+        3,
+        "{id}: the flood never came"
+    );
+    let session = peeka_core::client::Session::connect(target.pid()).unwrap();
+    let info = session.info().unwrap();
+    let stream = info
+        .streams
+        .iter()
+        .find(|s| s.command == "watch" && s.labels["pattern"] == "__main__.hot")
+        .unwrap_or_else(|| panic!("{id}: no watch stream in {:?}", info.streams));
+    assert_eq!(
+        stream.labels["send_budget"], 30,
+        "{id}: {:?}",
+        stream.labels
+    );
+    drop(session);
+    let listed = run(&state, &["reset", "--list", "--pid", pid], LIMIT);
+    ok(&listed, &format!("{id} reset --list"));
+    let probes = listed.last()["data"]["probes"].as_array().unwrap().clone();
+    assert_eq!(probes.len(), 1, "{id}: {probes:?}");
+    assert_eq!(probes[0]["pattern"], "__main__.hot", "{id}: {probes:?}");
+
+    ok(
+        &run(&state, &["detach", "--pid", pid], LIMIT),
+        &format!("{id} detach"),
+    );
+    assert_eq!(
+        end_reason(&mut flood, &format!("{id}: the watch after detach")),
+        "detached"
+    );
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub(crate) fn trace_request(args: &TraceArgs) -> TraceRequest {
     if let Some(ms) = args.min_duration {
         request = request.min_duration(ms);
     }
+    if let Some(percent) = args.budget.send_budget {
+        request = request.send_budget(percent);
+    }
     request
 }
 

@@ -37,6 +37,9 @@ pub(crate) fn watch_request(args: &WatchArgs) -> WatchRequest {
     if let Some(backend) = args.backend {
         request = request.backend(backend.into());
     }
+    if let Some(percent) = args.budget.send_budget {
+        request = request.send_budget(percent);
+    }
     request
 }
 
@@ -62,6 +65,9 @@ pub(crate) fn stack_request(args: &StackArgs) -> StackRequest {
     }
     if let Some(backend) = args.backend {
         request = request.backend(backend.into());
+    }
+    if let Some(percent) = args.budget.send_budget {
+        request = request.send_budget(percent);
     }
     request
 }

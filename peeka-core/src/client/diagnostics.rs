@@ -76,6 +76,11 @@ pub struct TraceRequest {
     /// Leave out the standard library and C functions (agent default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_builtin: Option<bool>,
+    /// The writer's CPU budget for this stream, in percent of one CPU (1 to
+    /// 50; agent default 10); see
+    /// [`WatchRequest::send_budget`](crate::client::WatchRequest::send_budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_budget: Option<u8>,
 }
 
 impl TraceRequest {
@@ -88,6 +93,7 @@ impl TraceRequest {
             condition: None,
             min_duration: None,
             skip_builtin: None,
+            send_budget: None,
         }
     }
 
@@ -118,6 +124,15 @@ impl TraceRequest {
     /// Whether the standard library and C functions are left out.
     pub fn skip_builtin(mut self, skip: bool) -> Self {
         self.skip_builtin = Some(skip);
+        self
+    }
+
+    /// Lets the agent spend up to `percent` of one CPU (1 to 50; default 10)
+    /// sending this stream's call trees under a flood, at the same cost to a
+    /// CPU-bound target; see
+    /// [`WatchRequest::send_budget`](crate::client::WatchRequest::send_budget).
+    pub fn send_budget(mut self, percent: u8) -> Self {
+        self.send_budget = Some(percent);
         self
     }
 }
@@ -738,6 +753,17 @@ mod tests {
         let back: Value = serde_json::to_value(&parsed).unwrap();
         assert_eq!(back, serde_json::from_str::<Value>(wire).unwrap());
         parsed
+    }
+
+    #[test]
+    fn send_budget_is_sent_only_when_asked_for() {
+        let asked = TraceRequest::new("shop.checkout").send_budget(30);
+        assert_eq!(
+            serde_json::to_value(&asked).unwrap(),
+            serde_json::json!({"pattern": "shop.checkout", "send_budget": 30})
+        );
+        let default = serde_json::to_value(TraceRequest::new("shop.checkout")).unwrap();
+        assert!(default.get("send_budget").is_none(), "{default}");
     }
 
     #[test]

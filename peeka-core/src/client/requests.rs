@@ -79,10 +79,17 @@ pub struct WatchRequest {
     /// Most bytes per observation (agent default 64 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u32>,
-    /// The instrumentation: `sys.monitoring` (the agent's default on 3.12+)
-    /// or `__code__` swapping (the only one before 3.12; cheaper per call).
+    /// The instrumentation: `__code__` swapping ([`ProbeBackend::CodeSwap`],
+    /// the agent's default on every version; on 3.12+ `sys.monitoring` also
+    /// sees the calls that bypass the function object) or `sys.monitoring`
+    /// alone ([`ProbeBackend::Monitoring`], 3.12+; 3-4 times the per-call
+    /// cost). Only `trace` keeps `sys.monitoring` as its default on 3.12+.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<ProbeBackend>,
+    /// The writer's CPU budget for this stream, in percent of one CPU (1 to
+    /// 50; agent default 10); see [`WatchRequest::send_budget`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_budget: Option<u8>,
 }
 
 impl WatchRequest {
@@ -101,6 +108,7 @@ impl WatchRequest {
             max_items: None,
             max_bytes: None,
             backend: None,
+            send_budget: None,
         }
     }
 
@@ -169,9 +177,44 @@ impl WatchRequest {
         self.backend = Some(backend);
         self
     }
+
+    /// Lets the agent spend up to `percent` of one CPU (1 to 50; the agent's
+    /// default is 10) sending this stream's observations when the function
+    /// is called faster than they can be sent (the `send_budget` param).
+    /// Under such a flood the connection's writer keeps to its budget and
+    /// drops, counting them, the observations it cannot send; while this
+    /// stream is open it keeps to the largest share any open stream of the
+    /// connection asked for. The cost: the writer renders and sends with
+    /// the target's GIL held, so a larger share delivers more of a flood
+    /// and slows a CPU-bound target by up to as much. Out of range, the
+    /// request is refused (`invalid_params`) before any probe is installed.
+    ///
+    /// ```
+    /// use peeka_core::client::WatchRequest;
+    ///
+    /// let request = WatchRequest::new("shop.cart.Cart.total").send_budget(30);
+    /// assert_eq!(
+    ///     serde_json::to_string(&request).unwrap(),
+    ///     r#"{"pattern":"shop.cart.Cart.total","send_budget":30}"#
+    /// );
+    /// ```
+    pub fn send_budget(mut self, percent: u8) -> Self {
+        self.send_budget = Some(percent);
+        self
+    }
 }
 
 /// `stack`: the callers of each call of the functions a pattern names.
+///
+/// ```
+/// use peeka_core::client::StackRequest;
+///
+/// let request = StackRequest::new("shop.cart.Cart.total").depth(5).send_budget(30);
+/// assert_eq!(
+///     serde_json::to_string(&request).unwrap(),
+///     r#"{"pattern":"shop.cart.Cart.total","depth":5,"send_budget":30}"#
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StackRequest {
@@ -186,10 +229,17 @@ pub struct StackRequest {
     /// Only observe calls for which this expression is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    /// The instrumentation: `sys.monitoring` (the agent's default on 3.12+)
-    /// or `__code__` swapping (the only one before 3.12; cheaper per call).
+    /// The instrumentation: `__code__` swapping ([`ProbeBackend::CodeSwap`],
+    /// the agent's default on every version; on 3.12+ `sys.monitoring` also
+    /// sees the calls that bypass the function object) or `sys.monitoring`
+    /// alone ([`ProbeBackend::Monitoring`], 3.12+; 3-4 times the per-call
+    /// cost). Only `trace` keeps `sys.monitoring` as its default on 3.12+.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<ProbeBackend>,
+    /// The writer's CPU budget for this stream, in percent of one CPU (1 to
+    /// 50; agent default 10); see [`WatchRequest::send_budget`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_budget: Option<u8>,
 }
 
 impl StackRequest {
@@ -201,6 +251,7 @@ impl StackRequest {
             times: None,
             condition: None,
             backend: None,
+            send_budget: None,
         }
     }
 
@@ -225,6 +276,14 @@ impl StackRequest {
     /// Chooses the instrumentation (see [`ProbeBackend`]).
     pub fn backend(mut self, backend: ProbeBackend) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Lets the agent spend up to `percent` of one CPU (1 to 50; default 10)
+    /// sending this stream's observations under a flood, at the same cost
+    /// to a CPU-bound target; see [`WatchRequest::send_budget`].
+    pub fn send_budget(mut self, percent: u8) -> Self {
+        self.send_budget = Some(percent);
         self
     }
 }
@@ -283,8 +342,11 @@ pub struct MonitorRequest {
     /// Only count calls for which this expression is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    /// The instrumentation: `sys.monitoring` (the agent's default on 3.12+)
-    /// or `__code__` swapping (the only one before 3.12; cheaper per call).
+    /// The instrumentation: `__code__` swapping ([`ProbeBackend::CodeSwap`],
+    /// the agent's default on every version; on 3.12+ `sys.monitoring` also
+    /// sees the calls that bypass the function object) or `sys.monitoring`
+    /// alone ([`ProbeBackend::Monitoring`], 3.12+; 3-4 times the per-call
+    /// cost). Only `trace` keeps `sys.monitoring` as its default on 3.12+.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<ProbeBackend>,
 }
