@@ -447,7 +447,15 @@ def observation(stream, seq, data):
 
 
 def observation_frame(stream, seq, data, max_len=MAX_FRAME_LEN):
-    """An ``observation`` encoded straight to a frame, without building an envelope dict."""
+    """An ``observation`` encoded straight to a frame, without building an envelope dict.
+
+    ``data`` is JSON-able, or ``bytes``: the data already encoded as UTF-8
+    JSON text (what a renderer returns to skip the generic encoder, such
+    as the exit rows of :mod:`.watch_command`), written as it is.
+    """
+    if type(data) is bytes:
+        payload = b'{"type":"observation","stream":%d,"seq":%d,"data":%s}' % (stream, seq, data)
+        return frame(payload, max_len)
     text = '{"type":"observation","stream":%d,"seq":%d,"data":%s}' % (
         stream,
         seq,
@@ -460,16 +468,27 @@ def observations_frame(stream, seq, data, max_len=MAX_FRAME_LEN):
     """An ``observations`` batch (protocol 1.1) encoded straight to a frame.
 
     ``data`` is a non-empty list: element ``i`` is the data of the
-    observation numbered ``seq + i``. The same message as ``len(data)``
-    :func:`observation_frame` frames, for a client whose ``hello`` said
-    minor >= :data:`BATCH_MINOR`.
+    observation numbered ``seq + i`` (JSON-able, or ``bytes`` already
+    encoded, as for :func:`observation_frame`). The same message as
+    ``len(data)`` :func:`observation_frame` frames, for a client whose
+    ``hello`` said minor >= :data:`BATCH_MINOR`.
     """
-    text = '{"type":"observations","stream":%d,"seq":%d,"data":%s}' % (
-        stream,
-        seq,
-        encode_json(data),
-    )
-    return frame(utf8(text), max_len)
+    kinds = set(map(type, data))
+    if bytes not in kinds:
+        text = '{"type":"observations","stream":%d,"seq":%d,"data":%s}' % (
+            stream,
+            seq,
+            encode_json(data),
+        )
+        return frame(utf8(text), max_len)
+    if len(kinds) == 1:
+        items = b",".join(data)
+    else:
+        items = b",".join(
+            [value if type(value) is bytes else utf8(encode_json(value)) for value in data]
+        )
+    payload = b'{"type":"observations","stream":%d,"seq":%d,"data":[%s]}' % (stream, seq, items)
+    return frame(payload, max_len)
 
 
 def accepts_batches(hello):

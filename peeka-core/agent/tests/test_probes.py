@@ -167,6 +167,65 @@ class WatchTests(ProbeTestCase):
             self.assertEqual(self.end_of(client, stream)["reason"], "cancelled")
             self.nothing_more(client, 0.05)
 
+    def test_rows_have_the_same_fields_in_the_same_order_everywhere(self):
+        # Exit rows are written from a template (watch_command), entry rows
+        # are dicts: both must read the same, field for field.
+        client = self.client()
+        account = targets.Account("ann", 5)
+        deposit, _ = self.start(
+            client, "watch", pattern=P + "Account.deposit", before=True, finish=True, depth=2
+        )
+        self.assertEqual(account.deposit(2), 7)
+        with self.assertRaises(TypeError):
+            account.deposit("x")
+        rows = self.observations(client, 4)
+        client.cancel(deposit)
+        self.end_of(client, deposit)
+        fields = [
+            "func_name",
+            "location",
+            "params",
+            "kwargs",
+            "target",
+            "returnObj",
+            "throwExp",
+            "success",
+            "cost",
+            "thread_id",
+            "thread_name",
+            "timestamp",
+        ]
+        for row in rows:
+            self.assertEqual(list(row), fields, row)
+            self.assertEqual(row["func_name"], P + "Account.deposit")
+            self.assertEqual(row["thread_id"], threading.get_ident())
+            self.assertEqual(row["thread_name"], threading.current_thread().name)
+            self.assertLess(abs(row["timestamp"] - time.time()), 60)
+            self.assertIsInstance(row["target"], dict)
+        entered, returned, entered_again, raised = rows
+        self.assertEqual(
+            [r["location"] for r in rows], ["AtEnter", "AtExit", "AtEnter", "AtExceptionExit"]
+        )
+        self.assertEqual((returned["params"], returned["returnObj"]), ([2], 7))
+        self.assertEqual((returned["success"], returned["throwExp"]), (True, None))
+        self.assertIsInstance(returned["cost"], float)
+        self.assertGreaterEqual(returned["cost"], 0.0)
+        self.assertEqual((raised["success"], raised["returnObj"]), (False, None))
+        self.assertTrue(raised["throwExp"].startswith("TypeError"), raised)
+        self.assertEqual(raised["params"], ["x"])
+        self.assertEqual(entered["target"]["balance"], 5)  # captured before the call
+        self.assertEqual(returned["target"]["balance"], 7)
+
+        texts, _ = self.start(client, "watch", pattern=P + "keywords", times=1)
+        awkward = 'quote " backslash \\ newline \n tab \t \u00e9 \u4e2d \U0001f600 nul \x00'
+        targets.keywords(awkward, "\udc80", 3, c=None, extra=[1.5, -2])
+        (row,) = self.observations(client, 1)
+        self.assertEqual(list(row), fields)
+        self.assertEqual(row["params"][0], awkward)
+        self.assertEqual(row["params"][1], "?")  # a lone surrogate, replaced: valid UTF-8
+        self.assertEqual(row["kwargs"], {"c": None, "d": 4, "extra": [1.5, -2]})
+        self.end_of(client, texts)
+
     def test_times_ends_the_stream_and_removes_the_probe(self):
         client = self.client()
         stream, _data = self.start(client, "watch", pattern=P + "add", times=3)
