@@ -149,6 +149,25 @@ class BatchTests(OutboxTestCase):
             self.assertLessEqual(len(frame.get("data", ())) * 200000, 4 << 20)
         big.end("cancelled")
 
+    def test_pre_encoded_rows_are_sent_as_they_are_alone_or_mixed(self):
+        def encoded(value):
+            return ('{"n":%d,"text":"\u00e9"}' % value).encode("utf-8")
+
+        for index in range(3):
+            self.stream.emit_lazy(encoded, index)
+        self.outbox.drain()
+        batch = self.client.recv_frame()
+        self.assertEqual(batch["data"], [{"n": n, "text": "\u00e9"} for n in range(3)])
+        self.stream.emit_lazy(encoded, 3)
+        self.stream.emit({"plain": [1, None]})
+        self.stream.emit_lazy(encoded, 4)
+        frames = self.frames()
+        self.assertEqual(
+            frames[0]["data"],
+            [{"n": 3, "text": "\u00e9"}, {"plain": [1, None]}, {"n": 4, "text": "\u00e9"}],
+        )
+        self.assertEqual(frames[0]["seq"], 3)
+
     def test_a_lone_observation_is_a_plain_observation(self):
         self.stream.emit({"i": 0})
         self.outbox.drain()
@@ -166,6 +185,12 @@ class OneZeroClientTests(OutboxTestCase):
             [(f["type"], f.get("seq")) for f in frames],
             [("observation", seq) for seq in range(5)] + [("stream_end", None)],
         )
+        self.assertEqual([f.get("data") for f in frames[:5]], [{"i": i} for i in range(5)])
+
+    def test_a_1_0_client_gets_pre_encoded_rows_as_single_observations(self):
+        self.stream.emit_lazy(lambda value: b'{"n":%d}' % value, 7)
+        frames = self.frames()
+        self.assertEqual(frames[0], {"type": "observation", "stream": 5, "seq": 0, "data": {"n": 7}})
 
 
 class ShedTests(OutboxTestCase):
