@@ -67,7 +67,8 @@ another share, up to :data:`MAX_WRITER_SHARE` (``send_budget``, a percentage,
 of ``watch``, ``stack`` and ``trace``): the operator who wants every row of a
 flood and accepts its cost says so; the writer keeps to the largest share
 its connection's open streams asked for, or to the default. A batch that leaves
-it in debt is followed by a sleep until the debt is repaid; meanwhile the
+it in debt is followed by a sleep until the debt is repaid and
+:data:`WRITER_RESUME` (10 ms) more is available; meanwhile the
 queue fills to its bound and producers drop and count, as they do whenever
 the queue is full. After such a pause the writer sheds the backlog down to
 :data:`SHED_KEEP` observations, oldest first, unrendered and counted as
@@ -138,6 +139,10 @@ BATCH_SECONDS = 0.004
 WRITER_SHARE = 0.1
 #: ... after a burst of this much CPU time (seconds) at full speed.
 WRITER_BURST = 0.02
+#: A writer in debt sleeps until it has this much CPU time (seconds) to
+#: spend again: the pauses are long enough that the shedding after each
+#: one (see below) stays a small part of the budget.
+WRITER_RESUME = 0.01
 #: The largest share a stream may ask for instead (``send_budget``, see
 #: "The writer's budget"): the target's threads keep at least the rest.
 MAX_WRITER_SHARE = 0.5
@@ -310,12 +315,14 @@ class Outbox(object):
 
         Keeps to its CPU budget (see "The writer's budget" above): a batch
         that leaves it in debt is followed by a sleep until the debt is
-        repaid, then by shedding the stale backlog.
+        repaid and ``WRITER_RESUME`` more is available, then by shedding the
+        stale backlog.
         """
         cpu = _thread_clock()
         clock = time.monotonic
         sleep = time.sleep
         burst = WRITER_BURST
+        resume = min(WRITER_RESUME, burst)
         with self._consumer:
             get = self.queue.get
             qsize = self.queue.qsize
@@ -332,7 +339,7 @@ class Outbox(object):
                 last = now
                 if credit < 0.0:
                     self.paused += 1
-                    sleep(-credit / share)
+                    sleep((resume - credit) / share)
                     backlog = qsize()
                     if backlog > SHED_KEEP:
                         used = cpu()

@@ -28,15 +28,16 @@ Exit rows are written as JSON text
 A flooded ``watch`` is limited by what rendering a row costs the writer,
 within its CPU budget. An exit row is therefore not built as a dict for the
 generic encoder: :func:`make_exit_renderer` writes its JSON text from a
-template, with the fields of an ``AtEnter`` row in the same order, and encodes only the captured values. That halves the
-cost of a row (measured on 3.11: 1.5 us against 3.1 us for the dict and
-its encoding). The writer sends the bytes as they are (see
-:func:`~peeka_agent.wire.observation_frame`).
+template, with the fields of an ``AtEnter`` row in the same order, and
+encodes only the captured values; the times are written from integers,
+which is cheaper than formatting floats. Measured on 3.11 for a
+one-argument function, rendering and encoding a row in a batch costs
+3.2 us this way against 3.6 us for the dict. The writer sends the bytes
+as they are (see :func:`~peeka_agent.wire.observation_frame`).
 """
 
-from .capture import DEFAULT_DEPTH, MAX_DEPTH, CaptureLimits, Capturer
+from .capture import DEFAULT_DEPTH, MAX_DEPTH, Budget, CaptureLimits, Capturer
 from .commands import register_command
-from .wire import encode_json, utf8
 from .expr import make_context
 from .probes import (
     ArgumentLayout,
@@ -49,6 +50,7 @@ from .probes import (
     thread_name,
     wall_clock_offset,
 )
+from .wire import encode_json, encode_string, utf8
 
 PARAMS = (
     "pattern",
@@ -201,13 +203,22 @@ def make_watch_handler(probe, target, options):
 
 _EMPTY = {}
 
-#: The JSON text of an exit row: the fields of an ``AtEnter`` row (see
-#: ``entry_observation`` in :func:`make_watch_handler`), in their order. The first field is the row's
-#: head (``func_name`` and ``location``), the fifth its outcome
-#: (``returnObj``, ``throwExp``, ``success``).
-_EXIT_ROW = (
-    '%s,"params":%s,"kwargs":%s,"target":%s,%s,"cost":%r,'
-    '"thread_id":%d,"thread_name":%s,"timestamp":%r}'
+#: The JSON text of an exit row, by outcome: the fields of an ``AtEnter``
+#: row (see ``entry_observation`` in :func:`make_watch_handler`), in their
+#: order. ``cost`` (milliseconds to the nanosecond) and ``timestamp``
+#: (seconds to the microsecond) are written as decimals from integers: the
+#: same numbers as the rounded floats, for a third of the cost of
+#: formatting a float.
+_EXIT_ROW_TAIL = (
+    ',"cost":%d.%06d,"thread_id":%d,"thread_name":%s,"timestamp":%d.%06d}'
+)
+_RETURNED_ROW = (
+    '{"func_name":%s,"location":"AtExit","params":%s,"kwargs":%s,"target":%s,'
+    '"returnObj":%s,"throwExp":null,"success":true' + _EXIT_ROW_TAIL
+)
+_RAISED_ROW = (
+    '{"func_name":%s,"location":"AtExceptionExit","params":%s,"kwargs":%s,"target":%s,'
+    '"returnObj":null,"throwExp":%s,"success":false' + _EXIT_ROW_TAIL
 )
 
 
@@ -220,8 +231,8 @@ def make_exit_renderer(name, capturer, names, is_method, offset):
     """
     capture = capturer.capture
     capture_call = capturer.capture_call
-    head_returned = '{"func_name":%s,"location":"AtExit"' % encode_json(name)
-    head_raised = '{"func_name":%s,"location":"AtExceptionExit"' % encode_json(name)
+    max_bytes = capturer.limits.max_bytes
+    name_text = encode_json(name)
     encoded_names = {}
 
     def thread_name_text(ident):
@@ -242,31 +253,43 @@ def make_exit_renderer(name, capturer, names, is_method, offset):
             self_value, params = args[0], args[1:]
         else:
             params = args
-        budget = capturer.budget()
+        budget = Budget(max_bytes)
         params, kwargs = capture_call(params, kwargs or _EMPTY, names, budget)
         target = encode_json(capture(self_value, budget)) if is_method else "null"
         if exc is None:
-            head = head_returned
-            outcome = '"returnObj":%s,"throwExp":null,"success":true' % encode_json(
-                capture(result, budget)
-            )
+            row = _RETURNED_ROW
+            outcome = capture(result, budget)
+            kind = type(outcome)
+            if kind is str:  # the common cases without the generic encoder
+                outcome = encode_string(outcome)
+            elif kind is int:
+                outcome = "%d" % outcome
+            elif outcome is None:
+                outcome = "null"
+            else:
+                outcome = encode_json(outcome)
         else:
-            head = head_raised
-            outcome = '"returnObj":null,"throwExp":%s,"success":false' % encode_json(
-                exception_text(exc)
-            )
-        text = _EXIT_ROW % (
-            head,
+            row = _RAISED_ROW
+            outcome = encode_json(exception_text(exc))
+        milliseconds, nanoseconds = divmod(int((t1 - t0) * 1e9 + 0.5), 1000000)
+        seconds, microseconds = divmod(int((t1 + offset) * 1e6 + 0.5), 1000000)
+        text = row % (
+            name_text,
             encode_json(params),
             encode_json(kwargs) if kwargs else "{}",
             target,
             outcome,
-            int((t1 - t0) * 1e9 + 0.5) / 1e6,  # milliseconds, to the nanosecond
+            milliseconds,
+            nanoseconds,
             ident,
             thread_name_text(ident),
-            int((t1 + offset) * 1e6 + 0.5) / 1e6,  # microseconds, as in entry_observation()
+            seconds,
+            microseconds,
         )
-        return utf8(text)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates
+            return utf8(text)
 
     return render_exit
 

@@ -226,6 +226,16 @@ class WatchTests(ProbeTestCase):
         self.assertEqual(row["kwargs"], {"c": None, "d": 4, "extra": [1.5, -2]})
         self.end_of(client, texts)
 
+        # Results of every JSON type come out as the generic capture renders them.
+        values = [True, None, 's"\n', 1.5, -7, 2**80, float("nan"), {"k": [1]}, ("t",)]
+        results, _ = self.start(client, "watch", pattern=P + "echo", times=len(values))
+        for value in values:
+            targets.echo(value)
+        capturer = sys.modules[self.module.__name__ + ".capture"].Capturer()
+        got = [row["returnObj"] for row in self.observations(client, len(values))]
+        self.assertEqual(got, [capturer.capture(value) for value in values])
+        self.end_of(client, results)
+
     def test_times_ends_the_stream_and_removes_the_probe(self):
         client = self.client()
         stream, _data = self.start(client, "watch", pattern=P + "add", times=3)
