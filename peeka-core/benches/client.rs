@@ -5,7 +5,8 @@
 //! - `watch_hot`: observations per second delivered to a Rust consumer by
 //!   `watch` on a function the target calls in a tight loop (the target
 //!   emits as fast as it can; the agent drops what it cannot send, shown as
-//!   `seq` gaps, and the totals are printed at the end).
+//!   `seq` gaps, and the totals are printed at the end);
+//!   `watch_hot_send_budget_50`, the same with `send_budget(50)`.
 //! - `flood`: the same with the test fixture `tick` in burst mode (almost no
 //!   Python work per item), which shows the client's own ceiling.
 //! - `decode`: decoding `watch` frames from memory into typed observations
@@ -138,6 +139,20 @@ fn live(c: &mut Criterion) {
         b.iter_custom(|iters| tally.take(&mut watch, iters));
     });
     tally.report("watch_hot", watch);
+
+    // The same with the largest writer budget a stream may ask for.
+    let mut watch: Subscription<WatchObservation> = busy_session
+        .watch(
+            &WatchRequest::new("__main__.hot")
+                .success(true)
+                .send_budget(50),
+        )
+        .unwrap();
+    let mut tally = Tally::default();
+    group.bench_function("watch_hot_send_budget_50", |b| {
+        b.iter_custom(|iters| tally.take(&mut watch, iters));
+    });
+    tally.report("watch_hot_send_budget_50", watch);
     group.finish();
     session.detach().unwrap();
     busy_session.detach().unwrap();
