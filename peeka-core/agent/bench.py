@@ -3,6 +3,7 @@
     python bench.py           # human-readable table
     python bench.py --json    # one JSON object
     python bench.py --probes [--backend monitoring|code_swap]  # only the probe section
+    python bench.py --delivery  # only what a flooded client receives
 
 What it measures (timings are per call, best of several repeats, 11 for
 the probes; this kind of machine is noisy, so compare numbers from one run
@@ -26,8 +27,15 @@ side by side):
 - ``condition``: ``Condition.test`` for ``cost > 100``,
   ``params[0] == 'x'`` and ``target.user.id == 7``;
 - ``throughput``: observations per second delivered to a client reading
-  raw frames in another process, the producer emitting flat out for two
-  seconds (drops counted by the agent and reported in ``stream_end``);
+  raw frames in another process (protocol 1.1: batches), the producer
+  emitting flat out for two seconds (drops counted by the agent and
+  reported in ``stream_end``; ``accounted`` checks that delivered plus
+  dropped is what was produced); ``throughput_budget_50``, the same with
+  the stream asking for half a CPU (``send_budget`` 50);
+- ``delivery``: ``watch`` rows per second delivered from ``hot`` called
+  flat out, at the default writer budget and with ``send_budget`` 50,
+  with the writer thread's CPU share and the loop's speed relative to the
+  same loop unwatched;
 - ``round_trip``: ``ping`` request to response, from another process;
 - ``idle``: the throughput of a CPU-bound loop in a target process with an
   idle attached agent and a connected client, relative to the same loop
@@ -392,9 +400,8 @@ def bench_throughput(seconds=2.0, share=None):
 
 
 def writer_cpu_seconds():
-    """CPU time used so far by this process's ``peeka-send-*`` threads (Linux), else None."""
-    total = 0.0
-    found = False
+    """CPU seconds used so far by each ``peeka-send-*`` thread, by native id (Linux), else None."""
+    used = {}
     for thread in threading.enumerate():
         native = getattr(thread, "native_id", None)
         if not thread.name.startswith("peeka-send") or native is None:
@@ -403,10 +410,9 @@ def writer_cpu_seconds():
             with open("/proc/self/task/%d/stat" % native) as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
-            return None
-        total += (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
-        found = True
-    return total if found else None
+            continue  # the thread ended meanwhile
+        used[native] = (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    return used if used else None
 
 
 def bench_delivery(seconds=2.0, budgets=(None, 50)):
@@ -461,7 +467,9 @@ def bench_delivery(seconds=2.0, budgets=(None, 50)):
         results[name + "_dropped"] = delivery["dropped"]
         results[name + "_calls_relative"] = calls / results["unwatched_calls_per_s"]
         if cpu_before is not None and cpu_after is not None:
-            results[name + "_writer_cpu_share"] = (cpu_after - cpu_before) / elapsed
+            # The writer serving this client ran throughout: it is in both.
+            spent = sum(cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after if n in cpu_before)
+            results[name + "_writer_cpu_share"] = spent / elapsed
     agent.detach()
     return results
 

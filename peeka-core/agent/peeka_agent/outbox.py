@@ -45,7 +45,9 @@ Items are plain tuples, to keep the producer cheap:
 
 - ``(stream, data)``: an observation whose data is already JSON-able;
 - ``(stream, render, value)``: a lazy observation, ``render(value)`` runs on
-  the consuming agent thread and returns the JSON-able data;
+  the consuming agent thread and returns the JSON-able data, or ``bytes``
+  holding it already encoded as UTF-8 JSON text (written as they are, see
+  :func:`~peeka_agent.wire.observation_frame`);
 - ``(stream, render, v0, v1, ...)``: the same with ``value`` the tuple
   ``(v0, v1, ...)`` queued flat (what a probe's generated wrapper queues,
   see :class:`~peeka_agent.streams.InlineEmit`: one tuple less to build on
@@ -86,6 +88,19 @@ assigns, and an observation that fails to encode keeps the ``seq`` it was
 given. Every ``seq`` from 0 to the last one sent is therefore either
 delivered or counted in ``stream_end.dropped`` (drops counted after the last
 delivered message are only in ``dropped``).
+
+Batches
+-------
+A client whose ``hello`` said protocol 1.1 or later (:attr:`Outbox.batching`)
+gets consecutive observations of one stream in one ``observations``
+message: the consumer gathers them (the stream, the first ``seq``, the
+data of each) and writes the batch before any other item and at the end
+of each write. A batch holds at most :data:`RUN_MAX` observations, and
+about :data:`RUN_BYTES` at the size per observation of the stream's
+previous batch (:func:`run_cap`, :data:`RUN_START` for the first). A
+``seq`` gap (drops) starts a new batch. A batch that cannot be encoded
+is sent one observation per frame instead, so only a faulty observation
+is lost.
 
 Streams whose response has not been sent yet (the command installs its probe
 before it replies) are handled here too: their early observations wait in a
