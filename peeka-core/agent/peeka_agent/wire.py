@@ -1,4 +1,4 @@
-"""The agent's side of the Peeka wire protocol, version 1.0 (docs/protocol.md).
+"""The agent's side of the Peeka wire protocol, version 1.1 (docs/protocol.md).
 
 Frames are a 4-byte big-endian payload length followed by that many bytes of
 UTF-8 JSON holding one object (a *message*). This module is IO-free except
