@@ -401,19 +401,13 @@ class Outbox(object):
         get_nowait = self.queue.get_nowait
         qsize = self.queue.qsize
         handle = self._handle
-        write_observation = self._write_observation
         clock = time.perf_counter
         most = min(most, BATCH_ITEMS)
         chunks = []
         count = 0
         deadline = clock() + BATCH_SECONDS
         while True:
-            head = item[0]
-            if type(head) is not int and head._w_state == W_OPEN:
-                write_observation(head, item, chunks)  # the common case, without _handle
-                stop = False
-            else:
-                stop = handle(item, chunks)
+            stop = handle(item, chunks)
             count += 1
             if stop or count >= most or not qsize():
                 break
@@ -514,11 +508,7 @@ class Outbox(object):
         return seq
 
     def _write_observation(self, stream, item, chunks):
-        if stream._gap:
-            seq = self._next_seq(stream)
-        else:
-            seq = stream._w_seq
-            stream._w_seq = seq + 1
+        seq = self._next_seq(stream)
         try:
             size = len(item)
             if size == 2:

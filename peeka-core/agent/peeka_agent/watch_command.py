@@ -50,7 +50,7 @@ from .probes import (
     thread_name,
     wall_clock_offset,
 )
-from .wire import encode_json, encode_string, utf8
+from .wire import encode_json, utf8
 
 PARAMS = (
     "pattern",
@@ -258,16 +258,7 @@ def make_exit_renderer(name, capturer, names, is_method, offset):
         target = encode_json(capture(self_value, budget)) if is_method else "null"
         if exc is None:
             row = _RETURNED_ROW
-            outcome = capture(result, budget)
-            kind = type(outcome)
-            if kind is str:  # the common cases without the generic encoder
-                outcome = encode_string(outcome)
-            elif kind is int:
-                outcome = "%d" % outcome
-            elif outcome is None:
-                outcome = "null"
-            else:
-                outcome = encode_json(outcome)
+            outcome = encode_json(capture(result, budget))
         else:
             row = _RAISED_ROW
             outcome = encode_json(exception_text(exc))

@@ -150,10 +150,6 @@ def _make_fast_encoder():
 #: RecursionError on cycles).
 encode_json = _make_fast_encoder() or _ENCODER.encode
 
-#: Serialises one ``str`` to a JSON string literal, as :func:`encode_json`
-#: would (quotes, backslashes and control characters escaped, the rest as is).
-encode_string = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
-
 
 def utf8(text):
     """Encodes ``text`` as UTF-8, replacing lone surrogates instead of failing."""
