@@ -82,6 +82,24 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The executable file `program` names: a path (containing `/`) as it
+/// is, a bare name looked up in `PATH` (as `Command` would run it). `None`
+/// when there is no such executable file.
+pub(crate) fn find_program(program: &Path) -> Option<PathBuf> {
+    let executable = |candidate: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() != 1 || program.is_absolute() {
+        return executable(program).then(|| program.to_owned());
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+}
+
 /// Whether a path is made only of `[A-Za-z0-9/._-]`, so that it can be
 /// written into a debugger command without quoting.
 pub(crate) fn is_plain_path(path: &Path) -> bool {
@@ -365,6 +383,17 @@ mod tests {
             dir.path().to_owned()
         };
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn finds_programs_by_name_and_by_path() {
+        let sh = find_program(Path::new("sh")).expect("sh is in PATH");
+        assert!(sh.is_absolute(), "{}", sh.display());
+        assert_eq!(find_program(&sh), Some(sh.clone()));
+        assert!(find_program(Path::new("no-such-program-peeka")).is_none());
+        assert!(find_program(Path::new("/nonexistent/peeka/gdb")).is_none());
+        // A directory is not a program.
+        assert!(find_program(Path::new("/")).is_none());
     }
 
     #[test]

@@ -7,37 +7,87 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_forked_children_survived, marker_runs, min_median_max, signal_main_thread,
+    assert_forked_children_survived, marker_agent, marker_runs, min_median_max, signal_main_thread,
     spawn_parked_target, spawn_target, tracer_of, wait_for_report, PreparedTarget, StagingDir,
     TARGETS,
 };
-use peeka_attach::gdb::GdbInjector;
+use peeka_attach::attach::{attach, AttachOptions};
+use peeka_attach::doctor::{check, doctor, Severity};
+use peeka_attach::gdb::{check_gdb, GdbCheck, GdbInjector, GdbUnusable, PROBE_LIMIT};
 use peeka_attach::runtime_state::main_interpreter;
-use peeka_attach::{AttachError, BootstrapStatus, InjectRequest, Injector, Target};
+use peeka_attach::{
+    AttachError, BootstrapStatus, InjectRequest, Injector, Method, MethodChoice, Staging, Target,
+};
 use peeka_testkit::{skip_test, Interpreter, Manifest, TargetProcess};
 
-/// Whether gdb is installed; prints a banner (or fails under CI) if not.
-fn gdb_available() -> bool {
-    let found = Command::new("gdb")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        skip_test("gdb is not installed (apt-get install gdb)");
-    }
-    found
+/// What the host's gdb (the first in `PATH`) can do, as the method's own
+/// check found it.
+enum HostGdb {
+    /// It makes inferior calls and leaves the process intact: the gdb route
+    /// is exercised.
+    Works,
+    /// It cannot (gdb 13.1 on a CPU with AMX): the method must refuse
+    /// before touching a target, and that refusal is what is tested.
+    CannotCall(GdbUnusable),
 }
 
-/// The manifest, when there is one and gdb is installed; `None` (the test
-/// is skipped, see [`gdb_available`]) otherwise.
-fn manifest_with_gdb() -> Option<Manifest> {
+/// The host's gdb, checked as the method checks it; `None` when gdb is not
+/// installed (a skip banner is printed, or the test fails under CI).
+fn host_gdb() -> Option<HostGdb> {
+    match check_gdb(Path::new("gdb"), Instant::now() + PROBE_LIMIT) {
+        GdbCheck::Usable { .. } => Some(HostGdb::Works),
+        GdbCheck::Unusable(unusable) => Some(HostGdb::CannotCall(unusable)),
+        GdbCheck::Missing { .. } => {
+            skip_test("gdb is not installed (apt-get install gdb)");
+            None
+        }
+        GdbCheck::Inconclusive { why, .. } => {
+            panic!("could not check what the host's gdb can do: {why}")
+        }
+    }
+}
+
+/// Says loudly, where libtest cannot hide it, that this test checked the
+/// refusal and not the gdb route.
+fn refusal_banner(unusable: &GdbUnusable) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a gdb test")
+        .to_owned();
+    let _ = writeln!(
+        std::io::stderr(),
+        "=== {test}: gdb cannot make inferior calls on this host ({}: {}): checking the refusal instead; the gdb route was NOT exercised ===",
+        unusable.display_name(),
+        unusable.reason()
+    );
+}
+
+/// The manifest, when there is one and the host's gdb works: the test then
+/// exercises the gdb route. `None` when there is no manifest or no gdb
+/// (skipped, see [`host_gdb`]), and when gdb cannot make inferior calls
+/// here: then the method's refusal is checked on a target parked in
+/// `select()` (see [`attach_to_a_select_target`]) and a banner says that
+/// the gdb route was not exercised.
+fn manifest_with_working_gdb() -> Option<Manifest> {
     let manifest = Manifest::load_or_skip()?;
-    gdb_available().then_some(manifest)
+    match host_gdb()? {
+        HostGdb::Works => Some(manifest),
+        HostGdb::CannotCall(unusable) => {
+            refusal_banner(&unusable);
+            let python = ["3.11", "3.8", "3.13"]
+                .into_iter()
+                .find_map(|id| manifest.require(id))?;
+            attach_to_a_select_target(python, &HostGdb::CannotCall(unusable));
+            None
+        }
+    }
 }
 
 /// The pids of gdb processes started for `pid` (our command line names
@@ -125,7 +175,7 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
 /// are collected so that the report lists which interpreters work.
 #[test]
 fn attaches_to_every_interpreter_and_every_shape() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for required in ["3.8", "3.13"] {
@@ -174,7 +224,7 @@ fn latency_report(python: &Interpreter, script: &str) {
 
 #[test]
 fn latency_on_3_11() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     let Some(python) = manifest.require("3.11") else {
@@ -189,7 +239,7 @@ fn latency_on_3_11() {
 /// period), the any-thread pending call on 3.13.
 #[test]
 fn latency_with_a_blocked_main_thread() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for minor in ["3.8", "3.13"] {
@@ -225,7 +275,7 @@ fn a_missing_gdb_is_reported_and_the_target_untouched() {
 
 #[test]
 fn a_target_traced_by_someone_else_is_permission_denied() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     let Some(python) = manifest.require("3.11") else {
@@ -269,7 +319,7 @@ fn a_target_traced_by_someone_else_is_permission_denied() {
 /// no script, and a queued call that does nothing when it finally runs.
 #[test]
 fn a_target_where_no_thread_runs_python_times_out_cleanly() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for minor in ["3.8", "3.13"] {
@@ -345,7 +395,7 @@ fn breakpoint_wait_in_progress(pid: u32) -> bool {
 /// call) the attach succeeds.
 #[test]
 fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for minor in ["3.8", "3.11"] {
@@ -397,7 +447,7 @@ fn a_sigint_sent_to_the_target_during_the_breakpoint_wait_reaches_it() {
 /// once, whichever route won.
 #[test]
 fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for minor in ["3.8", "3.11"] {
@@ -445,7 +495,7 @@ fn a_main_thread_that_wakes_during_the_breakpoint_wait_ends_it() {
 /// `PyEval_SaveThread` but forks children that do) must not inherit it.
 #[test]
 fn children_forked_during_the_breakpoint_wait_survive() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for minor in ["3.8", "3.11"] {
@@ -484,7 +534,7 @@ fn children_forked_during_the_breakpoint_wait_survive() {
 /// `PyInterpreterState_Main()` returns, called in the live target by gdb.
 #[test]
 fn the_main_interpreter_is_found_without_debug_info() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for minor in ["3.12", "3.13", "3.14", "3.15"] {
@@ -526,7 +576,7 @@ fn the_main_interpreter_is_found_without_debug_info() {
 /// script put back, the call does nothing when the main thread finally runs.
 #[test]
 fn a_late_pending_call_is_disarmed() {
-    let Some(manifest) = manifest_with_gdb() else {
+    let Some(manifest) = manifest_with_working_gdb() else {
         return;
     };
     for minor in ["3.8", "3.11", "3.13"] {
@@ -592,4 +642,168 @@ fn a_late_pending_call_is_disarmed() {
             &format!("{minor} pauser.py, second attach"),
         );
     }
+}
+
+/// Waits until the main thread of `pid` is parked in `select()` (glibc
+/// makes it `pselect6` on x86_64).
+fn wait_until_main_blocks_in_select(pid: u32) {
+    let numbers = [libc::SYS_select, libc::SYS_pselect6].map(|n| n.to_string());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut settled = 0;
+    while settled < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} never blocked in select()"
+        );
+        let now = fs::read_to_string(format!("/proc/{pid}/task/{pid}/syscall")).unwrap_or_default();
+        let number = now.split_whitespace().next().unwrap_or("");
+        settled = if numbers.iter().any(|n| n == number) {
+            settled + 1
+        } else {
+            0
+        };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Attaches with the gdb method (the whole `attach()`, as the CLI does) to
+/// a `select_main.py` target of `python` whose main thread is parked in
+/// `select()`. Where gdb works, the agent loads exactly once; where it
+/// cannot make inferior calls, the attach is refused with the probe's
+/// reason before the target is touched. In both cases the target runs on
+/// unharmed: alive, silent, untraced, not stopped, no gdb left, its main
+/// thread still in `select()`; and after a refusal no private directory is
+/// left.
+fn attach_to_a_select_target(python: &Interpreter, gdb: &HostGdb) {
+    let what = format!("{} select_main.py", python.id);
+    let mut process = spawn_target(python, "select_main.py");
+    let pid = process.pid();
+    wait_until_main_blocks_in_select(pid);
+    let target = Target::inspect(pid).unwrap();
+    let private_dir = target.host_path(&Staging::target_dir_for(&target));
+    let mut options = AttachOptions::new(marker_agent());
+    options.method = MethodChoice::Only(Method::Gdb);
+    options.timeout = Duration::from_secs(15);
+    let started = Instant::now();
+    let result = attach(pid, &options);
+    let took = started.elapsed();
+    match (gdb, result) {
+        (HostGdb::Works, Ok(attached)) => {
+            assert!(
+                matches!(attached.status, BootstrapStatus::Loaded(_)),
+                "{what}: {:?}",
+                attached.status
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(marker_runs(&attached.staging), 1, "{what}");
+            attached.staging.remove_all();
+            eprintln!("gdb {what}: attached in {took:.1?}");
+        }
+        (HostGdb::Works, Err(error)) => panic!("{what}: {error}"),
+        (HostGdb::CannotCall(unusable), Err(error)) => {
+            let text = error.to_string();
+            assert!(
+                matches!(
+                    &error,
+                    AttachError::MethodUnavailable {
+                        method: Method::Gdb,
+                        ..
+                    }
+                ),
+                "{what}: {text}"
+            );
+            assert!(text.contains(&unusable.headline()), "{what}: {text}");
+            assert!(text.contains("ptrace method"), "{what}: {text}");
+            assert!(!text.contains("--method"), "{what}: {text}");
+            assert!(
+                !private_dir.exists(),
+                "{what}: the refusal left {}",
+                private_dir.display()
+            );
+            eprintln!("gdb {what}: refused in {took:.1?}: {text}");
+        }
+        (HostGdb::CannotCall(_), Ok(_)) => {
+            panic!("{what}: a gdb that cannot make inferior calls was used")
+        }
+    }
+    // A select() that failed raises at once; give it time to show.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_left_clean(&mut process, &what);
+    assert_eq!(process.stderr(), "", "{what}: the target printed errors");
+    wait_until_main_blocks_in_select(pid);
+}
+
+/// Issue 13, part 4: a gdb that cannot restore a thread's registers after
+/// an inferior call (gdb 13.1 on a CPU with AMX) made `select()` in the
+/// target's main thread fail with `OSError: [Errno 514]`, killing it. The
+/// gdb method must attach where gdb works and refuse before touching the
+/// target where it does not; the target runs on unharmed in both cases.
+#[test]
+fn gdb_method_never_harms_a_target_parked_in_select() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    let Some(gdb) = host_gdb() else {
+        return;
+    };
+    if let HostGdb::CannotCall(unusable) = &gdb {
+        refusal_banner(unusable);
+    }
+    for id in ["3.8", "3.11", "3.13"] {
+        if let Some(python) = manifest.require(id) {
+            attach_to_a_select_target(python, &gdb);
+        }
+    }
+}
+
+/// `doctor` reports the host's gdb as the method's check found it: where
+/// it cannot make inferior calls, as a warning with gdb's message and the
+/// fix, and gdb is not among the methods expected to work.
+#[test]
+fn doctor_reports_what_the_hosts_gdb_can_do() {
+    let Some(manifest) = Manifest::load_or_skip() else {
+        return;
+    };
+    let Some(python) = manifest.require("3.11") else {
+        return;
+    };
+    let Some(gdb) = host_gdb() else {
+        return;
+    };
+    let mut process = spawn_target(python, "sleeper.py");
+    let diagnosis = doctor(process.pid());
+    let finding = diagnosis.finding(check::GDB).unwrap();
+    match &gdb {
+        HostGdb::Works => {
+            assert_eq!(finding.severity, Severity::Ok, "{diagnosis}");
+            assert!(
+                diagnosis.usable_methods.contains(&Method::Gdb),
+                "{diagnosis}"
+            );
+        }
+        HostGdb::CannotCall(unusable) => {
+            refusal_banner(unusable);
+            assert_eq!(finding.severity, Severity::Warning, "{diagnosis}");
+            assert!(
+                finding.summary.contains(&unusable.headline()),
+                "{diagnosis}"
+            );
+            let fix = finding.fix.as_deref().unwrap_or("");
+            assert!(fix.contains("newer gdb"), "{diagnosis}");
+            assert!(fix.contains("ptrace method"), "{diagnosis}");
+            assert_eq!(diagnosis.usable_methods, [Method::Ptrace], "{diagnosis}");
+            assert!(
+                diagnosis
+                    .why_not(Method::Gdb)
+                    .is_some_and(|why| why.contains(&unusable.reason())),
+                "{diagnosis}"
+            );
+            if unusable.cpu_feature.is_some() {
+                assert!(finding.summary.contains("AMX"), "{diagnosis}");
+            }
+        }
+    }
+    assert!(diagnosis.can_attach(), "{diagnosis}");
+    assert_left_clean(&mut process, "doctor of 3.11 sleeper.py");
+    assert_eq!(process.stderr(), "");
 }

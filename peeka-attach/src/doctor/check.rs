@@ -22,7 +22,9 @@ pub const CONTAINER: &str = "container";
 pub const REMOTE_DEBUG: &str = "remote_debug";
 /// The target's `/tmp` can take the agent's private directory.
 pub const STAGING: &str = "staging";
-/// gdb is installed, for the gdb fallback method (Linux).
+/// gdb is installed, for the gdb fallback method (Linux), and can make
+/// inferior calls on this host without harming the process (checked on a
+/// throwaway process of the doctor's own, never on the target).
 pub const GDB: &str = "gdb";
 /// lldb is installed, for the lldb method (macOS).
 pub const LLDB: &str = "lldb";

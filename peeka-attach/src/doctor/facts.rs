@@ -94,6 +94,29 @@ pub(super) enum ProcessFacts {
     Alive(Box<LiveFacts>),
 }
 
+/// What the platform debugger can do on this host, as the debugger
+/// method's own check found it (Linux: gdb makes a test call in a
+/// throwaway process of ours, never in the target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum DebuggerCheck {
+    /// Not checked: the debugger is not installed, this platform has no
+    /// check, or there is no live process to attach to.
+    NotChecked,
+    /// It made the method's calls and left the process intact.
+    Works { version: Option<String> },
+    /// It cannot do what the method needs here.
+    Unusable {
+        /// One sentence: which debugger, what failed, what it said.
+        headline: String,
+        /// The whole story (see `GdbUnusable::summary`).
+        summary: String,
+        /// What to do.
+        fix: String,
+    },
+    /// The check did not finish in time; why.
+    Inconclusive(String),
+}
+
 /// Everything the decision depends on. Gathering reads the system;
 /// [`diagnose`](Facts::diagnose) is pure.
 #[derive(Debug)]
@@ -104,6 +127,8 @@ pub(super) struct Facts {
     pub(super) on_linux: bool,
     /// The platform debugger's name, and where it was found in `PATH`.
     pub(super) debugger: (&'static str, Option<PathBuf>),
+    /// What it can do on this host.
+    pub(super) debugger_check: DebuggerCheck,
     pub(super) process: ProcessFacts,
 }
 

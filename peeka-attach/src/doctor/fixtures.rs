@@ -3,7 +3,8 @@
 
 use super::diagnosis::Diagnosis;
 use super::facts::{
-    Facts, Inspected, LiveFacts, NamespaceFacts, NsRelation, ProcessFacts, StagingFacts,
+    DebuggerCheck, Facts, Inspected, LiveFacts, NamespaceFacts, NsRelation, ProcessFacts,
+    StagingFacts,
 };
 use super::findings::Severity;
 use crate::permissions::{AccessContext, PtraceAccess, YamaScope};
@@ -81,6 +82,9 @@ pub(super) fn healthy(minor: u8) -> Facts {
         host_arch: Arch::X86_64,
         on_linux: true,
         debugger: ("gdb", Some("/usr/bin/gdb".into())),
+        debugger_check: DebuggerCheck::Works {
+            version: Some("15.1".into()),
+        },
         process: ProcessFacts::Alive(Box::new(LiveFacts {
             access: PtraceAccess::evaluate(&caller, &target, PID, context),
             status: target,

@@ -5,13 +5,14 @@ use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::facts::{
-    Facts, Inspected, LiveFacts, NamespaceFacts, NsRelation, ProcessFacts, StagingFacts,
+    DebuggerCheck, Facts, Inspected, LiveFacts, NamespaceFacts, NsRelation, ProcessFacts,
+    StagingFacts,
 };
 use crate::bootstrap::{check_existing_private_dir, StageError, Staging};
+use crate::debugger_process::find_program;
 use crate::permissions::PtraceAccess;
 use crate::procfs::ProcStatus;
 use crate::remote_debug_optout::OptOutEvidence;
@@ -20,15 +21,44 @@ use crate::target::{Arch, RemoteDebug, Target};
 impl Facts {
     pub(super) fn gather(pid: u32) -> Self {
         let debugger_name = platform_debugger();
+        let debugger_path = find_program(Path::new(debugger_name));
+        let process = gather_process(pid);
+        let debugger_check = match (&process, &debugger_path) {
+            (ProcessFacts::Alive(_), Some(path)) => check_debugger(debugger_name, path),
+            _ => DebuggerCheck::NotChecked,
+        };
         Self {
             pid,
             own_pid: std::process::id(),
             host_arch: Arch::HOST,
             on_linux: cfg!(target_os = "linux"),
-            debugger: (debugger_name, find_in_path(debugger_name)),
-            process: gather_process(pid),
+            debugger: (debugger_name, debugger_path),
+            debugger_check,
+            process,
         }
     }
+}
+
+/// What the debugger at `path` can do here: on Linux, the gdb method's own
+/// check (a test call in a throwaway process of ours, never the target;
+/// kept for the lifetime of this process).
+fn check_debugger(name: &str, path: &Path) -> DebuggerCheck {
+    #[cfg(target_os = "linux")]
+    if name == "gdb" {
+        use crate::gdb::{check_gdb, GdbCheck, PROBE_LIMIT};
+        return match check_gdb(path, std::time::Instant::now() + PROBE_LIMIT) {
+            GdbCheck::Usable { version, .. } => DebuggerCheck::Works { version },
+            GdbCheck::Unusable(unusable) => DebuggerCheck::Unusable {
+                headline: unusable.headline(),
+                summary: unusable.summary(),
+                fix: unusable.fix(),
+            },
+            GdbCheck::Inconclusive { why, .. } => DebuggerCheck::Inconclusive(why),
+            GdbCheck::Missing { .. } => DebuggerCheck::NotChecked,
+        };
+    }
+    let _ = (name, path);
+    DebuggerCheck::NotChecked
 }
 
 /// The debugger the fallback method of this platform runs.
@@ -182,28 +212,5 @@ fn writable_dir(path: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(io::Error::last_os_error().to_string())
-    }
-}
-
-/// The first executable file called `program` in `PATH`.
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_programs_in_path() {
-        assert!(find_in_path("sh").is_some());
-        assert!(find_in_path("no-such-program-peeka").is_none());
     }
 }

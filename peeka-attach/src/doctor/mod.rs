@@ -6,7 +6,13 @@
 //! executable, mappings, ELF files, namespaces, environment and, only when
 //! the kernel permits, a few words of its memory, through
 //! [`Target::inspect`](crate::Target::inspect)). It never stops, traces or
-//! writes to the target and creates no file. The facts go through one pure
+//! writes to the target and creates no file in it. On Linux it also checks
+//! that gdb can make inferior calls on this host, the way the gdb method
+//! does before any attach ([`check_gdb`](crate::gdb::check_gdb)): gdb
+//! makes a test call in a throwaway process of the doctor's own, blocked in
+//! a system call, never in the target (a scratch directory in this host's
+//! temporary directory holds gdb's command file while it runs; the verdict
+//! is kept for the lifetime of the process). The facts go through one pure
 //! decision function, so each rule is unit-tested without a real process in
 //! that situation.
 //!

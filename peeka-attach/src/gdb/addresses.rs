@@ -2,7 +2,7 @@
 //! from the target's ELF files (so gdb needs no symbols or debug info), and
 //! the checks made before gdb is started.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::elf::{is_libc, ElfFile};
 use crate::error::AttachError;
@@ -154,9 +154,16 @@ pub(super) fn preflight(target: &Target) -> Result<Addresses, AttachError> {
 /// The run-time address of a C library function in the target: from its
 /// mapped libc, else from the interpreter itself (a statically linked build).
 fn libc_function(target: &Target, name: &str) -> Option<u64> {
+    mapped_libc_function(target.pid, &target.maps, name)
+        .or_else(|| target.python.symbol_address(name).filter(|&a| a != 0))
+}
+
+/// The run-time address of function `name` of a C library that process
+/// `pid` maps (`maps` is its `/proc/PID/maps`), read from that library's
+/// ELF file; `None` when no mapped C library defines it.
+pub(super) fn mapped_libc_function(pid: u32, maps: &[MapEntry], name: &str) -> Option<u64> {
     let mut paths: Vec<&PathBuf> = Vec::new();
-    for path in target
-        .maps
+    for path in maps
         .iter()
         .filter(|m| m.is_file())
         .filter_map(|m| m.path.as_ref())
@@ -165,24 +172,19 @@ fn libc_function(target: &Target, name: &str) -> Option<u64> {
             paths.push(path);
         }
     }
-    for path in paths {
-        let mappings: Vec<&MapEntry> = target
-            .maps
-            .iter()
-            .filter(|m| m.path.as_ref() == Some(path))
-            .collect();
-        let Some(first) = mappings.first() else {
-            continue;
-        };
-        let Ok(elf) = ElfFile::open_mapped(target.pid, first) else {
-            continue;
-        };
-        let (Some(bias), Some(address)) = (elf.load_bias(&mappings), elf.symbol(name)) else {
-            continue;
-        };
-        if address != 0 {
-            return Some(bias.apply(address));
-        }
-    }
-    target.python.symbol_address(name).filter(|&a| a != 0)
+    paths
+        .into_iter()
+        .find_map(|path| mapped_function(pid, maps, path, name))
+}
+
+/// The run-time address of function `name` defined by the file at `path`
+/// (as `maps` names it) in process `pid`.
+pub(super) fn mapped_function(pid: u32, maps: &[MapEntry], path: &Path, name: &str) -> Option<u64> {
+    let mappings: Vec<&MapEntry> = maps
+        .iter()
+        .filter(|m| m.path.as_deref() == Some(path))
+        .collect();
+    let elf = ElfFile::open_mapped(pid, mappings.first()?).ok()?;
+    let address = elf.symbol(name).filter(|&a| a != 0)?;
+    Some(elf.load_bias(&mappings)?.apply(address))
 }

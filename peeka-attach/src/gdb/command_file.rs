@@ -104,9 +104,8 @@ pub(super) fn queue_commands(plan: &QueuePlan) -> String {
         page_len,
         code_file,
     } = plan;
-    let prot = libc::PROT_READ | libc::PROT_WRITE;
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
     let code_file = code_file.display();
+    let allocate = allocate_page(*mmap, *page_len);
     let call = match queue {
         Queue::AnyThread { add, interpreter } => format!(
             "((int (*)(void *, void *, void *, int)) {add:#x})((void *) {interpreter:#x}, (void *) {run_simple_string:#x}, $peeka_buf, 0)"
@@ -117,8 +116,7 @@ pub(super) fn queue_commands(plan: &QueuePlan) -> String {
     };
     format!(
         "{PASS_SIGNALS}{STOP_ON_FAULTS}attach {pid}
-set $peeka_buf = ((void *(*)(void *, unsigned long, int, int, int, long)) {mmap:#x})((void *) 0, {page_len}, {prot}, {flags:#x}, -1, 0)
-printf \"PEEKA-BUFFER %lu\\n\", $peeka_buf
+{allocate}
 if $peeka_buf == (void *) -1
   printf \"PEEKA-MMAP-FAILED\\n\"
 else
@@ -131,6 +129,82 @@ printf \"PEEKA-DETACHED\\n\"
 quit
 "
     )
+}
+
+/// The first inferior call of every gdb attach: the target's own `mmap`,
+/// through an explicit cast of its address, for `len` bytes of fresh
+/// anonymous read-write memory; gdb prints the address it returned as a
+/// `PEEKA-BUFFER` line.
+fn allocate_page(mmap: u64, len: u64) -> String {
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    format!(
+        "set $peeka_buf = ((void *(*)(void *, unsigned long, int, int, int, long)) {mmap:#x})((void *) 0, {len}, {prot}, {flags:#x}, -1, 0)
+printf \"PEEKA-BUFFER %lu\\n\", $peeka_buf"
+    )
+}
+
+/// What the probe session does (see `gdb/probe.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProbePlan {
+    /// The throwaway process of ours.
+    pub(super) pid: u32,
+    /// Its C library's `mmap`.
+    pub(super) mmap: u64,
+    /// Its C library's `getpid`.
+    pub(super) getpid: u64,
+}
+
+/// The probe session's command file: the same first lines and the same
+/// first inferior call as an attach (`mmap` of one page), then `getpid()`,
+/// whose result the caller knows, then detach. gdb's version comes first,
+/// for the report.
+pub(super) fn probe_commands(plan: &ProbePlan) -> String {
+    let ProbePlan { pid, mmap, getpid } = *plan;
+    let allocate = allocate_page(mmap, page_size());
+    format!(
+        "show version
+{PASS_SIGNALS}{STOP_ON_FAULTS}attach {pid}
+{allocate}
+set $peeka_pid = ((int (*)(void)) {getpid:#x})()
+printf \"PEEKA-PID %d\\n\", $peeka_pid
+detach
+printf \"PEEKA-DETACHED\\n\"
+quit
+"
+    )
+}
+
+/// What the probe session's command file reported on gdb's stdout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ProbeReport {
+    /// gdb's version (`13.1` from `GNU gdb (Debian 13.1-3) 13.1`).
+    pub(super) version: Option<String>,
+    /// What `mmap` returned.
+    pub(super) buffer: Option<u64>,
+    /// What `getpid` returned.
+    pub(super) pid: Option<i64>,
+    /// gdb detached as the file asked.
+    pub(super) detached: bool,
+}
+
+impl ProbeReport {
+    /// Reads the version line and the `PEEKA-` lines.
+    pub(super) fn parse(stdout: &str) -> Self {
+        let mut report = Self::default();
+        for line in stdout.lines().map(str::trim) {
+            if let Some(value) = line.strip_prefix("PEEKA-BUFFER ") {
+                report.buffer = value.trim().parse().ok();
+            } else if let Some(value) = line.strip_prefix("PEEKA-PID ") {
+                report.pid = value.trim().parse().ok();
+            } else if line == "PEEKA-DETACHED" {
+                report.detached = true;
+            } else if line.starts_with("GNU gdb ") && report.version.is_none() {
+                report.version = line.split_whitespace().last().map(str::to_owned);
+            }
+        }
+        report
+    }
 }
 
 /// What the second session (breakpoint route) does.
@@ -385,6 +459,58 @@ mod tests {
         let call = text.find("$peeka_rc =").unwrap();
         let end = text.find("\nend\n").unwrap();
         assert!(check < call && call < end);
+    }
+
+    #[test]
+    fn the_probe_makes_the_queue_sessions_first_call() {
+        let plan = ProbePlan {
+            pid: 77,
+            mmap: 0x7f00_0010_19a0,
+            getpid: 0x7f00_0010_2000,
+        };
+        let text = probe_commands(&plan);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "show version");
+        assert_eq!(
+            lines[1..4],
+            queue_commands(&queue_plan(Queue::MainThread { add: 1 }))
+                .lines()
+                .collect::<Vec<_>>()[..3]
+        );
+        assert_eq!(lines[4], "attach 77");
+        // The same mmap call as an attach, for one page.
+        assert_eq!(
+            lines[5],
+            format!(
+                "set $peeka_buf = ((void *(*)(void *, unsigned long, int, int, int, long)) 0x7f00001019a0)((void *) 0, {}, 3, 0x22, -1, 0)",
+                page_size()
+            )
+        );
+        assert_eq!(lines[6], "printf \"PEEKA-BUFFER %lu\\n\", $peeka_buf");
+        assert_eq!(
+            lines[7],
+            "set $peeka_pid = ((int (*)(void)) 0x7f0000102000)()"
+        );
+        assert_eq!(
+            &lines[lines.len() - 3..],
+            ["detach", "printf \"PEEKA-DETACHED\\n\"", "quit"]
+        );
+    }
+
+    #[test]
+    fn reads_the_probe_report() {
+        let stdout = "GNU gdb (Debian 13.1-3) 13.1\nCopyright (C) 2023 Free Software Foundation, Inc.\n0x00007f in clock_nanosleep () from /proc/9/root/lib/libc.so.6\nPEEKA-BUFFER 139758987128832\nPEEKA-PID 15747\n[Inferior 1 (process 15747) detached]\nPEEKA-DETACHED\n";
+        let report = ProbeReport::parse(stdout);
+        assert_eq!(report.version.as_deref(), Some("13.1"));
+        assert_eq!(report.buffer, Some(139_758_987_128_832));
+        assert_eq!(report.pid, Some(15747));
+        assert!(report.detached);
+        let failed = ProbeReport::parse("GNU gdb (GDB) 18.1\n0x7f in ?? ()\n");
+        assert_eq!(failed.version.as_deref(), Some("18.1"));
+        assert_eq!(
+            (failed.buffer, failed.pid, failed.detached),
+            (None, None, false)
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::command_file::{BreakpointReport, QueueReport};
 use super::INTERRUPT_GRACE;
 
 /// Lines of gdb's output that never explain a failure.
-const NOISE: &[&str] = &[
+pub(super) const NOISE: &[&str] = &[
     "libthread_db",
     "vsyscall page",
     "is not at the expected address",
@@ -194,7 +194,7 @@ fn said(run: &DebuggerRun) -> String {
 fn other_root(target: &Target) -> String {
     if target.has_other_root() {
         format!(
-            " The target runs under another root ({}, a chroot or container); gdb reached its files through /proc/{}/root, and only explicit addresses were used, so this is not a missing-symbols problem; try `--method ptrace`.",
+            " The target runs under another root ({}, a chroot or container); gdb reached its files through /proc/{}/root, and only explicit addresses were used, so this is not a missing-symbols problem; the ptrace method may work where gdb does not.",
             target.root.display(),
             target.pid
         )

@@ -1,5 +1,19 @@
 //! The `gdb` method: the Linux fallback that drives `gdb` in batch mode.
 //!
+//! # First: is this gdb usable here?
+//!
+//! Some gdbs cannot restore a thread's registers after an inferior call on
+//! some CPUs (gdb 13.1 on CPUs with AMX): the thread then returns from the
+//! system call it was blocked in with an error it never expects, which
+//! killed CPython targets. So before it touches a target, the method proves
+//! on a throwaway process of its own, blocked in a system call, that this
+//! gdb makes the method's first call (the same `mmap` call, with the same
+//! settings) and leaves the process intact ([`check_gdb`], see
+//! `gdb/probe.rs`; one gdb session plus 0.1 s, 0.4-0.6 s here, once per
+//! process and gdb). If it does not, the method refuses with
+//! [`AttachError::MethodUnavailable`], whose reason quotes gdb, and `auto`
+//! moves on.
+//!
 //! # Routes
 //!
 //! **Pending call** (every version). A first gdb session attaches
@@ -79,6 +93,9 @@ mod addresses;
 mod blocked_main;
 mod command_file;
 mod diagnose;
+mod probe;
+
+pub use probe::{check_gdb, GdbCheck, GdbProblem, GdbUnusable, PROBE_LIMIT};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -159,8 +176,55 @@ impl Injector for GdbInjector {
 
     fn inject(&self, request: &InjectRequest<'_>) -> Result<Timeline, AttachError> {
         let started = Instant::now();
-        let target = request.target;
         let mut timeline = Timeline::default();
+        let check = timeline.time("gdb: check it can make inferior calls here", || {
+            check_gdb(&self.program, request.deadline)
+        });
+        let pid = request.target.pid;
+        let program = match check {
+            GdbCheck::Usable { program, .. } => program,
+            GdbCheck::Missing { .. } => {
+                return Err(AttachError::DebuggerMissing {
+                    method: Method::Gdb,
+                    program: "gdb",
+                })
+            }
+            GdbCheck::Unusable(unusable) => {
+                return Err(AttachError::MethodUnavailable {
+                    method: Method::Gdb,
+                    pid,
+                    why: unusable.to_string(),
+                })
+            }
+            GdbCheck::Inconclusive { program, why } => {
+                let why = format!(
+                    "Peeka could not check in time that {} can make inferior calls on this host ({why}), and it never runs an unchecked gdb against a target; nothing was done to the target. Try again, or use the ptrace method",
+                    program.display()
+                );
+                return Err(AttachError::MethodUnavailable {
+                    method: Method::Gdb,
+                    pid,
+                    why,
+                });
+            }
+        };
+        let checked = Self {
+            program,
+            grace: self.grace,
+        };
+        checked.inject_checked(request, started, timeline)
+    }
+}
+
+impl GdbInjector {
+    /// [`Injector::inject`] once this gdb is known to work here.
+    fn inject_checked(
+        &self,
+        request: &InjectRequest<'_>,
+        started: Instant,
+        mut timeline: Timeline,
+    ) -> Result<Timeline, AttachError> {
+        let target = request.target;
         let addresses = timeline.time("resolve addresses", || preflight(target))?;
         if let Some(why) = &addresses.any_thread_unavailable {
             push_step(

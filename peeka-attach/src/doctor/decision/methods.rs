@@ -1,7 +1,7 @@
 //! Which attach methods can work, and why each other one cannot.
 
 use crate::doctor::check;
-use crate::doctor::facts::{Facts, ProcessFacts, StagingFacts};
+use crate::doctor::facts::{DebuggerCheck, Facts, ProcessFacts, StagingFacts};
 use crate::method::Method;
 use crate::target::{Arch, InspectError, RemoteDebug};
 
@@ -141,6 +141,12 @@ impl Facts {
                     ))
                 } else if path.is_none() {
                     Some(format!("{name} is not installed (not found in PATH)"))
+                } else if let DebuggerCheck::Unusable { headline, .. } = &self.debugger_check {
+                    Some(headline.clone())
+                } else if let DebuggerCheck::Inconclusive(why) = &self.debugger_check {
+                    Some(format!(
+                        "Peeka could not check in time that {name} can make inferior calls here ({why}), and never runs an unchecked {name} against a target"
+                    ))
                 } else if strict_seccomp {
                     Some(format!(
                         "the target runs in seccomp strict mode, which forbids the calls {name} makes in it"
