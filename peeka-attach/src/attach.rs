@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bootstrap::{AgentFiles, BootstrapStatus, Staging};
+use crate::bootstrap::{AgentFiles, BootstrapStatus, NoReport, Staging};
 use crate::error::AttachError;
 use crate::method::{InjectRequest, Injector, Method, MethodChoice, Timeline};
 use crate::pep768::Pep768Injector;
@@ -126,10 +126,20 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
             why: why.clone(),
         });
     }
+    // Whatever went wrong, once the target is gone that is the news.
+    let or_exited = |error: AttachError| {
+        if target.identity.is_gone() {
+            AttachError::TargetExited { pid }
+        } else {
+            error
+        }
+    };
     let methods = plan(&target, options.method)?;
-    let staging = timeline.time("prepare private directory", || {
-        Staging::prepare(&target, &options.agent)
-    })?;
+    let staging = timeline
+        .time("prepare private directory", || {
+            Staging::prepare(&target, &options.agent)
+        })
+        .map_err(|e| or_exited(e.into()))?;
 
     let mut skipped = Vec::new();
     let mut outcome = Err(AttachError::MethodUnavailable {
@@ -149,7 +159,7 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
             staging: &staging,
             deadline,
         };
-        match backend.inject(&request) {
+        match backend.inject(&request).map_err(or_exited) {
             Ok(steps) => {
                 timeline.extend(steps);
                 outcome = Ok(method);
@@ -169,16 +179,24 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
     let result = outcome.and_then(|method| {
         // The bootstrap was claimed; the loader thread reports shortly.
         let report_deadline = deadline.max(Instant::now() + Duration::from_secs(2));
-        let status = timeline.time("wait for the agent", || staging.wait_status(report_deadline));
-        match status {
-            Some(BootstrapStatus::Failed(traceback)) => Err(AttachError::AgentFailed { pid, traceback }),
-            Some(status) => Ok((method, status)),
-            None => Err(AttachError::Timeout {
+        let report = timeline.time("wait for the agent", || {
+            staging.wait_report(report_deadline)
+        });
+        match report {
+            Ok(BootstrapStatus::Failed(traceback)) => Err(AttachError::AgentFailed { pid, traceback }),
+            Ok(status) => Ok((method, status)),
+            Err(NoReport::TargetExited { .. }) => Err(AttachError::TargetExited { pid }),
+            Err(NoReport::Rejected { path, problem }) => Err(AttachError::UntrustedStatusFile {
+                pid,
+                path,
+                problem,
+            }),
+            Err(_) => Err(or_exited(AttachError::Timeout {
                 pid,
                 method,
                 waited: options.timeout,
                 advice: "The bootstrap started but the agent did not report back; the target may be overloaded or holding the GIL in C code. Try again with a longer --timeout.".into(),
-            }),
+            })),
         }
     });
 
@@ -195,7 +213,11 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
             skipped,
         }),
         Err(error) => {
-            if !staging.reused {
+            // An earlier attach's directory stays for its agent, unless the
+            // target is gone and nothing can use it any more. Removal goes
+            // through the directory opened when staging, so it works even
+            // when the target's root went with it.
+            if !staging.reused || matches!(error, AttachError::TargetExited { .. }) {
                 staging.remove_all();
             }
             Err(error)

@@ -6,16 +6,23 @@
 //! containers work), mode `0700`, owned by the target's uid. It holds the
 //! bootstrap script, the agent's files, and the status files the bootstrap
 //! writes. A second attach to the same process reuses it.
+//!
+//! That user can write in the directory, so everything done in it goes
+//! through [`PrivateDir`]: relative to the checked, open directory, never
+//! following a link, reading only small regular files of that user.
 
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
+use crate::private_dir::PrivateDir;
+use crate::process_identity::ProcessIdentity;
 use crate::target::Target;
+use crate::untrusted_file::{UntrustedFileError, UNTRUSTED_READ_LIMIT};
 
 /// The bootstrap's source, with placeholders the client fills in.
 const BOOTSTRAP_TEMPLATE: &str = include_str!("bootstrap.py");
@@ -82,6 +89,8 @@ pub struct Staging {
     /// The directory as the target sees it, e.g. `/tmp/peeka-4242`.
     pub target_dir: PathBuf,
     /// The same directory as we can open it (through `/proc/PID/root`).
+    /// For messages and for connecting to the agent's socket: files in it
+    /// are read and written through [`private_dir`](Self::private_dir).
     pub host_dir: PathBuf,
     /// This attach's token (unique per attach).
     pub token: String,
@@ -89,6 +98,36 @@ pub struct Staging {
     pub script: PathBuf,
     /// Whether the directory existed before (a previous attach).
     pub reused: bool,
+    /// The directory, open and checked.
+    dir: PrivateDir,
+    /// The target, to notice that it exited.
+    process: ProcessIdentity,
+}
+
+/// Why [`Staging::wait_report`] got no report from the bootstrap.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum NoReport {
+    /// The target exited (or its pid now names another process).
+    #[error("process {pid} exited")]
+    TargetExited {
+        /// The pid.
+        pid: u32,
+    },
+    /// Something that is not a status file the bootstrap could have
+    /// written was at its name until the deadline; it was not read.
+    #[error(
+        "the status file {path} was rejected, it may have been planted by another user: {problem}"
+    )]
+    Rejected {
+        /// The status file, as we reach it.
+        path: PathBuf,
+        /// What was wrong with it.
+        problem: UntrustedFileError,
+    },
+    /// Nothing was written before the deadline.
+    #[error("no status file was written in time")]
+    NotWritten,
 }
 
 impl Staging {
@@ -114,12 +153,7 @@ impl Staging {
         let target_dir = Self::target_dir_for(target);
         let host_dir = target.host_path(&target_dir);
         let (uid, gid) = (target.uid(), target.status.gid[1]);
-        let reused = make_private_dir(&host_dir, uid, gid)?;
-        let token = new_token();
-        let script_name = format!("bootstrap-{token}.py");
-        let script = render_bootstrap(&target_dir, &token, agent);
-        write_private(&host_dir.join(&script_name), script.as_bytes(), uid, gid)?;
-        for (name, contents) in &agent.files {
+        for (name, _) in &agent.files {
             let relative = Path::new(name);
             if relative.is_absolute()
                 || relative
@@ -128,19 +162,51 @@ impl Staging {
             {
                 return Err(StageError::BadFileName(name.clone()));
             }
-            let path = host_dir.join(relative);
-            if let Some(parent) = path.parent().filter(|p| *p != host_dir) {
-                make_private_dir(parent, uid, gid)?;
-            }
-            write_private(&path, contents, uid, gid)?;
         }
-        Ok(Self {
-            script: target_dir.join(script_name),
+        let (dir, reused) = PrivateDir::create_or_reuse(&host_dir, uid, gid)?;
+        let staging = Self {
+            script: PathBuf::new(),
             target_dir,
             host_dir,
-            token,
+            token: new_token(),
             reused,
-        })
+            dir,
+            process: target.identity,
+        };
+        let written = staging.write_files(agent);
+        if written.is_err() && !reused {
+            let _ = staging.dir.remove_all();
+        }
+        written.map(|script| Self { script, ..staging })
+    }
+
+    /// Writes the bootstrap script and the agent's files; returns the
+    /// script's path as the target sees it.
+    fn write_files(&self, agent: &AgentFiles) -> Result<PathBuf, StageError> {
+        let script_name = format!("bootstrap-{}.py", self.token);
+        let script = render_bootstrap(&self.target_dir, &self.token, agent);
+        self.dir
+            .write_file(Path::new(&script_name), script.as_bytes())?;
+        for (name, contents) in &agent.files {
+            self.dir.write_file(Path::new(name), contents)?;
+        }
+        Ok(self.target_dir.join(script_name))
+    }
+
+    /// The directory, open and checked: every file of it is read, written
+    /// and removed through this.
+    pub fn private_dir(&self) -> &PrivateDir {
+        &self.dir
+    }
+
+    /// The identity of the target the directory was prepared for.
+    pub fn process(&self) -> ProcessIdentity {
+        self.process
+    }
+
+    /// Whether the target has exited (see [`ProcessIdentity::is_gone`]).
+    pub fn target_gone(&self) -> bool {
+        self.process.is_gone()
     }
 
     /// The one-line Python statement that runs the bootstrap script in a
@@ -158,33 +224,62 @@ impl Staging {
         )
     }
 
-    /// The bootstrap's report, once it has written one.
+    /// The name of this attach's status file.
+    fn status_name(&self) -> String {
+        format!("status.{}", self.token)
+    }
+
+    /// This attach's status file, as we reach it (for messages).
+    pub fn status_path(&self) -> PathBuf {
+        self.host_dir.join(self.status_name())
+    }
+
+    /// The bootstrap's report, once it has written one; `None` also when
+    /// something else is at its name (see [`read_status`](Self::read_status)).
     pub fn status(&self) -> Option<BootstrapStatus> {
-        let text = fs::read_to_string(self.host_dir.join(format!("status.{}", self.token))).ok()?;
-        Some(parse_status(&text))
+        self.read_status().ok()
     }
 
-    /// Whether some thread of the target has started running the bootstrap.
+    /// The bootstrap's report, read as a file another user may have
+    /// planted: only a regular file (not a link, FIFO or device) owned by
+    /// the target's uid, of at most 64 KiB.
+    ///
+    /// # Errors
+    /// [`UntrustedFileError::Missing`] while it is not written yet; the
+    /// other variants when something else is there (never read).
+    pub fn read_status(&self) -> Result<BootstrapStatus, UntrustedFileError> {
+        let bytes = self
+            .dir
+            .read_file(&self.status_name(), UNTRUSTED_READ_LIMIT)?;
+        Ok(parse_status(&String::from_utf8_lossy(&bytes)))
+    }
+
+    /// Whether some thread of the target has started running the bootstrap:
+    /// it made `claimed-<token>`, a directory (not a link) of the target's
+    /// uid.
     pub fn claimed(&self) -> bool {
-        self.host_dir
-            .join(format!("claimed-{}", self.token))
-            .exists()
+        self.dir.has_subdir(&format!("claimed-{}", self.token))
     }
 
-    /// Polls [`claimed`](Self::claimed) until it holds or `deadline`
-    /// passes, pausing 100 µs at first and twice as long each time, up to
-    /// 5 ms. Returns whether the attach was claimed.
+    /// Polls [`claimed`](Self::claimed) until it holds, `deadline` passes
+    /// or the target exits, pausing 100 µs at first and twice as long each
+    /// time, up to 5 ms. Returns whether the attach was claimed.
     pub(crate) fn wait_claimed(&self, deadline: Instant) -> bool {
         self.wait_claimed_polling(deadline, Duration::from_millis(5))
     }
 
     /// [`wait_claimed`](Self::wait_claimed) with the longest pause between
-    /// two looks at `max_pause`.
+    /// two looks at `max_pause`. It returns `false` as soon as the target
+    /// has exited ([`target_gone`](Self::target_gone) tells the two apart).
     pub(crate) fn wait_claimed_polling(&self, deadline: Instant, max_pause: Duration) -> bool {
         let mut pause = Duration::from_micros(100);
         loop {
             if self.claimed() {
                 return true;
+            }
+            if self.target_gone() {
+                // It may have claimed the attach just before it died.
+                return self.claimed();
             }
             let now = Instant::now();
             if now >= deadline {
@@ -195,17 +290,48 @@ impl Staging {
         }
     }
 
-    /// Polls [`status`](Self::status) until it is written or `deadline` passes.
+    /// Polls [`status`](Self::status) until it is written, `deadline`
+    /// passes or the target exits.
     pub fn wait_status(&self, deadline: Instant) -> Option<BootstrapStatus> {
+        self.wait_report(deadline).ok()
+    }
+
+    /// Polls the status file until the bootstrap has written it, pausing
+    /// 200 µs at first and twice as long each time, up to 5 ms.
+    ///
+    /// A file that fails the checks of [`read_status`](Self::read_status)
+    /// counts as not written (the bootstrap replaces it atomically when it
+    /// reports), and is never read.
+    ///
+    /// # Errors
+    /// [`NoReport::TargetExited`] as soon as the target has exited;
+    /// at `deadline`, [`NoReport::Rejected`] when something else was at
+    /// the status file's name at the last look, else
+    /// [`NoReport::NotWritten`].
+    pub fn wait_report(&self, deadline: Instant) -> Result<BootstrapStatus, NoReport> {
         let mut pause = Duration::from_micros(200);
         loop {
-            if let Some(status) = self.status() {
-                return Some(status);
+            let problem = match self.read_status() {
+                Ok(status) => return Ok(status),
+                Err(problem) => problem,
+            };
+            if self.target_gone() {
+                // It may have reported just before it died.
+                return self.read_status().map_err(|_| NoReport::TargetExited {
+                    pid: self.process.pid,
+                });
             }
-            if Instant::now() >= deadline {
-                return None;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(match problem {
+                    UntrustedFileError::Missing => NoReport::NotWritten,
+                    problem => NoReport::Rejected {
+                        path: self.status_path(),
+                        problem,
+                    },
+                });
             }
-            std::thread::sleep(pause);
+            std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
@@ -213,25 +339,29 @@ impl Staging {
     /// Removes this attach's bootstrap script, so that a request that fires
     /// late finds nothing to run.
     pub fn remove_script(&self) {
-        let name = self
-            .script
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        let _ = fs::remove_file(self.host_dir.join(name));
+        if let Some(name) = self.script.file_name().and_then(|n| n.to_str()) {
+            self.dir.remove_file(name);
+        }
     }
 
     /// Removes the whole private directory (on a failed first attach, or on
-    /// detach).
+    /// detach), through the directory opened when it was prepared: it works
+    /// after the target exited, and never follows a link planted inside.
     pub fn remove_all(&self) {
-        let _ = fs::remove_dir_all(&self.host_dir);
+        let _ = self.dir.remove_all();
     }
 }
 
 fn parse_status(text: &str) -> BootstrapStatus {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(value) => value,
-        Err(_) => return BootstrapStatus::Failed(format!("unreadable status file: {text}")),
+        Err(_) => {
+            return BootstrapStatus::Failed(format!(
+                "unreadable status file ({} bytes, not JSON), starting with {:?}",
+                text.len(),
+                text.chars().take(120).collect::<String>()
+            ))
+        }
     };
     match value.get("state").and_then(|s| s.as_str()) {
         Some("loaded") => BootstrapStatus::Loaded(
@@ -287,24 +417,6 @@ fn new_token() -> String {
     format!("{:x}{:x}", std::process::id(), nanos & 0xFFFF_FFFF_FFFF)
 }
 
-/// Creates `path` as a 0700 directory owned by `uid`, or checks that the
-/// existing one is exactly that. Returns whether it existed.
-fn make_private_dir(path: &Path, uid: u32, gid: u32) -> Result<bool, StageError> {
-    let io_err = |source| StageError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    match DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io_err)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
-            Ok(false)
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => check_existing_private_dir(path, uid),
-        Err(e) => Err(io_err(e)),
-    }
-}
-
 /// Whether `path` holds a directory Peeka may use for a target of `uid`:
 /// a real directory (not a link), owned by `uid`, mode `0700`.
 ///
@@ -335,25 +447,6 @@ pub fn check_existing_private_dir(path: &Path, uid: u32) -> Result<bool, StageEr
         });
     }
     Ok(true)
-}
-
-/// Writes a new file readable only by `uid`, refusing to follow symlinks.
-fn write_private(path: &Path, contents: &[u8], uid: u32, gid: u32) -> Result<(), StageError> {
-    let io_err = |source| StageError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let _ = fs::remove_file(path);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io_err)?;
-    io::Write::write_all(&mut file, contents).map_err(io_err)?;
-    std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_err)?;
-    Ok(())
 }
 
 #[cfg(test)]

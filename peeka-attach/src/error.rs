@@ -11,6 +11,7 @@ use crate::debug_offsets::DebugOffsetsError;
 use crate::memory::MemoryError;
 use crate::method::Method;
 use crate::target::InspectError;
+use crate::untrusted_file::UntrustedFileError;
 
 /// Why an attach failed. The target is left as it was in every case.
 #[derive(Debug, Error)]
@@ -73,6 +74,19 @@ pub enum AttachError {
     TargetExited {
         /// The pid.
         pid: u32,
+    },
+    /// The bootstrap ran, but until the deadline its status file was
+    /// something it cannot have written (a link, a FIFO, a file of another
+    /// owner, too large): another user may have planted it. Nothing was
+    /// read from it.
+    #[error("the bootstrap ran in process {pid}, but its status file {path} was rejected: {problem}. Another user that can write in the private directory may have planted it; it was not read. Check who else runs as the target's user, then attach again")]
+    UntrustedStatusFile {
+        /// The pid.
+        pid: u32,
+        /// The status file, as we reach it.
+        path: PathBuf,
+        /// What was wrong with it.
+        problem: UntrustedFileError,
     },
     /// A ptrace operation failed.
     #[error("ptrace {op} on thread {tid} failed: {source}")]

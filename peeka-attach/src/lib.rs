@@ -8,13 +8,18 @@
 #![deny(missing_docs)]
 
 pub mod debug_offsets;
+mod dir_fd;
 pub mod elf;
 pub mod memory;
+pub mod peer_credentials;
 pub mod permissions;
+pub mod private_dir;
+pub mod process_identity;
 pub mod procfs;
 pub mod python;
 pub mod runtime_state;
 pub mod target;
+pub mod untrusted_file;
 
 pub use python::{Interpreter, Layout, PythonVersion, ReleaseLevel};
 pub use target::{Arch, InspectError, RemoteDebug, Target};

@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::debug_offsets::DebugOffsets;
 use crate::memory::RemoteMemory;
 use crate::permissions::PtraceAccess;
+use crate::process_identity::ProcessIdentity;
 use crate::procfs::{MapEntry, ProcStatus};
 use crate::python::{Interpreter, NotCPython, PythonVersion};
 
@@ -125,6 +126,9 @@ pub enum InspectError {
 pub struct Target {
     /// The pid, in our pid namespace.
     pub pid: u32,
+    /// The pid and the process's start time: tells it apart from a later
+    /// process that reuses the pid, and tells when it exited.
+    pub identity: ProcessIdentity,
     /// `/proc/PID/status`.
     pub status: ProcStatus,
     /// The executable, as `/proc/PID/exe` names it.
@@ -171,6 +175,19 @@ impl Target {
         if status.is_zombie() {
             return Err(InspectError::Zombie { pid });
         }
+        let identity = match ProcessIdentity::capture(pid) {
+            Ok(identity) => identity,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(InspectError::NoSuchProcess { pid })
+            }
+            Err(source) => {
+                return Err(InspectError::Io {
+                    pid,
+                    what: "stat",
+                    source,
+                })
+            }
+        };
         let access = PtraceAccess::check(&status, pid);
         let denied = |source: io::Error, what: &'static str| match source.kind() {
             io::ErrorKind::PermissionDenied => InspectError::PermissionDenied {
@@ -238,6 +255,7 @@ impl Target {
         };
         let mut target = Self {
             pid,
+            identity,
             ns_pid: status.ns_pid.last().copied().unwrap_or(pid),
             status,
             exe,

@@ -6,6 +6,7 @@
 //! cancelling, including from `Drop`, never blocks).
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use super::core::{check_welcome, decode_data, encode_params, ClientCore, KeepAli
 use super::demux::{Demux, Followup, ResponseSlot};
 use super::error::ClientError;
 use super::handshake::HandshakeSlot;
-use super::locate::{agent_paths, closed_detail, DETACH_CLEANUP_WAIT, SOCKET_NAME};
+use super::locate::{agent_paths, check_listener, closed_detail, DETACH_CLEANUP_WAIT, SOCKET_NAME};
 use super::observations::{MonitorReport, StackObservation, WatchObservation};
 use super::options::{AttachConfig, AttachReport, SessionOptions};
 use super::replies::{AgentInfo, DetachOutcome, Pong, ResetOutcome};
@@ -298,6 +299,7 @@ impl AsyncSession {
             .await
             .map_err(|_| handshake_failed(format!("connecting took longer than {limit:?}")))?
             .map_err(|source| connect_error(pid, path, source))?;
+        check_listener(stream.as_fd(), pid, path)?;
         let (read_half, write_half) = stream.into_split();
         let mut frames = FramedRead::new(read_half, MessageCodec::new());
         let mut sink = FramedWrite::new(write_half, MessageCodec::new());
@@ -626,7 +628,9 @@ mod tests {
         let (received_tx, mut received) = mpsc::unbounded_channel();
         let agent = tokio::spawn(fake_agent(listener, requested_tx, answer_rx, received_tx));
 
-        let session = AsyncSession::connect_socket(&path, 1).await.unwrap();
+        let session = AsyncSession::connect_socket(&path, std::process::id())
+            .await
+            .unwrap();
         let request = WatchRequest::new("m.f");
         let opening = session.watch(&request);
         // Poll it until the request is out, then drop it unanswered.
@@ -662,7 +666,9 @@ mod tests {
             while let Some(Ok(_)) = frames.next().await {}
         });
 
-        let session = AsyncSession::connect_socket(&path, 1).await.unwrap();
+        let session = AsyncSession::connect_socket(&path, std::process::id())
+            .await
+            .unwrap();
         let mut stream = session
             .subscribe("tick", serde_json::json!({}))
             .await

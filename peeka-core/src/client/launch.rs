@@ -23,13 +23,14 @@
 //! (`run.stop`) without running it.
 
 use std::ffi::OsString;
-use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use peeka_attach::private_dir::PrivateDir;
+use peeka_attach::procfs::ProcStatus;
 use peeka_attach::{BootstrapStatus, Staging, Target};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -122,9 +123,10 @@ impl LaunchConfig {
 pub struct Launch {
     child: Option<Child>,
     pid: u32,
-    /// The private directory as seen from the host (not through
-    /// `/proc/PID/root`, which goes with the process).
-    host_dir: Option<PathBuf>,
+    /// The private directory, held open: it belongs to the program's user,
+    /// so it is used only relative to the checked directory, and it stays
+    /// reachable after the process (and its `/proc/PID/root`) is gone.
+    private_dir: Option<PrivateDir>,
     started: bool,
 }
 
@@ -166,7 +168,7 @@ impl Session {
         let mut launch = Launch {
             child: Some(child),
             pid,
-            host_dir: None,
+            private_dir: None,
             started: false,
         };
         // The launcher makes the directory once the interpreter runs (in
@@ -174,9 +176,11 @@ impl Session {
         // writes our nonce in it.
         let (_, socket) = agent_paths(pid)?;
         let proc_dir = socket.parent().map(PathBuf::from).unwrap_or_default();
-        let ready = proc_dir.join("run.ready");
         let mut pause = Duration::from_micros(200);
-        while fs::read_to_string(&ready).ok().as_deref() != Some(nonce.as_str()) {
+        let dir = loop {
+            if let Some(dir) = ready_dir(pid, &proc_dir, &nonce) {
+                break dir;
+            }
             launch.check_running()?;
             if Instant::now() >= deadline {
                 return Err(launch_error(
@@ -189,15 +193,15 @@ impl Session {
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(5));
-        }
-        let _ = fs::remove_file(&ready);
-        launch.host_dir = fs::canonicalize(&proc_dir).ok();
+        };
+        dir.remove_file("run.ready");
+        launch.private_dir = Some(dir);
         let target = Target::inspect(pid)
             .map_err(|e| launch_error("examining the interpreter", e.to_string()))?;
         let staging = Staging::prepare(&target, &agent_files())
             .map_err(|e| launch_error("staging the agent", e.to_string()))?;
         let message = format!("{}\n{}\n", staging.script.to_string_lossy(), staging.token);
-        write_atomically(&staging.host_dir, "run.load", message.as_bytes())?;
+        write_control(staging.private_dir(), "run.load", message.as_bytes())?;
         let status = loop {
             if let Some(status) = staging.wait_status(Instant::now() + Duration::from_millis(50)) {
                 break status;
@@ -260,8 +264,11 @@ impl Launch {
     /// interpreter already exited.
     pub fn start_program(&mut self) -> Result<(), ClientError> {
         self.check_running()?;
-        let dir = self.private_dir()?;
-        write_atomically(&dir, "run.go", b"")?;
+        let dir = self
+            .private_dir
+            .as_ref()
+            .ok_or_else(|| launch_error("starting the program", "its private directory is gone"))?;
+        write_control(dir, "run.go", b"")?;
         self.started = true;
         Ok(())
     }
@@ -283,11 +290,6 @@ impl Launch {
         Ok(status)
     }
 
-    fn private_dir(&self) -> Result<PathBuf, ClientError> {
-        let (_, socket) = agent_paths(self.pid)?;
-        Ok(socket.parent().map(PathBuf::from).unwrap_or_default())
-    }
-
     fn check_running(&mut self) -> Result<(), ClientError> {
         let Some(child) = self.child.as_mut() else {
             return Err(launch_error("starting the program", "it already exited"));
@@ -306,8 +308,8 @@ impl Launch {
     }
 
     fn cleanup(&mut self) {
-        if let Some(dir) = self.host_dir.take() {
-            let _ = fs::remove_dir_all(dir);
+        if let Some(dir) = self.private_dir.take() {
+            let _ = dir.remove_all();
         }
     }
 }
@@ -316,8 +318,8 @@ impl Drop for Launch {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if !self.started {
-                if let Ok(dir) = self.private_dir() {
-                    let _ = write_atomically(&dir, "run.stop", b"");
+                if let Some(dir) = self.private_dir.as_ref() {
+                    let _ = write_control(dir, "run.stop", b"");
                 }
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
@@ -331,13 +333,22 @@ impl Drop for Launch {
     }
 }
 
-/// Writes `name` into `dir` whole (a temporary name, then a rename).
-fn write_atomically(dir: &std::path::Path, name: &str, contents: &[u8]) -> Result<(), ClientError> {
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let io_err = |source| ClientError::Io {
-        what: format!("writing {name} into {}", dir.display()),
-        source,
-    };
-    fs::write(&temporary, contents).map_err(io_err)?;
-    fs::rename(&temporary, dir.join(name)).map_err(io_err)
+/// The launcher's private directory at `proc_dir`, once it is there as the
+/// program's own (a real directory of its uid, mode 0700) and holds
+/// `run.ready` with `nonce` (a regular file of that uid, read up to 4 KiB).
+fn ready_dir(pid: u32, proc_dir: &Path, nonce: &str) -> Option<PrivateDir> {
+    let status = ProcStatus::read(pid).ok()?;
+    let dir = PrivateDir::open_existing(proc_dir, status.euid(), status.gid[1]).ok()??;
+    let ready = dir.read_file("run.ready", 4096).ok()?;
+    (ready == nonce.as_bytes()).then_some(dir)
+}
+
+/// Writes control file `name` into the launcher's directory whole (a
+/// temporary name, then a rename), relative to the open directory.
+fn write_control(dir: &PrivateDir, name: &str, contents: &[u8]) -> Result<(), ClientError> {
+    dir.replace_file(name, contents)
+        .map_err(|e| ClientError::Io {
+            what: format!("writing {name} into {}", dir.path().display()),
+            source: io::Error::other(e.to_string()),
+        })
 }

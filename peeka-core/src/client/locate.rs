@@ -6,6 +6,7 @@
 //! containers and chroots work the same.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,37 @@ pub fn agent_paths(pid: u32) -> Result<(PathBuf, PathBuf), ClientError> {
 /// As [`agent_paths`].
 pub fn socket_path(pid: u32) -> Result<PathBuf, ClientError> {
     agent_paths(pid).map(|(_, socket)| socket)
+}
+
+/// Checks, before anything is sent, that the listener at the other end of
+/// `socket` (connected by the name `path`) is process `pid` itself. The
+/// private directory belongs to the target's user, who may have replaced
+/// the socket's name with a link to another socket (a root-only daemon's,
+/// when root attaches). Where peer credentials cannot be read (not Linux),
+/// the check is skipped.
+///
+/// # Errors
+/// [`ClientError::Connect`] naming the process that does listen there.
+pub(crate) fn check_listener(
+    socket: BorrowedFd<'_>,
+    pid: u32,
+    path: &Path,
+) -> Result<(), ClientError> {
+    let refused = |source| ClientError::Connect {
+        pid,
+        socket: path.to_path_buf(),
+        source,
+    };
+    match peeka_attach::peer_credentials::socket_peer(socket) {
+        Ok(peer) if peer.pid == pid => Ok(()),
+        Ok(peer) => Err(refused(io::Error::other(format!(
+            "the socket's listener is process {} (uid {}), not process {pid}, so it is not \
+             that process's agent (another user may have planted it); nothing was sent to it",
+            peer.pid, peer.uid
+        )))),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
+        Err(source) => Err(refused(source)),
+    }
 }
 
 /// Whether process `pid` still exists.

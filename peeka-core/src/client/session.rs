@@ -2,6 +2,7 @@
 
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,9 @@ use super::core::{check_welcome, decode_data, encode_params, ClientCore, KeepAli
 use super::demux::{Demux, Followup};
 use super::error::ClientError;
 use super::handshake::HandshakeSlot;
-use super::locate::{agent_paths, closed_detail, wait_removed, DETACH_CLEANUP_WAIT, SOCKET_NAME};
+use super::locate::{
+    agent_paths, check_listener, closed_detail, wait_removed, DETACH_CLEANUP_WAIT, SOCKET_NAME,
+};
 use super::observations::{MonitorReport, StackObservation, WatchObservation};
 use super::options::{AttachConfig, AttachReport, SessionOptions};
 use super::replies::{AgentInfo, DetachOutcome, Pong, ResetOutcome};
@@ -252,12 +255,14 @@ impl Session {
         Self::connect_socket_with(&socket, pid, options)
     }
 
-    /// Connects to the agent listening on `path` (the agent of process
-    /// `pid`, which names it in errors).
+    /// Connects to the agent listening on `path`: the agent of process
+    /// `pid`, which must be the socket's listener (checked before anything
+    /// is sent, so that a link planted at `path` leads nowhere).
     ///
     /// # Errors
     /// [`ClientError::NotAttached`] when nothing is at `path`,
-    /// [`ClientError::Connect`], [`ClientError::Handshake`],
+    /// [`ClientError::Connect`] (also when another process listens there),
+    /// [`ClientError::Handshake`],
     /// [`ClientError::Incompatible`], [`ClientError::Rejected`].
     pub fn connect_socket(path: &Path, pid: u32) -> Result<Session, ClientError> {
         Self::connect_socket_with(path, pid, &SessionOptions::default())
@@ -274,6 +279,7 @@ impl Session {
     ) -> Result<Session, ClientError> {
         let socket =
             UnixStream::connect(path).map_err(|source| connect_error(pid, path, source))?;
+        check_listener(socket.as_fd(), pid, path)?;
         let setup = |e: io::Error| ClientError::Io {
             what: "setting up the agent's socket".into(),
             source: e,
@@ -613,7 +619,8 @@ mod tests {
         let pong = serde_json::json!({"type": "response", "id": 1, "ok": true,
                                       "data": {"pong": true, "pid": 7}});
         let (path, agent) = fake_agent("pipelined", 2, vec![welcome(), pong]);
-        let session = Session::connect_socket_with(&path, 7, &pipelined()).unwrap();
+        let session =
+            Session::connect_socket_with(&path, std::process::id(), &pipelined()).unwrap();
         assert_eq!(session.ping().unwrap().pid, 7);
         assert_eq!(session.welcome().unwrap().python.version, "3.12.1");
         agent.join().unwrap();
@@ -629,7 +636,8 @@ mod tests {
                 .map(|message| serde_json::from_str::<Value>(&message.to_json()).unwrap()),
         );
         let (path, agent) = fake_agent("batch", 2, answers);
-        let session = Session::connect_socket_with(&path, 7, &pipelined()).unwrap();
+        let session =
+            Session::connect_socket_with(&path, std::process::id(), &pipelined()).unwrap();
         let mut stream = session.subscribe("tick", serde_json::json!({})).unwrap();
         let items: Vec<(u64, Value)> = stream.by_ref().map(testing::observed).collect();
         assert_eq!(items, expected);
@@ -647,7 +655,8 @@ mod tests {
                                          "message": "too many clients",
                                          "protocol": {"major": 1, "minor": 0}});
         let (path, agent) = fake_agent("refused", 1, vec![refusal]);
-        let session = Session::connect_socket_with(&path, 7, &pipelined()).unwrap();
+        let session =
+            Session::connect_socket_with(&path, std::process::id(), &pipelined()).unwrap();
         let error = session.ping().unwrap_err();
         assert!(matches!(error, ClientError::Rejected { .. }), "{error:?}");
         assert!(matches!(
