@@ -393,6 +393,28 @@ fn watch_memory() {
     });
 }
 
+/// What the attacker may leave in the target's `/tmp` (the private
+/// directory it kept planting in, the directory it swapped aside): removed
+/// when dropped, by path, as the test's own cleanup.
+struct Litter(Vec<PathBuf>);
+
+impl Litter {
+    /// The private directory of `pid` and its `.aside`, in `python`'s root.
+    fn of(python: &Interpreter, pid: u32) -> Self {
+        let dir = python.host_path(Path::new(&format!("/tmp/peeka-{pid}")));
+        let aside = dir.with_file_name(format!("peeka-{pid}.aside"));
+        Self(vec![dir, aside])
+    }
+}
+
+impl Drop for Litter {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = fs::remove_dir_all(path);
+        }
+    }
+}
+
 /// The private directory of `pid` as `nobody` reaches it.
 fn private_dir_via_proc(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root/tmp/peeka-{pid}"))
@@ -421,6 +443,7 @@ fn assert_planted_status_rejected(
         let what = format!("{} as nobody, status file planted as `{mode}`", python.id);
         let process = spawn_as_nobody(python, "busy.py");
         let pid = process.pid();
+        let _litter = Litter::of(python, pid);
         let planter = Attacker::start(
             attacker,
             &private_dir_via_proc(pid),
@@ -575,6 +598,7 @@ fn staging_never_writes_through_a_swapped_private_directory() {
         let victim = RootOnlyDir::new();
         let process = spawn_as_nobody(python, "sleeper.py");
         let pid = process.pid();
+        let _litter = Litter::of(python, pid);
         let target = Target::inspect(pid).unwrap_or_else(|e| panic!("{what}: {e}"));
         let swapper = Attacker::start(attacker, &private_dir_via_proc(pid), "swap", &victim.path);
         let (mut staged, mut refused) = (0, 0);
