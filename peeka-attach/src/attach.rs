@@ -126,6 +126,9 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
             why: why.clone(),
         });
     }
+    // A process stopped by job control stays stopped: refuse before any
+    // method touches it (see `job_control`).
+    crate::job_control::refuse_if_stopped(pid)?;
     // Whatever went wrong, once the target is gone that is the news.
     let or_exited = |error: AttachError| {
         if target.identity.is_gone() {

@@ -69,6 +69,17 @@ pub enum AttachError {
         /// The blocked call.
         syscall: &'static str,
     },
+    /// The target is stopped by job control (`SIGSTOP`, `SIGTSTP`,
+    /// `SIGTTIN`, `SIGTTOU`). Attaching would need it to run, and Peeka
+    /// never resumes a process it did not stop: nothing was done to it.
+    #[error("process {pid} is stopped (job control, e.g. SIGSTOP or Ctrl-Z); attaching would need it to run Python code; resume it with SIGCONT first (`kill -CONT {pid}`, or `fg` in its shell), then attach again. Peeka never resumes a process it did not stop, and left this one exactly as it was")]
+    TargetStopped {
+        /// The pid.
+        pid: u32,
+        /// How many of its threads were seen stopped (all of them, once the
+        /// group stop has reached every thread).
+        stopped_threads: usize,
+    },
     /// The target exited during the attach.
     #[error("process {pid} exited during the attach")]
     TargetExited {

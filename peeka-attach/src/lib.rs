@@ -32,6 +32,7 @@ pub use bootstrap::{AgentFiles, BootstrapStatus, Staging};
 pub use error::AttachError;
 pub use method::{InjectRequest, Injector, Method, MethodChoice, Step, Timeline};
 pub mod doctor;
+pub mod job_control;
 pub mod pep768;
 pub mod remote_debug_optout;
 pub mod thread_pause;

@@ -34,6 +34,8 @@ impl From<NoTarget> for CliError {
 fn attach_exit(e: &AttachError) -> ExitCode {
     match e {
         AttachError::PermissionDenied { .. } => ExitCode::PermissionDenied,
+        // Stopped by job control: unusable until it is resumed (SIGCONT).
+        AttachError::TargetStopped { .. } => ExitCode::NoTarget,
         _ => ExitCode::NoTarget,
     }
 }

@@ -72,6 +72,9 @@ pub(super) struct LiveFacts {
     pub(super) access: PtraceAccess,
     /// `/proc/PID/cmdline`, arguments separated by spaces.
     pub(super) command_line: String,
+    /// How many threads are in a job-control stop (state `T` in
+    /// `/proc/PID/task/TID/stat`; a group stop reaches them one by one).
+    pub(super) stopped_threads: usize,
     /// The tracer's command name, when another process traces the target.
     pub(super) tracer_name: Option<String>,
     pub(super) inspected: Result<Inspected, InspectError>,
@@ -140,9 +143,10 @@ impl Facts {
 }
 
 impl LiveFacts {
-    /// Whether the target is stopped (job control or `SIGSTOP`).
+    /// Whether the target is stopped (job control or `SIGSTOP`): the
+    /// attach refuses it ([`AttachError::TargetStopped`](crate::AttachError::TargetStopped)).
     pub(super) fn is_stopped(&self) -> bool {
-        self.status.state == 'T'
+        self.status.state == 'T' || self.stopped_threads > 0
     }
 
     /// What the environment and command line say about the opt-out of

@@ -90,6 +90,7 @@ pub(super) fn healthy(minor: u8) -> Facts {
             status: target,
             caller,
             command_line: format!("/usr/bin/python3.{minor} app.py"),
+            stopped_threads: 0,
             tracer_name: None,
             inspected: Ok(inspected(minor, remote_debug)),
             namespaces: same_namespaces(),

@@ -85,6 +85,7 @@ fn gather_process(pid: u32) -> ProcessFacts {
     let caller = ProcStatus::read(std::process::id()).unwrap_or_default();
     let access = PtraceAccess::check(&status, pid);
     let command_line = read_command_line(pid, &status);
+    let stopped_threads = crate::job_control::stopped_threads(pid).map_or(0, |t| t.len());
     let tracer_name = access.traced_by.and_then(|tracer| {
         fs::read_to_string(format!("/proc/{tracer}/comm"))
             .ok()
@@ -106,6 +107,7 @@ fn gather_process(pid: u32) -> ProcessFacts {
         caller,
         access,
         command_line,
+        stopped_threads,
         tracer_name,
         inspected,
         namespaces,

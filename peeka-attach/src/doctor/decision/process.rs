@@ -20,8 +20,8 @@ impl Facts {
         if live.is_stopped() {
             return Finding::blocker(
                 check::PROCESS,
-                format!("{what} is stopped (job control or SIGSTOP): none of its threads runs Python, so an attach would time out"),
-                format!("resume it with `kill -CONT {}` (or `fg` in its shell)", self.pid),
+                format!("{what} is stopped (job control, e.g. SIGSTOP or Ctrl-Z): attaching would need it to run Python code, so Peeka refuses rather than resume it"),
+                format!("resume it with `kill -CONT {}` (or `fg` in its shell), then attach", self.pid),
             );
         }
         let threads = if status.threads == 1 {
@@ -110,6 +110,18 @@ mod tests {
         let diagnosis = facts.diagnose();
         assert_eq!(severity(&diagnosis, check::PROCESS), Severity::Blocker);
         assert!(text(&diagnosis, check::PROCESS).contains("kill -CONT 4242"));
+        assert!(diagnosis.usable_methods.is_empty());
+    }
+
+    #[test]
+    fn a_group_stop_seen_on_another_thread_first_is_a_stop() {
+        let mut facts = healthy(14);
+        live(&mut facts).stopped_threads = 1;
+        let diagnosis = facts.diagnose();
+        assert_eq!(severity(&diagnosis, check::PROCESS), Severity::Blocker);
+        let found = text(&diagnosis, check::PROCESS);
+        assert!(found.contains("refuses") && found.contains("kill -CONT 4242"), "{found}");
+        assert!(!diagnosis.can_attach());
         assert!(diagnosis.usable_methods.is_empty());
     }
 
