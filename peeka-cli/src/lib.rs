@@ -41,9 +41,16 @@ pub fn run_peeka_tui() -> ExitCode {
 }
 
 /// Runs `peeka-cli` with the process's arguments and returns its exit code.
+///
+/// SIGINT, SIGTERM and SIGHUP are taken over for the run: one that arrives
+/// during an attach waits until the attach is finished safely (see
+/// `docs/cli.md`, "Signals").
 pub fn run_peeka_cli() -> ExitCode {
     match args::parse_command_line::<args::Cli>() {
-        Ok(cli) => commands::run(cli),
+        Ok(cli) => {
+            interrupt::install(interrupt::Idle::Exit);
+            commands::run(cli)
+        }
         Err(code) => code,
     }
 }

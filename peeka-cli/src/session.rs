@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::args::TargetArgs;
 use crate::error::CliError;
+use crate::interrupt::{self, Signal};
 use crate::output::Output;
 use crate::remembered;
 
@@ -49,13 +50,55 @@ pub(crate) fn connect(pid: u32) -> Result<Session, ClientError> {
     Session::connect_with(pid, &session_options())
 }
 
+/// Attaches to `pid` (or reuses its agent) with SIGINT, SIGTERM and SIGHUP
+/// deferred until the attach is over: the attach completes or fails as it
+/// would have (the library leaves the target as it was), and a signal that
+/// arrived meanwhile then ends the command with its exit code and one line
+/// saying how the target was left.
+pub(crate) fn attach(pid: u32, config: &AttachConfig) -> Result<(Session, AttachReport), CliError> {
+    let guard = interrupt::AttachGuard::begin();
+    let attached = Session::attach(pid, config);
+    match guard.finish() {
+        None => Ok(attached?),
+        Some(signal) => Err(interrupted_attach(pid, signal, attached)),
+    }
+}
+
+/// The error of an attach that `signal` interrupted, saying how `pid` was
+/// left. The session, if the attach got that far, is closed.
+fn interrupted_attach(
+    pid: u32,
+    signal: Signal,
+    attached: Result<(Session, AttachReport), ClientError>,
+) -> CliError {
+    let name = signal.name();
+    let message = match attached {
+        Ok((session, report)) => {
+            drop(session);
+            let agent = if report.reused {
+                "its agent, which was already running, stays"
+            } else {
+                "the agent is loaded in it, with no probe"
+            };
+            format!(
+                "{name} arrived during the attach to process {pid}, which completed first: {agent}; `peeka-cli detach --pid {pid}` removes it"
+            )
+        }
+        Err(error) => format!(
+            "{name} interrupted the attach to process {pid}; it was finished safely and process {pid} was left as it was (the attach ended with: {})",
+            CliError::from(error).message.replace('\n', " ")
+        ),
+    };
+    CliError::new(signal.exit_code(), message)
+}
+
 /// Connects to the agent of `pid`, attaching first (with the defaults) when
 /// none is running; the attach is announced on `out` and remembered.
 pub(crate) fn connect_or_attach(pid: u32, out: &Output) -> Result<Session, CliError> {
     match connect(pid) {
         Ok(session) => Ok(session),
         Err(ClientError::NotAttached { .. }) => {
-            let (session, report) = Session::attach(pid, &attach_config(out))?;
+            let (session, report) = attach(pid, &attach_config(out))?;
             out.status(
                 &format!(
                     "attached to process {pid} (Python {}) with {}",

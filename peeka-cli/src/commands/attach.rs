@@ -1,17 +1,15 @@
 //! `attach PID [--method M] [--timeout S]`.
 
-use peeka_core::client::Session;
-
 use crate::args::AttachArgs;
 use crate::error::CliError;
 use crate::exit_code::ExitCode;
 use crate::output::Output;
 use crate::remembered;
-use crate::session::{attach_config, method_name, millis, report_json};
+use crate::session::{attach, attach_config, method_name, millis, report_json};
 
 pub(crate) fn run(args: &AttachArgs, out: &Output) -> Result<ExitCode, CliError> {
     let config = attach_config(out).method(args.method).timeout(args.timeout);
-    let (session, report) = Session::attach(args.pid, &config)?;
+    let (session, report) = attach(args.pid, &config)?;
     let pong = session.ping()?;
     let mut data = report_json(&report);
     data["ping_ms"] = serde_json::json!(millis(pong.round_trip, 2));

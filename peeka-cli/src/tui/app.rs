@@ -14,6 +14,12 @@
 //! in order, so once the ping is answered the cancels before it have ended
 //! their streams and removed their probes. The agent itself stays attached
 //! for the next client, as with `peeka-cli`.
+//!
+//! Quitting (a key, or SIGINT, SIGTERM or SIGHUP, which the loop picks up
+//! from [`interrupt::received`]) never abandons an attach in progress: the
+//! picker shows that the attach is being finished safely, and the TUI
+//! quits once it completed or failed, saying how the target was left. A
+//! signal ends `peeka` with its exit code (128 + N).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +37,7 @@ use super::terminal::Screen;
 use super::view::{Ctx, KeyOutcome, View};
 use super::{theme, views, TuiArgs};
 use crate::exit_code::ExitCode;
+use crate::interrupt::{self, Signal};
 use crate::remembered;
 
 /// Time between ticks (drains, periodic refreshes, redraws).
@@ -114,12 +121,25 @@ enum Phase {
 pub(crate) struct App {
     runtime: tokio::runtime::Handle,
     phase: Phase,
+    /// Why the user wants to leave, once they do.
+    quitting: Option<Quit>,
+    /// The quit came while an attach was in progress.
+    quit_during_attach: bool,
 }
 
 /// What a key asked of the application.
 enum Action {
     None,
     Quit,
+}
+
+/// Why `peeka` quits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quit {
+    /// A key (q, Esc, Ctrl-C in raw mode).
+    Key,
+    /// A signal (SIGINT, SIGTERM, SIGHUP).
+    Signal(Signal),
 }
 
 impl App {
@@ -137,31 +157,62 @@ impl App {
         Self {
             runtime,
             phase: Phase::Picking(Box::new(picker)),
+            quitting: None,
+            quit_during_attach: false,
         }
     }
 
-    /// Runs until the user quits.
+    /// Runs until the user quits (or a signal asks to), never in the
+    /// middle of an attach.
     ///
     /// # Errors
     /// When the terminal cannot be read or drawn on.
     pub(crate) fn run(mut self, screen: &mut Screen) -> std::io::Result<Ended> {
         let mut next_tick = Instant::now();
         loop {
+            if let Some(signal) = interrupt::received() {
+                self.request_quit(Quit::Signal(signal));
+            }
             if Instant::now() >= next_tick {
                 self.tick();
                 next_tick = Instant::now() + TICK;
+            }
+            if let Some(quit) = self.quitting {
+                if !self.attach_in_progress() {
+                    return Ok(self.quit(quit));
+                }
             }
             screen.draw(|frame| self.render(frame))?;
             let wait = next_tick.saturating_duration_since(Instant::now());
             if event::poll(wait)? {
                 for _ in 0..EVENTS_PER_TURN {
                     if let Action::Quit = self.on_event(event::read()?) {
-                        return Ok(self.quit());
+                        self.request_quit(Quit::Key);
+                        break;
                     }
                     if !event::poll(Duration::ZERO)? {
                         break;
                     }
                 }
+            }
+        }
+    }
+
+    /// Whether the picker's attach is still running.
+    fn attach_in_progress(&self) -> bool {
+        matches!(&self.phase, Phase::Picking(picker) if picker.is_attaching())
+    }
+
+    /// Records why the user wants to leave (a signal outranks a key: it
+    /// decides the exit code); an attach in progress is finished first.
+    fn request_quit(&mut self, quit: Quit) {
+        if !matches!(self.quitting, Some(Quit::Signal(_))) {
+            self.quitting = Some(quit);
+        }
+        if let Phase::Picking(picker) = &mut self.phase {
+            if picker.is_attaching() {
+                self.quit_during_attach = true;
+                picker.finish_attach_then_quit();
             }
         }
     }
@@ -203,14 +254,30 @@ impl App {
         }
     }
 
-    fn quit(self) -> Ended {
-        match self.phase {
-            Phase::Picking(_) => Ended {
+    fn quit(self, quit: Quit) -> Ended {
+        let mut ended = match self.phase {
+            Phase::Picking(picker) => Ended {
                 code: ExitCode::Success,
-                message: None,
+                message: picker.attach_failure().filter(|_| self.quit_during_attach).map(
+                    |(pid, error)| {
+                        format!(
+                            "peeka: the attach to process {pid} was interrupted; it was finished safely and process {pid} was left as it was (the attach ended with: {})",
+                            error.replace('\n', " ")
+                        )
+                    },
+                ),
             },
             Phase::Working(workspace) => workspace.close(&self.runtime),
+        };
+        if let Quit::Signal(signal) = quit {
+            ended.code = signal.exit_code();
+            let what = format!("peeka: {} received", signal.name());
+            ended.message = Some(match ended.message {
+                Some(message) => format!("{what}; {}", message.trim_start_matches("peeka: ")),
+                None => what,
+            });
         }
+        ended
     }
 }
 

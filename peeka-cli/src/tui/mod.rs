@@ -62,6 +62,9 @@ pub(crate) fn run() -> ExitCode {
         complain("peeka is interactive and needs a terminal; for scripts use peeka-cli");
         return ExitCode::Usage;
     }
+    // SIGINT, SIGTERM and SIGHUP: recorded for the loop, which quits
+    // cleanly (after the attach in progress, if any).
+    crate::interrupt::install(crate::interrupt::Idle::Record);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("peeka-tui")

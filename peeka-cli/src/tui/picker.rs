@@ -97,6 +97,8 @@ pub(crate) struct Picker {
     selected: usize,
     preferred: Option<u32>,
     phase: Phase,
+    /// The user wants to leave once the attach in progress is over.
+    quitting: bool,
     tx: mpsc::Sender<Message>,
     rx: mpsc::Receiver<Message>,
 }
@@ -128,8 +130,29 @@ impl Picker {
             selected: 0,
             preferred,
             phase: Phase::Listing,
+            quitting: false,
             tx,
             rx,
+        }
+    }
+
+    /// Whether an attach is in progress (it must not be abandoned: the
+    /// application waits for it before quitting).
+    pub(crate) fn is_attaching(&self) -> bool {
+        matches!(self.phase, Phase::Attaching { .. })
+    }
+
+    /// Shows that the attach in progress is being finished safely, for
+    /// the application to quit when it is over.
+    pub(crate) fn finish_attach_then_quit(&mut self) {
+        self.quitting = true;
+    }
+
+    /// The pid and the error of the attach that failed last, while shown.
+    pub(crate) fn attach_failure(&self) -> Option<(u32, &str)> {
+        match &self.phase {
+            Phase::Failed { pid, error, .. } => Some((*pid, error.as_str())),
+            _ => None,
         }
     }
 
@@ -494,6 +517,12 @@ impl Picker {
             ),
             theme::dim(),
         )));
+        if self.quitting {
+            lines.push(Line::from(Span::styled(
+                "quitting: finishing the attach safely; the target is being restored",
+                theme::warn(),
+            )));
+        }
         let height = (lines.len() as u16 + 2).min(area.height);
         let popup = centered(area, 80, height);
         frame.render_widget(Clear, popup);
@@ -733,6 +762,15 @@ mod tests {
             "{screen}"
         );
         assert!(screen.contains("gives up after 10.00s"), "{screen}");
+        assert!(picker.is_attaching());
+        assert!(!screen.contains("finishing the attach safely"), "{screen}");
+        // Quitting waits for the attach, and says so.
+        picker.finish_attach_then_quit();
+        let screen = draw_to_text(90, 12, |frame, area| picker.render(frame, area));
+        assert!(
+            screen.contains("quitting: finishing the attach safely; the target is being restored"),
+            "{screen}"
+        );
     }
 
     #[test]
