@@ -130,6 +130,18 @@ impl ElfFile {
         self.object().entry()
     }
 
+    /// The executable loadable segments: link-time address and size in
+    /// the file of each.
+    pub fn executable_segments(&self) -> Vec<(u64, u64)> {
+        self.object()
+            .segments()
+            .filter(|s| {
+                matches!(s.flags(), object::SegmentFlags::Elf { p_flags, .. } if p_flags.0 & 1 != 0)
+            })
+            .map(|s| (s.address(), s.file_range().1))
+            .collect()
+    }
+
     /// The load bias of this file in a process, given that file's mappings.
     ///
     /// It is the start of the mapping of file offset 0 minus the first

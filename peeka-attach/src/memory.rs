@@ -35,6 +35,7 @@ pub struct MemoryError {
 pub struct RemoteMemory {
     pid: u32,
     mem: OnceLock<io::Result<File>>,
+    pinned: bool,
 }
 
 impl RemoteMemory {
@@ -43,7 +44,26 @@ impl RemoteMemory {
         Self {
             pid,
             mem: OnceLock::new(),
+            pinned: false,
         }
+    }
+
+    /// Access to the memory of process `pid` *as it is now*: every read and
+    /// write goes through a `/proc/PID/mem` descriptor opened here, which
+    /// stays tied to this program image. After an `execve` it fails (or
+    /// reaches the old image, on its way out) instead of touching the new
+    /// program at addresses that meant something else in the old one.
+    ///
+    /// # Errors
+    /// The error of opening `/proc/PID/mem`.
+    pub fn pinned(pid: u32) -> io::Result<Self> {
+        let memory = Self {
+            pid,
+            mem: OnceLock::new(),
+            pinned: true,
+        };
+        memory.mem_file()?;
+        Ok(memory)
     }
 
     /// The process.
@@ -56,6 +76,12 @@ impl RemoteMemory {
     /// # Errors
     /// [`MemoryError`] when the range is not mapped or access is denied.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        if self.pinned {
+            return self
+                .mem_file()
+                .and_then(|f| f.read_exact_at(buf, addr))
+                .map_err(|source| self.error("read", addr, buf.len(), source));
+        }
         match vm_transfer(self.pid, addr, buf.as_mut_ptr(), buf.len(), false) {
             Ok(()) => Ok(()),
             Err(e) if fallback_worth_trying(&e) => self
@@ -71,6 +97,12 @@ impl RemoteMemory {
     /// # Errors
     /// [`MemoryError`] when the range is not mapped or access is denied.
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+        if self.pinned {
+            return self
+                .mem_file()
+                .and_then(|f| f.write_all_at(data, addr))
+                .map_err(|source| self.error("write", addr, data.len(), source));
+        }
         // process_vm_writev takes a *mut pointer for the local side but does
         // not write through it.
         match vm_transfer(self.pid, addr, data.as_ptr().cast_mut(), data.len(), true) {

@@ -1,39 +1,55 @@
-//! The `ptrace` method: make the target run the bootstrap through a CPython
-//! pending call, without gdb.
+//! The `ptrace` method: make the target run the bootstrap without gdb,
+//! safely even if Peeka dies at any instant of the attach.
+//!
+//! # Tracer-death safety
+//!
+//! If the tracer disappears (SIGKILL, OOM kill, a closed terminal), the
+//! kernel detaches every thread and each runs on from its current
+//! registers. So a thread of the target is only ever either untouched, or
+//! pointed (with one register write, atomic for the stopped thread) at a
+//! *trampoline* that does its work and then restores every register and
+//! jumps back to where the thread was, restarting an interrupted system
+//! call exactly as the kernel would (module `trampoline`). There is no
+//! breakpoint anywhere: the tracer follows a trampoline through
+//! system-call stops, which an untraced thread does not make, and gives
+//! the thread its registers back itself when the trampoline's last system
+//! call returns. The only bytes written into code are a system-call
+//! trampoline in padding past the end of an executable mapping, which
+//! nothing but the thread we point at it executes (module `landing`).
 //!
 //! # Routes
 //!
-//! **Pending call** (every version). One thread of the target is seized and
-//! stopped; on it we make a raw `mmap` system call for a read-only page,
-//! copy the runner code into it (through `/proc/PID/mem`), and queue
-//! `PyRun_SimpleString(page)` as a pending call:
-//! - 3.12+: `_PyEval_AddPendingCall(PyInterpreterState_Main(), ..., 0)`, which
-//!   any thread of the interpreter runs at its next eval-breaker check (the
-//!   fourth parameter is `int mainthreadonly` in 3.12 and `int flags` from
-//!   3.13; 0 means "any thread" in both);
+//! **Pending call** (every version). One thread is seized and stopped; a
+//! system-call trampoline maps pages (raw `mmap`), which receive the runner
+//! code and a program that queues `PyRun_SimpleString(<runner code>)` as a
+//! pending call:
+//! - 3.12+: `_PyEval_AddPendingCall(PyInterpreterState_Main(), ..., 0)`,
+//!   which any thread of the interpreter runs at its next eval-breaker
+//!   check (the fourth parameter is `int mainthreadonly` in 3.12 and
+//!   `int flags` from 3.13; 0 means "any thread" in both);
 //! - 3.8-3.11: `Py_AddPendingCall(...)`, which only the main thread runs.
 //!
 //! Only the thread that makes the calls is stopped. The others keep
-//! running, so a thread that holds the pending-call lock releases it and
-//! our call cannot deadlock on it. The thread chosen is one blocked in a
-//! system call when there is one (such a thread cannot be inside that
-//! lock's few-instruction critical sections), else the main thread.
+//! running, so a thread that holds the pending-call lock releases it. The
+//! thread chosen is one blocked in a system call when there is one (such a
+//! thread cannot be inside that lock's few-instruction critical sections),
+//! else the main thread.
 //!
-//! **Breakpoint** (3.8-3.11, main thread parked in a system call): an `int3`
-//! at the entry of `PyEval_SaveThread`, which every thread calls with the
-//! GIL held, at a consistent point, right before it blocks. The first
-//! thread to trap runs `PyRun_SimpleString` there, on its own stack, and
-//! then carries on as if nothing happened (module `breakpoint`).
+//! **GIL released** (every version): a thread blocked in a system call
+//! that waits for an event, with the GIL released, runs
+//! `PyGILState_Ensure`, the bootstrap and `PyGILState_Release` itself, and
+//! goes back into its system call (module `gil_released`, which also says
+//! which threads qualify). It is what reaches a 3.8-3.11 process whose
+//! main thread is parked (`select`, `sleep`, `Event.wait`), and a process
+//! of any version where no thread runs Python at all.
 //!
-//! Which route: on 3.12+ always the pending call. On 3.8-3.11, when the
-//! main thread is not blocked in a system call (per
-//! `/proc/PID/task/PID/syscall`), the pending call first; if it is not
-//! claimed within the grace period (150 ms by default), the breakpoint as
-//! well, until the deadline. When the main thread is blocked, the
-//! breakpoint first, and after the grace period a pending call as well (a
-//! main thread that wakes up runs it; a process whose threads are all
-//! waiting for the GIL may never call `PyEval_SaveThread`). The bootstrap
-//! claims the attach with an atomic `mkdir`, so a second run does nothing.
+//! Which route: the pending call first, unless the version only lets the
+//! main thread run it and that thread is parked; if it is not claimed
+//! within the grace period (150 ms by default), the GIL-released route on
+//! each thread that qualifies, until the deadline (a parked main thread
+//! gets a pending call as well after the grace period, for the moment it
+//! wakes up). The bootstrap claims the attach with an atomic `mkdir`, so a
+//! second run does nothing.
 //!
 //! # The runner code
 //!
@@ -44,32 +60,30 @@
 //! bootstrap. The `1` is a switch: writing `0` over it (one byte, so a
 //! concurrent reader sees either text, both valid) disables the code.
 //!
-//! # The runner page's lifetime
+//! # The runner pages' lifetime
 //!
-//! A queued call reads the page when it runs, so the page is unmapped only
-//! once that call is known to have run: `claimed()` turned true and the
-//! breakpoint route did not run the bootstrap itself. (The claim happens
-//! while the runner code executes, after `PyRun_SimpleString` has compiled
-//! the page's text; nothing reads the page afterwards.) Unmapping is a
-//! second short stop of one thread for a raw `munmap`.
+//! A queued call reads the pages when it runs, so they are unmapped only
+//! once that call is known to have run: the attach was claimed and no
+//! other route ran the bootstrap. Unmapping is a second short stop of one
+//! thread for a raw `munmap`, made by a system-call trampoline (never from
+//! the pages being unmapped). The pages of the GIL-released route are
+//! unmapped as soon as its program has returned.
 //!
-//! When the call may still be queued (the deadline passed, or the
-//! breakpoint route ran the bootstrap first), the page cannot be unmapped:
-//! a queued call would then read unmapped memory. Instead its text is
-//! disabled, so the late call compiles a block and does nothing, whether
-//! or not the bootstrap script still exists. That page (4 KiB) stays mapped
-//! until the process exits. Removing the entry from CPython's queue would
-//! need per-version struct layouts and the queue's lock; the page is the
-//! price of not writing into interpreter internals.
+//! When a call may still read them (the deadline passed, another route ran
+//! the bootstrap first, or a thread still waits for the GIL to run its
+//! program), the pages cannot be unmapped. Instead the runner code is
+//! disabled, so a late call does nothing. Those pages (a few KiB) stay
+//! mapped until the process exits.
 //!
 //! # What the target sees
 //!
-//! Registers (general and the whole XSAVE/FP state) and every byte we
-//! patch are restored; an interrupted system call restarts as the kernel
-//! would restart it after any ptrace stop (no `EINTR`); signals that arrive
-//! meanwhile are passed through or re-delivered; nothing stays traced.
-//! Children forked while a breakpoint is armed get the original bytes back
-//! in their copy of memory before they run; an `execve` during the attach
+//! Registers (general and vector state) and every byte we write into code
+//! are restored; an interrupted system call restarts as the kernel
+//! restarts it after any ptrace stop (no `EINTR`, except for the calls the
+//! kernel never restarts, such as `epoll_wait`, exactly as after any
+//! debugger stop); signals that arrive meanwhile are delivered; nothing
+//! stays traced. Children forked meanwhile get the original bytes back in
+//! their copy of memory before they run; an `execve` during the attach
 //! ends it ([`AttachError::TargetExited`]) with the new program untouched.
 //! A seccomp filter that refuses our `mmap` is reported as
 //! [`AttachError::Seccomp`]. All ptrace requests of one attach come from
@@ -77,42 +91,43 @@
 //!
 //! # Known limits
 //!
+//! - x86-64 only: the trampolines are x86-64 machine code.
 //! - A stopped thread could in principle be inside the pending-call lock's
-//!   critical section (a few instructions); the queueing calls are then
-//!   bounded (2 s) and abandoned, registers restored. Blocked threads are
-//!   preferred for the calls to keep this from happening.
-//! - The breakpoint route runs the bootstrap in whatever context called
-//!   `PyEval_SaveThread`: C code that blocks while holding a lock of its
-//!   own, which the bootstrap then needs, would deadlock. A thread of a
+//!   critical section (a few instructions); the queueing program is then
+//!   given 2 s and left to finish on its own, its runner code disabled.
+//! - The GIL-released route runs the bootstrap in whatever context waits:
+//!   C code that waits on a condition variable while holding a lock of its
+//!   own, which the bootstrap then needs, would block it. A thread of a
 //!   subinterpreter would load the agent into that subinterpreter.
-//! - A process that is group-stopped (`SIGSTOP`) runs while the breakpoint
-//!   route traces it; the stop is re-established when we detach.
-//! - Calls are bounded in time. Once the bootstrap runs Python code
-//!   directly on a thread, it is given at least 10 s even past the
-//!   deadline, as abandoning it would leave the interpreter inconsistent.
+//! - Kernels booted with `proc_mem.force_override=never` refuse the write
+//!   of the trampoline into padding (no `PTRACE_POKEDATA` fallback yet).
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-mod breakpoint;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
+mod gil_released;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod landing;
+#[cfg(target_arch = "x86_64")]
 mod pending_call;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod registers;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod remote_call;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod requests;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod runner;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod scratch_page;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod session;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod symbols;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod tasks;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 mod threads;
+#[cfg(target_arch = "x86_64")]
+mod trampoline;
 
 use std::time::Duration;
 
@@ -152,8 +167,8 @@ impl Default for PtraceInjector {
 }
 
 impl PtraceInjector {
-    /// How long one route gets before the other is tried as well
-    /// (3.8-3.11 only).
+    /// How long the pending call gets before the GIL-released route is
+    /// tried as well.
     pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_millis(150);
 
     /// The backend with the default grace period.
@@ -180,16 +195,16 @@ impl Injector for PtraceInjector {
     }
 
     fn inject(&self, request: &InjectRequest<'_>) -> Result<Timeline, AttachError> {
-        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        #[cfg(target_arch = "x86_64")]
         {
             session::inject(self.grace, request)
         }
-        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        #[cfg(not(target_arch = "x86_64"))]
         {
             Err(AttachError::MethodUnavailable {
                 method: Method::Ptrace,
                 pid: request.target.pid,
-                why: "the ptrace method supports x86_64 and aarch64 only; use `--method gdb`"
+                why: "the ptrace method supports x86_64 only (its trampolines are x86-64 code); the gdb method may work"
                     .into(),
             })
         }

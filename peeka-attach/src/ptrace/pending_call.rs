@@ -5,27 +5,99 @@
 //! `int (*)(void *)`. A pending call runs at an eval-breaker check (a
 //! bytecode boundary), with the GIL held: the point CPython itself chose
 //! for asynchronous work. Queueing takes one short internal lock and no
-//! thread state, so any stopped thread can do it.
+//! thread state, so any stopped thread can do it: a program (see
+//! `trampoline`) makes the calls, in pages that also hold the runner code.
 
 use std::time::{Duration, Instant};
 
-use super::remote_call::{HijackedThread, OtherThreads, ScratchCode, StackSpace};
+use super::remote_call::{HijackedThread, OtherThreads, ProgramEnd};
 use super::scratch_page::ScratchPage;
 use super::symbols::{Functions, PendingCallQueue};
 use super::threads::TracedThreads;
+use super::trampoline::{stopped_at, Arg, Call, Program, StopIf, VectorSave, SLOTS};
+use crate::armed_runner;
 use crate::error::AttachError;
 use crate::method::Method;
 
 /// The longest the queueing calls may take together.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Queues the runner code with stopped thread `tid` and returns the page
+/// Where the runner code starts in its pages (the program comes first).
+const TEXT_OFFSET: u64 = 1024;
+
+/// Pages holding a program and the runner code.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RunnerPage {
+    page: ScratchPage,
+}
+
+impl RunnerPage {
+    /// Maps pages with `thread` and writes the runner `code` into them.
+    ///
+    /// # Errors
+    /// The failure of the mapping or the write (nothing stays mapped then).
+    pub(crate) fn load(
+        thread: &HijackedThread,
+        threads: &mut TracedThreads,
+        code: &[u8],
+        deadline: Instant,
+        others: OtherThreads<'_>,
+    ) -> Result<Self, AttachError> {
+        let size = TEXT_OFFSET + code.len() as u64;
+        let page = ScratchPage::map(thread, threads, size, deadline, &mut *others)?;
+        if let Err(e) = threads.memory().write(page.address() + TEXT_OFFSET, code) {
+            let _ = page.unmap(thread, threads, deadline, others);
+            return Err(e.into());
+        }
+        Ok(Self { page })
+    }
+
+    /// Where the program goes.
+    pub(crate) fn code_address(&self) -> u64 {
+        self.page.address()
+    }
+
+    /// Where the runner code is.
+    pub(crate) fn text_address(&self) -> u64 {
+        self.page.address() + TEXT_OFFSET
+    }
+
+    /// Its size in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.page.len()
+    }
+
+    /// Turns the runner code into a no-op, for a call that may still run
+    /// it after we are gone.
+    pub(crate) fn disarm(
+        &self,
+        threads_memory: &crate::memory::RemoteMemory,
+    ) -> Result<(), AttachError> {
+        armed_runner::disarm(threads_memory, self.text_address()).map_err(Into::into)
+    }
+
+    /// Unmaps the pages with stopped `thread`.
+    ///
+    /// # Errors
+    /// See [`ScratchPage::unmap`].
+    pub(crate) fn unmap(
+        self,
+        thread: &HijackedThread,
+        threads: &mut TracedThreads,
+        deadline: Instant,
+        others: OtherThreads<'_>,
+    ) -> Result<(), AttachError> {
+        self.page.unmap(thread, threads, deadline, others)
+    }
+}
+
+/// Queues the runner code with stopped thread `tid` and returns the pages
 /// holding it, which the queued call reads when it runs.
 ///
-/// The thread's registers and the scratch code are restored before this
-/// returns. When the queueing call itself fails midway (a fault, a
-/// timeout), whether the call was queued is unknown, so the page is left
-/// mapped: a queued call must never read unmapped memory.
+/// The thread has its continuation (it is where it was) when this
+/// returns. When the queueing program could not finish, whether the call
+/// was queued is unknown, so the pages are disarmed and left mapped: a
+/// queued call must never read unmapped memory.
 ///
 /// # Errors
 /// The failure of any step; see [`HijackedThread`].
@@ -34,79 +106,62 @@ pub(crate) fn queue_runner(
     tid: u32,
     functions: &Functions,
     code: &[u8],
+    landing: u64,
     deadline: Instant,
     others: OtherThreads<'_>,
-) -> Result<ScratchPage, AttachError> {
+) -> Result<RunnerPage, AttachError> {
     // Each of these calls takes microseconds; one that hangs is waiting for
-    // a lock that will not be released.
+    // a lock that will not be released soon.
     let deadline = deadline.min(Instant::now() + QUEUE_TIMEOUT);
-    let scratch = ScratchCode::install(threads, functions.scratch)?;
-    let thread = match HijackedThread::new(tid, &scratch) {
-        Ok(thread) => thread,
+    let pid = threads.pid();
+    let thread = HijackedThread::new(tid, landing)?;
+    let page = RunnerPage::load(&thread, threads, code, deadline, &mut *others)?;
+    let program = queue_program(functions, page.text_address());
+    let assembled = program.assemble(
+        page.code_address(),
+        thread.continuation(),
+        VectorSave::detect(),
+    );
+    if let Err(e) = threads.memory().write(page.code_address(), &assembled.code) {
+        let _ = page.unmap(&thread, threads, deadline, others);
+        return Err(e.into());
+    }
+    let end = thread.run(
+        threads,
+        &assembled,
+        page.code_address(),
+        [0; SLOTS],
+        deadline,
+        &mut *others,
+    );
+    let slots = match end {
+        Ok(ProgramEnd::Finished(slots)) => slots,
+        Ok(ProgramEnd::StillRunning) => {
+            let _ = page.disarm(threads.memory());
+            return Err(AttachError::Timeout {
+                pid,
+                method: Method::Ptrace,
+                waited: QUEUE_TIMEOUT,
+                advice: "Queueing the pending call did not finish in time (a lock inside the interpreter was held);                          the thread finishes it on its own, and the runner code it queues was disabled. Try again."
+                    .into(),
+            });
+        }
         Err(e) => {
-            let _ = scratch.remove(threads);
+            let _ = page.disarm(threads.memory());
             return Err(e);
         }
     };
-    let queued = queue_with(&thread, threads, functions, code, deadline, others);
-    let restored = thread.restore();
-    let removed = scratch.remove(threads);
-    let page = queued?;
-    restored?;
-    removed?;
-    Ok(page)
-}
-
-fn queue_with(
-    thread: &HijackedThread,
-    threads: &mut TracedThreads,
-    functions: &Functions,
-    code: &[u8],
-    deadline: Instant,
-    others: OtherThreads<'_>,
-) -> Result<ScratchPage, AttachError> {
-    let pid = threads.pid();
-    let page = ScratchPage::map(thread, threads, code, deadline, &mut *others)?;
-    let stack = StackSpace::below(thread.saved()).call_stack();
-    let status = match functions.queue {
-        PendingCallQueue::AnyThread {
-            add,
-            main_interpreter,
-        } => {
-            let interpreter = match thread.call(
-                threads,
-                main_interpreter,
-                &[],
-                stack,
-                deadline,
-                &mut *others,
-            ) {
-                Ok(interpreter) => interpreter,
-                Err(e) => {
-                    let _ = page.unmap(thread, threads, deadline, others);
-                    return Err(e);
-                }
-            };
-            if interpreter == 0 {
-                let _ = page.unmap(thread, threads, deadline, others);
-                return Err(AttachError::MethodUnavailable {
-                    method: Method::Ptrace,
-                    pid,
-                    why: "the interpreter is not initialized yet (or already finalized); try again in a moment"
-                        .into(),
-                });
-            }
-            let args = [interpreter, functions.run_simple_string, page.address(), 0];
-            thread.call(threads, add, &args, stack, deadline, &mut *others)?
-        }
-        PendingCallQueue::MainThread { add } => {
-            let args = [functions.run_simple_string, page.address()];
-            thread.call(threads, add, &args, stack, deadline, &mut *others)?
-        }
-    };
+    if slots[0] == stopped_at(0) && matches!(functions.queue, PendingCallQueue::AnyThread { .. }) {
+        let _ = page.unmap(&thread, threads, deadline, others);
+        return Err(AttachError::MethodUnavailable {
+            method: Method::Ptrace,
+            pid,
+            why: "the interpreter is not initialized yet (or already finalized); try again in a moment".into(),
+        });
+    }
     // Both functions return a C int: 0 queued, -1 queue full.
-    if status as u32 != 0 {
-        let _ = page.unmap(thread, threads, deadline, others);
+    if slots[2] as u32 != 0 {
+        let _ = page.unmap(&thread, threads, deadline, others);
         return Err(AttachError::MethodUnavailable {
             method: Method::Ptrace,
             pid,
@@ -116,6 +171,42 @@ fn queue_with(
         });
     }
     Ok(page)
+}
+
+/// The calls that queue `PyRun_SimpleString(text)`.
+fn queue_program(functions: &Functions, text: u64) -> Program {
+    let run = functions.run_simple_string;
+    let calls = match functions.queue {
+        PendingCallQueue::AnyThread {
+            add,
+            main_interpreter,
+        } => vec![
+            Call {
+                function: main_interpreter,
+                args: vec![],
+                result: Some(1),
+                stop_if: StopIf::Zero,
+            },
+            Call {
+                function: add,
+                args: vec![
+                    Arg::Slot(1),
+                    Arg::Value(run),
+                    Arg::Value(text),
+                    Arg::Value(0),
+                ],
+                result: Some(2),
+                stop_if: StopIf::Never,
+            },
+        ],
+        PendingCallQueue::MainThread { add } => vec![Call {
+            function: add,
+            args: vec![Arg::Value(run), Arg::Value(text)],
+            result: Some(2),
+            stop_if: StopIf::Never,
+        }],
+    };
+    Program { calls }
 }
 
 #[cfg(test)]
@@ -170,22 +261,46 @@ mod live_tests {
             let expected = target.memory.read_u64(runtime + offset).unwrap();
 
             let deadline = Instant::now() + Duration::from_secs(5);
+            let landing = crate::ptrace::landing::find(&target).unwrap();
             let mut threads = TracedThreads::stop_one(pid, pid, deadline).unwrap();
-            let scratch = ScratchCode::install(&mut threads, functions.scratch).unwrap();
-            let thread = HijackedThread::new(pid, &scratch).unwrap();
-            let stack = StackSpace::below(thread.saved()).call_stack();
-            let interpreter = thread
-                .call(
+            let thread = HijackedThread::new(pid, landing).unwrap();
+            let page =
+                RunnerPage::load(&thread, &mut threads, b"\0", deadline, &mut let_others_run)
+                    .unwrap();
+            let program = Program {
+                calls: vec![Call {
+                    function: main_interpreter,
+                    args: vec![],
+                    result: Some(1),
+                    stop_if: StopIf::Never,
+                }],
+            };
+            let assembled = program.assemble(
+                page.code_address(),
+                thread.continuation(),
+                VectorSave::detect(),
+            );
+            threads
+                .memory()
+                .write(page.code_address(), &assembled.code)
+                .unwrap();
+            let end = thread
+                .run(
                     &mut threads,
-                    main_interpreter,
-                    &[],
-                    stack,
+                    &assembled,
+                    page.code_address(),
+                    [0; SLOTS],
                     deadline,
                     &mut let_others_run,
                 )
                 .unwrap();
-            thread.restore().unwrap();
-            scratch.remove(&mut threads).unwrap();
+            let ProgramEnd::Finished(slots) = end else {
+                panic!("{minor}: the program did not finish: {end:?}");
+            };
+            assert_eq!(slots[0], 0, "{minor}: status");
+            let interpreter = slots[1];
+            page.unmap(&thread, &mut threads, deadline, &mut let_others_run)
+                .unwrap();
             threads.detach_all().unwrap();
             assert_ne!(interpreter, 0, "{minor}");
             assert_eq!(

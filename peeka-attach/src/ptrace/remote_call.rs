@@ -1,110 +1,71 @@
-//! Running a system call or a function call on a stopped thread.
+//! Running a system call or a program of function calls on a stopped
+//! thread, through a trampoline that puts the thread back by itself.
 //!
-//! The thread executes a few bytes of scratch code ([`ScratchCode`]) that we
-//! write over code nothing executes after start-up (the executable's ELF
-//! entry point, `_start`): a system-call instruction or a call through a
-//! register, each followed by a breakpoint. The thread's registers are
-//! saved first ([`HijackedThread`]), set up for the call, and written back
-//! afterwards, so an interrupted system call is restarted exactly as the
-//! kernel would have restarted it and the target never sees `EINTR`.
+//! A [`HijackedThread`] saves the thread's registers and computes its
+//! [`Continuation`]. Each call writes a restore record below the thread's
+//! red zone, points the thread at a trampoline (one `PTRACE_SETREGSET`) and
+//! follows it through system-call stops (`PTRACE_SYSCALL`) until the
+//! trampoline's last system call returns. There the tracer gives the
+//! thread its continuation itself, so the trampoline's tail never runs
+//! while we are alive; if we die at any point before, the tail runs and
+//! the thread goes on exactly as it would have (see `trampoline`).
 //!
 //! While the call runs:
-//! - the breakpoint after it is the only expected stop;
-//! - a fault (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, a stray `SIGTRAP`)
-//!   raised by the kernel ends the call: the signal is dropped, registers
-//!   are restored, [`AttachError::InjectedCallFaulted`] is returned;
+//! - a fault (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, a `SIGTRAP`) raised
+//!   by the kernel ends the call: the signal is dropped, registers
+//!   (vector state included) are restored,
+//!   [`AttachError::InjectedCallFaulted`] is returned;
 //! - `SIGSYS` with `si_code` `SYS_SECCOMP` means a seccomp filter refused
 //!   a system call: [`AttachError::Seccomp`];
-//! - any other signal is held back and re-delivered when the thread is
-//!   released;
-//! - if the call does not return by the deadline, the thread is
-//!   interrupted and its registers restored.
+//! - any other signal is delivered at once (the trampoline is a valid
+//!   context for its handler);
+//! - a system call that does not return by the deadline is interrupted
+//!   and the thread restored; a program that has not finished is left to
+//!   finish on its own ([`ProgramEnd::StillRunning`]).
 
 use std::time::{Duration, Instant};
 
-use super::registers::{
-    GeneralRegs, Registers, CALL_OFFSET, CALL_TRAP_OFFSET, RED_ZONE, SCRATCH_CODE, SYSCALL_OFFSET,
-    SYSCALL_TRAP_OFFSET, SYS_MMAP, SYS_MUNMAP,
-};
+use super::registers::{GeneralRegs, Registers, SYS_MMAP, SYS_MUNMAP};
 use super::requests::signal_name;
 use super::threads::{Event, TracedThreads};
+use super::trampoline::{
+    syscall_trampoline, syscall_trampoline_pc, Assembled, Continuation, StackFrame, SLOTS,
+    STATUS_RUNNING,
+};
 use crate::error::AttachError;
 use crate::method::Method;
 
 /// `si_code` of a `SIGSYS` raised by a seccomp filter (`SYS_SECCOMP`).
 const SYS_SECCOMP: i32 = 1;
 
-/// How long to wait for an abandoned call's thread to stop.
+/// How long to wait for an abandoned system call's thread to stop.
 const ABANDON_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Offset of the XSAVE header in the vector area, and its size.
+const XSAVE_HEADER: (u64, usize) = (512, 64);
 
 /// What to do with events of threads other than the one running the call.
 pub(crate) type OtherThreads<'a> =
     &'a mut dyn FnMut(&mut TracedThreads, Event) -> Result<(), AttachError>;
 
 /// The handler for sets in which the other threads run on their own:
-/// signals are passed through, threads at a breakpoint (already moved back
-/// to it) are let go.
+/// signals are passed through, other stops let go.
 pub(crate) fn let_others_run(threads: &mut TracedThreads, event: Event) -> Result<(), AttachError> {
     match event {
-        Event::Signal { tid, .. } | Event::Breakpoint { tid, .. } => threads.release(tid),
+        Event::Signal { tid, .. } | Event::Syscall { tid } => threads.release(tid),
         Event::Exited { .. } => Ok(()),
     }
 }
 
-/// The scratch instructions, written at an address nothing executes.
-#[derive(Debug)]
-pub(crate) struct ScratchCode {
-    address: u64,
-}
-
-impl ScratchCode {
-    /// Writes the scratch code at `address` (the original bytes are kept by
-    /// `threads` and written back by [`remove`](Self::remove), or when
-    /// `threads` is dropped).
-    ///
-    /// # Errors
-    /// The memory error.
-    pub(crate) fn install(threads: &mut TracedThreads, address: u64) -> Result<Self, AttachError> {
-        threads.apply_patch(address, &SCRATCH_CODE)?;
-        threads
-            .register_scratch_traps(&[address + SYSCALL_TRAP_OFFSET, address + CALL_TRAP_OFFSET]);
-        Ok(Self { address })
-    }
-
-    /// Writes the original bytes back.
-    ///
-    /// # Errors
-    /// The memory error.
-    pub(crate) fn remove(self, threads: &mut TracedThreads) -> Result<(), AttachError> {
-        threads.revert_patch(self.address)
-    }
-}
-
-/// Room on a thread's stack below its red zone: data first, then the stack
-/// of the called function, both 16-byte aligned.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StackSpace {
-    next: u64,
-}
-
-impl StackSpace {
-    /// The space below the stack pointer (and red zone) of `regs`.
-    pub(crate) fn below(regs: &GeneralRegs) -> Self {
-        Self {
-            next: regs.sp().saturating_sub(RED_ZONE) & !15,
-        }
-    }
-
-    /// Reserves `len` bytes for data and returns their address.
-    pub(crate) fn reserve(&mut self, len: u64) -> u64 {
-        self.next = self.next.saturating_sub(len) & !15;
-        self.next
-    }
-
-    /// The stack pointer a call starts with, below all reserved data.
-    pub(crate) fn call_stack(&self) -> u64 {
-        self.next.saturating_sub(64) & !15
-    }
+/// How a program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProgramEnd {
+    /// It ran to its marker; the thread has its continuation and is
+    /// stopped. The slots as the program left them (slot 0: the status).
+    Finished([u64; SLOTS]),
+    /// The deadline passed first. The thread is still running the
+    /// program, and will finish it and go on by itself once released.
+    StillRunning,
 }
 
 /// A stopped thread whose registers we saved, to run calls on.
@@ -112,40 +73,63 @@ impl StackSpace {
 pub(crate) struct HijackedThread {
     tid: u32,
     saved: Registers,
-    scratch: u64,
+    continuation: Continuation,
+    /// Where system-call trampolines go (padding, see `landing`).
+    landing: u64,
 }
 
 impl HijackedThread {
-    /// Saves the registers of stopped thread `tid`, to run calls through
-    /// `scratch`.
+    /// Saves the registers of stopped thread `tid`; system calls will run
+    /// through a trampoline at `landing`.
     ///
     /// # Errors
     /// A failed ptrace request.
-    pub(crate) fn new(tid: u32, scratch: &ScratchCode) -> Result<Self, AttachError> {
+    pub(crate) fn new(tid: u32, landing: u64) -> Result<Self, AttachError> {
         let saved = Registers::save(tid).map_err(|source| AttachError::Ptrace {
             op: "getregset",
             tid,
             source,
         })?;
+        let continuation = Continuation::of(saved.general());
         Ok(Self {
             tid,
             saved,
-            scratch: scratch.address,
+            continuation,
+            landing,
         })
     }
 
-    /// The registers it had when we took it.
-    pub(crate) fn saved(&self) -> &GeneralRegs {
-        self.saved.general()
+    /// Where it goes on once we are done.
+    pub(crate) fn continuation(&self) -> &Continuation {
+        &self.continuation
     }
 
-    /// Writes the saved registers back; the thread stays stopped.
+    /// The areas of its stack the trampolines use.
+    pub(crate) fn frame(&self) -> StackFrame {
+        StackFrame::below(self.saved.general().sp())
+    }
+
+    /// Gives the thread its continuation and every saved register set (for
+    /// a call that ended midway); the thread stays stopped.
     ///
     /// # Errors
     /// A failed ptrace request.
     pub(crate) fn restore(&self) -> Result<(), AttachError> {
-        self.saved
-            .restore(self.tid)
+        let mut all = self.saved.clone();
+        all.set_general(*self.continuation.regs());
+        all.restore(self.tid).map_err(|source| AttachError::Ptrace {
+            op: "setregset",
+            tid: self.tid,
+            source,
+        })
+    }
+
+    /// Gives the thread its continuation (general registers only: the
+    /// vector state was not touched, or the program restored it).
+    fn resume_point(&self) -> Result<(), AttachError> {
+        self.continuation
+            .regs()
+            .write(self.tid)
             .map_err(|source| AttachError::Ptrace {
                 op: "setregset",
                 tid: self.tid,
@@ -154,10 +138,11 @@ impl HijackedThread {
     }
 
     /// Runs system call `number` with `args` and returns its raw result
-    /// (a negative errno on failure).
+    /// (a negative errno on failure). The thread is stopped, with its
+    /// continuation, when this returns.
     ///
     /// # Errors
-    /// See the module documentation; registers are restored on error.
+    /// See the module documentation.
     pub(crate) fn syscall(
         &self,
         threads: &mut TracedThreads,
@@ -166,115 +151,172 @@ impl HijackedThread {
         deadline: Instant,
         others: OtherThreads<'_>,
     ) -> Result<i64, AttachError> {
-        let mut regs = *self.saved.general();
-        regs.set_syscall(self.scratch + SYSCALL_OFFSET, number, args);
+        let frame = self.frame();
+        threads
+            .memory()
+            .write(frame.record, &self.continuation.record())?;
+        threads.apply_patch(self.landing, &syscall_trampoline(&self.continuation))?;
+        let mut regs = *self.continuation.regs();
+        regs.set_syscall(self.landing, frame.record, number, args);
         let what = syscall_name(number);
-        let result = self.run(
+        let followed = self.follow(
             threads,
             regs,
-            self.scratch + SYSCALL_TRAP_OFFSET,
+            syscall_trampoline_pc(self.landing),
+            Some(number),
             what,
             deadline,
-            others,
-        )?;
-        Ok(result as i64)
+            &mut *others,
+        );
+        let result = match followed {
+            Ok(Some(())) => {
+                let now = GeneralRegs::read(self.tid).map_err(|source| AttachError::Ptrace {
+                    op: "getregset",
+                    tid: self.tid,
+                    source,
+                })?;
+                self.resume_point()?;
+                Ok(now.return_value() as i64)
+            }
+            Ok(None) => Err(self.abandon_syscall(threads, others)),
+            Err(e) => Err(e),
+        };
+        // The trampoline's bytes go only once the thread is off them: it
+        // has its continuation, or was restored after a fault or timeout.
+        let off_trampoline = matches!(
+            &result,
+            Ok(_)
+                | Err(AttachError::InjectedCallFaulted { .. }
+                    | AttachError::Seccomp { .. }
+                    | AttachError::Timeout { .. })
+        );
+        if off_trampoline {
+            threads.revert_patch(self.landing)?;
+        }
+        result
     }
 
-    /// Calls `function` with integer `args` on the stack at `stack` and
-    /// returns its integer result.
+    /// Runs `program`, assembled at an address in the target where it is
+    /// already written, with `slots` as its initial slot values (slot 0 is
+    /// set to "running").
     ///
     /// # Errors
-    /// See the module documentation; registers are restored on error.
-    pub(crate) fn call(
+    /// See the module documentation.
+    pub(crate) fn run(
         &self,
         threads: &mut TracedThreads,
-        function: u64,
-        args: &[u64],
-        stack: u64,
+        program: &Assembled,
+        address: u64,
+        slots: [u64; SLOTS],
         deadline: Instant,
         others: OtherThreads<'_>,
-    ) -> Result<u64, AttachError> {
-        let mut regs = *self.saved.general();
-        regs.set_call(self.scratch + CALL_OFFSET, function, args, stack);
-        self.run(
+    ) -> Result<ProgramEnd, AttachError> {
+        let frame = self.frame();
+        let memory = threads.memory();
+        memory.write(frame.record, &self.continuation.record())?;
+        let mut initial = slots;
+        initial[0] = STATUS_RUNNING;
+        let bytes: Vec<u8> = initial.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        memory.write(frame.slots, &bytes)?;
+        memory.write(frame.vector + XSAVE_HEADER.0, &[0; XSAVE_HEADER.1])?;
+        let mut regs = *self.continuation.regs();
+        regs.set_program(
+            address,
+            frame.call_stack,
+            frame.record,
+            frame.vector,
+            frame.slots,
+        );
+        let followed = self.follow(
             threads,
             regs,
-            self.scratch + CALL_TRAP_OFFSET,
+            program.marker_pc,
+            None,
             "a function call",
             deadline,
             others,
-        )
+        )?;
+        if followed.is_none() {
+            return Ok(ProgramEnd::StillRunning);
+        }
+        let mut slots = [0u64; SLOTS];
+        let raw = threads.memory().read_vec(frame.slots, SLOTS * 8)?;
+        for (slot, chunk) in slots.iter_mut().zip(raw.chunks_exact(8)) {
+            *slot = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        }
+        self.resume_point()?;
+        Ok(ProgramEnd::Finished(slots))
     }
 
-    fn run(
+    /// Starts the thread with `regs` and follows it until the exit stop of
+    /// the system call whose stops have the program counter at `stop_pc`
+    /// (`Some`), or until the deadline (`None`).
+    ///
+    /// A seccomp filter that traps system call `rolled_back` (its number)
+    /// leaves that number in the result register at the exit stop and
+    /// queues a `SIGSYS`: such an exit stop is followed on to the signal.
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
         &self,
         threads: &mut TracedThreads,
         regs: GeneralRegs,
-        trap_pc: u64,
+        stop_pc: u64,
+        rolled_back: Option<u64>,
         what: &'static str,
         deadline: Instant,
         others: OtherThreads<'_>,
-    ) -> Result<u64, AttachError> {
+    ) -> Result<Option<()>, AttachError> {
         let tid = self.tid;
         let pid = threads.pid();
-        regs.write_for_call(tid)
-            .map_err(|source| AttachError::Ptrace {
-                op: "setregset",
-                tid,
-                source,
-            })?;
-        threads.resume_for_call(tid)?;
+        let ptrace_error = |op, source| AttachError::Ptrace { op, tid, source };
+        regs.write(tid).map_err(|e| ptrace_error("setregset", e))?;
+        threads.resume_tracing_syscalls(tid)?;
+        let mut stops_at_marker = 0;
         loop {
             let Some(event) = threads.next_event(deadline)? else {
-                return Err(self.abandon(threads, others));
+                return Ok(None);
             };
             match event {
+                Event::Syscall { tid: t } if t == tid => {
+                    let now = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregset", e))?;
+                    if now.pc() == stop_pc {
+                        stops_at_marker += 1;
+                        let trapped = rolled_back == Some(now.return_value());
+                        if stops_at_marker == 2 && !trapped {
+                            threads.keep_stopped(tid);
+                            return Ok(Some(()));
+                        }
+                    }
+                    threads.resume_tracing_syscalls(tid)?;
+                }
                 Event::Signal {
                     tid: t,
                     signal,
                     info,
                 } if t == tid => {
-                    let now = GeneralRegs::read(tid).map_err(|source| AttachError::Ptrace {
-                        op: "getregset",
-                        tid,
-                        source,
-                    })?;
-                    if signal == libc::SIGTRAP && now.pc() == trap_pc {
-                        threads.suppress_signal(tid);
-                        threads.keep_stopped(tid);
-                        return Ok(now.return_value());
+                    let seccomp = signal == libc::SIGSYS && info.code() == SYS_SECCOMP;
+                    if !seccomp && !is_fault(signal, info.code()) {
+                        // Someone else's signal: the handler may run here.
+                        threads.resume_tracing_syscalls(tid)?;
+                        continue;
                     }
-                    if signal == libc::SIGSYS && info.code() == SYS_SECCOMP {
-                        threads.suppress_signal(tid);
-                        threads.keep_stopped(tid);
-                        self.restore()?;
-                        return Err(AttachError::Seccomp {
+                    let now = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregset", e))?;
+                    threads.suppress_signal(tid);
+                    threads.keep_stopped(tid);
+                    self.restore()?;
+                    return Err(if seccomp {
+                        AttachError::Seccomp {
                             pid,
                             syscall: syscall_name(
                                 u64::try_from(info.syscall()).unwrap_or(u64::MAX),
                             ),
-                        });
-                    }
-                    if is_fault(signal, info.code()) {
-                        threads.suppress_signal(tid);
-                        threads.keep_stopped(tid);
-                        self.restore()?;
-                        return Err(AttachError::InjectedCallFaulted {
+                        }
+                    } else {
+                        AttachError::InjectedCallFaulted {
                             pid,
                             signal: format!("{} during {what}", signal_name(signal)),
                             address: now.pc(),
-                        });
-                    }
-                    // Someone else's signal: deliver it once we are done.
-                    threads.resume_for_call(tid)?;
-                }
-                Event::Breakpoint { tid: t, address } if t == tid => {
-                    threads.keep_stopped(tid);
-                    self.restore()?;
-                    return Err(AttachError::InjectedCallFaulted {
-                        pid,
-                        signal: format!("SIGTRAP (a breakpoint) during {what}"),
-                        address,
+                        }
                     });
                 }
                 Event::Exited { tid: t } if t == tid => {
@@ -285,8 +327,13 @@ impl HijackedThread {
         }
     }
 
-    /// Stops a call that did not return in time and restores the thread.
-    fn abandon(&self, threads: &mut TracedThreads, others: OtherThreads<'_>) -> AttachError {
+    /// Stops a system call that did not return in time (it is still in
+    /// the kernel, or about to enter it) and restores the thread.
+    fn abandon_syscall(
+        &self,
+        threads: &mut TracedThreads,
+        others: OtherThreads<'_>,
+    ) -> AttachError {
         let pid = threads.pid();
         let started = Instant::now();
         let deadline = started + ABANDON_TIMEOUT;
@@ -298,11 +345,7 @@ impl HijackedThread {
                 Ok(Some(Event::Exited { tid })) if tid == self.tid => {
                     return AttachError::TargetExited { pid }
                 }
-                // Its own signal or trap while stopping: ours to drop, as
-                // the registers are about to be restored.
-                Ok(Some(Event::Signal { tid, .. } | Event::Breakpoint { tid, .. }))
-                    if tid == self.tid =>
-                {
+                Ok(Some(Event::Signal { tid, .. } | Event::Syscall { tid })) if tid == self.tid => {
                     threads.suppress_signal(tid);
                 }
                 Ok(Some(other)) => {
@@ -321,9 +364,8 @@ impl HijackedThread {
             pid,
             method: Method::Ptrace,
             waited: started.elapsed(),
-            advice: "A function called inside the target did not return before the deadline (it may have been \
-                     waiting for a lock held by a paused thread); the thread's registers were restored. Try again, \
-                     or give it a longer --timeout."
+            advice: "A system call made inside the target did not return before the deadline; the thread's \
+                     registers were restored. Try again, or give it a longer timeout."
                 .into(),
         }
     }
@@ -351,19 +393,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stack_space_stays_below_the_red_zone_and_aligned() {
-        let mut space = StackSpace {
-            next: (0x7fff_0000_1238 - RED_ZONE) & !15,
-        };
-        let data = space.reserve(300);
-        assert_eq!(data % 16, 0);
-        assert!(data + 300 <= 0x7fff_0000_1238 - RED_ZONE);
-        let stack = space.call_stack();
-        assert_eq!(stack % 16, 0);
-        assert!(stack < data);
-    }
-
-    #[test]
     fn faults_are_kernel_raised_synchronous_signals() {
         assert!(is_fault(libc::SIGSEGV, 1));
         assert!(!is_fault(libc::SIGSEGV, libc::SI_USER));
@@ -380,8 +409,8 @@ mod live_tests {
     use super::*;
     use crate::elf::ElfFile;
     use crate::procfs::MapEntry;
-    use crate::ptrace::registers::Registers;
     use crate::ptrace::scratch_page::ScratchPage;
+    use crate::ptrace::trampoline::{Arg, Call, Program, StopIf, VectorSave};
 
     struct Sleeper(Child);
 
@@ -392,9 +421,9 @@ mod live_tests {
         }
     }
 
-    /// The run-time address of `symbol` (or the entry point, for `None`) in
-    /// the first mapped file of `pid` whose name starts with `prefix`.
-    fn address_in(pid: u32, prefix: &str, symbol: Option<&str>) -> u64 {
+    /// The run-time address of `symbol` in the first mapped file of `pid`
+    /// whose name starts with `prefix`.
+    fn address_in(pid: u32, prefix: &str, symbol: &str) -> u64 {
         let maps = MapEntry::read_all(pid).unwrap();
         let path = maps
             .iter()
@@ -410,32 +439,34 @@ mod live_tests {
             .collect();
         let elf = ElfFile::open_mapped(pid, mappings[0]).unwrap();
         let bias = elf.load_bias(&mappings).unwrap();
-        bias.apply(symbol.map_or_else(|| elf.entry(), |s| elf.symbol(s).unwrap()))
+        bias.apply(elf.symbol(symbol).unwrap())
     }
 
-    /// Syscalls and calls on a thread blocked in `nanosleep`, with every
-    /// register (FP/vector state included) given back unchanged.
+    fn landing_of(pid: u32) -> u64 {
+        let maps = MapEntry::read_all(pid).unwrap();
+        let memory = crate::memory::RemoteMemory::new(pid);
+        crate::ptrace::landing::find_in(pid, &maps, None, &memory).unwrap()
+    }
+
+    /// A system call and a program on a thread blocked in `nanosleep`, with
+    /// every register (vector state included) given back as the
+    /// continuation says, and the trampoline's bytes put back.
     #[test]
-    fn calls_run_on_a_sleeping_thread_and_registers_come_back_exactly() {
+    fn programs_run_on_a_sleeping_thread_and_it_goes_on_as_before() {
         let sleeper = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());
         let pid = sleeper.0.id();
         std::thread::sleep(Duration::from_millis(100));
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut threads = TracedThreads::stop_all(pid, deadline).unwrap();
+        let landing = landing_of(pid);
+        let mut threads = TracedThreads::stop_one(pid, pid, deadline).unwrap();
         let before = Registers::save(pid).unwrap();
-        #[cfg(target_arch = "x86_64")]
         assert!(
             before.general().in_syscall(),
             "sleep should be inside nanosleep: {before:?}"
         );
+        let padding = threads.memory().read_vec(landing, 64).unwrap();
 
-        let entry = address_in(pid, "sleep", None);
-        let original = threads
-            .memory()
-            .read_vec(entry, SCRATCH_CODE.len())
-            .unwrap();
-        let scratch = ScratchCode::install(&mut threads, entry).unwrap();
-        let thread = HijackedThread::new(pid, &scratch).unwrap();
+        let thread = HijackedThread::new(pid, landing).unwrap();
         let getpid = thread
             .syscall(
                 &mut threads,
@@ -446,39 +477,76 @@ mod live_tests {
             )
             .unwrap();
         assert_eq!(getpid, i64::from(pid));
+        assert_eq!(threads.memory().read_vec(landing, 64).unwrap(), padding);
 
-        let page = ScratchPage::map(
-            &thread,
-            &mut threads,
-            b"4242\0",
-            deadline,
-            &mut let_others_run,
-        )
-        .unwrap();
+        let page =
+            ScratchPage::map(&thread, &mut threads, 4096, deadline, &mut let_others_run).unwrap();
+        threads
+            .memory()
+            .write(page.address() + 2048, b"4242\0")
+            .unwrap();
         // Not an IFUNC (strlen and friends resolve to their resolver).
-        let atoi = address_in(pid, "libc", Some("atoi"));
-        let stack = StackSpace::below(thread.saved()).call_stack();
-        let value = thread
-            .call(
+        let atoi = address_in(pid, "libc", "atoi");
+        let program = Program {
+            calls: vec![
+                Call {
+                    function: atoi,
+                    args: vec![Arg::Value(page.address() + 2048)],
+                    result: Some(1),
+                    stop_if: StopIf::Zero,
+                },
+                Call {
+                    function: atoi,
+                    args: vec![Arg::Value(page.address() + 2050)],
+                    result: Some(2),
+                    stop_if: StopIf::Never,
+                },
+            ],
+        };
+        let assembled =
+            program.assemble(page.address(), thread.continuation(), VectorSave::detect());
+        threads
+            .memory()
+            .write(page.address(), &assembled.code)
+            .unwrap();
+        let end = thread
+            .run(
                 &mut threads,
-                atoi,
-                &[page.address()],
-                stack,
+                &assembled,
+                page.address(),
+                [0; SLOTS],
                 deadline,
                 &mut let_others_run,
             )
             .unwrap();
-        assert_eq!(value as u32, 4242);
-        page.unmap(&thread, &mut threads, deadline, &mut let_others_run)
-            .unwrap();
+        let ProgramEnd::Finished(slots) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!((slots[0], slots[1], slots[2]), (0, 4242, 42));
+        let now = GeneralRegs::read(pid).unwrap();
+        assert_eq!(&now, thread.continuation().regs());
 
         // A call that faults is reported, and the thread restored.
+        let faulting = Program {
+            calls: vec![Call {
+                function: atoi,
+                args: vec![Arg::Value(8)],
+                result: None,
+                stop_if: StopIf::Never,
+            }],
+        };
+        let assembled =
+            faulting.assemble(page.address(), thread.continuation(), VectorSave::detect());
+        threads
+            .memory()
+            .write(page.address(), &assembled.code)
+            .unwrap();
         let err = thread
-            .call(
+            .run(
                 &mut threads,
-                atoi,
-                &[8],
-                stack,
+                &assembled,
+                page.address(),
+                [0; SLOTS],
                 deadline,
                 &mut let_others_run,
             )
@@ -487,20 +555,68 @@ mod live_tests {
             matches!(err, AttachError::InjectedCallFaulted { .. }),
             "{err}"
         );
+        page.unmap(&thread, &mut threads, deadline, &mut let_others_run)
+            .unwrap();
 
-        thread.restore().unwrap();
-        scratch.remove(&mut threads).unwrap();
-        assert_eq!(Registers::save(pid).unwrap(), before);
-        assert_eq!(
-            threads
-                .memory()
-                .read_vec(entry, SCRATCH_CODE.len())
-                .unwrap(),
-            original
-        );
+        let after = Registers::save(pid).unwrap();
+        assert_eq!(after.general(), thread.continuation().regs());
+        assert_eq!(threads.memory().read_vec(landing, 64).unwrap(), padding);
         threads.detach_all().unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let state = crate::procfs::ProcStatus::read(pid).unwrap().state;
         assert!(matches!(state, 'S' | 'R'), "state {state}");
+    }
+
+    /// The same program, left to finish on its own: the tracer lets go of
+    /// the thread right after pointing it at the program (as if it had been
+    /// killed), and the thread comes back to its `nanosleep` by itself.
+    #[test]
+    fn a_thread_let_go_mid_program_finishes_it_and_goes_on() {
+        let sleeper = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());
+        let pid = sleeper.0.id();
+        std::thread::sleep(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let landing = landing_of(pid);
+        let mut threads = TracedThreads::stop_one(pid, pid, deadline).unwrap();
+        let thread = HijackedThread::new(pid, landing).unwrap();
+        let page =
+            ScratchPage::map(&thread, &mut threads, 4096, deadline, &mut let_others_run).unwrap();
+        let usleep = address_in(pid, "libc", "usleep");
+        let program = Program {
+            calls: vec![Call {
+                function: usleep,
+                args: vec![Arg::Value(200_000)],
+                result: Some(1),
+                stop_if: StopIf::Never,
+            }],
+        };
+        let assembled =
+            program.assemble(page.address(), thread.continuation(), VectorSave::detect());
+        threads
+            .memory()
+            .write(page.address(), &assembled.code)
+            .unwrap();
+        // A deadline already passed: the program is started and left.
+        let end = thread
+            .run(
+                &mut threads,
+                &assembled,
+                page.address(),
+                [0; SLOTS],
+                Instant::now(),
+                &mut let_others_run,
+            )
+            .unwrap();
+        assert_eq!(end, ProgramEnd::StillRunning);
+        threads.detach_all().unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let status = crate::procfs::ProcStatus::read(pid).unwrap();
+        assert_eq!(status.state, 'S', "the sleeper should be back in nanosleep");
+        assert_eq!(status.tracer_pid, 0);
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap();
+        assert!(
+            syscall.starts_with("230 ") || syscall.starts_with("35 "),
+            "{syscall}"
+        );
     }
 }

@@ -7,12 +7,13 @@
 
 use std::io;
 
-/// `PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE |
-/// PTRACE_O_TRACEEXEC`: new threads are traced automatically (so none can
-/// run into a breakpoint unseen), forked children are reported (so the
-/// patches they inherit can be undone), and an `execve` is reported (so we
-/// never "restore" bytes into a new program image).
-pub(crate) const TRACE_OPTIONS: u64 = 0x02 | 0x04 | 0x08 | 0x10;
+/// `PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
+/// PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC`: system-call stops are told
+/// apart from `SIGTRAP`s, new threads are traced automatically, forked
+/// children are reported (so the bytes they inherit can be put back), and
+/// an `execve` is reported (so we never "restore" bytes into a new program
+/// image).
+pub(crate) const TRACE_OPTIONS: u64 = 0x01 | 0x02 | 0x04 | 0x08 | 0x10;
 
 /// `PTRACE_EVENT_FORK`.
 pub(crate) const EVENT_FORK: i32 = 1;
@@ -29,6 +30,7 @@ pub(crate) const NT_PRSTATUS: u32 = 1;
 pub(crate) const NT_PRFPREG: u32 = 2;
 
 const PTRACE_CONT: u32 = 7;
+const PTRACE_SYSCALL: u32 = 24;
 const PTRACE_DETACH: u32 = 17;
 const PTRACE_GETEVENTMSG: u32 = 0x4201;
 const PTRACE_GETSIGINFO: u32 = 0x4202;
@@ -37,6 +39,7 @@ const PTRACE_GETREGSET: u32 = 0x4204;
 const PTRACE_SETREGSET: u32 = 0x4205;
 const PTRACE_SEIZE: u32 = 0x4206;
 const PTRACE_INTERRUPT: u32 = 0x4207;
+const PTRACE_GET_SYSCALL_INFO: u32 = 0x420e;
 
 /// A `siginfo_t`, kept as the kernel's 128 bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -125,6 +128,31 @@ pub(crate) fn cont(tid: u32, signal: i32) -> io::Result<()> {
 
 /// `PTRACE_DETACH`, delivering `signal` (0 for none) when the thread is in
 /// a signal-delivery stop.
+/// Whether a thread in a system-call stop is at the call's exit (`true`)
+/// or its entry (`false`), from `PTRACE_GET_SYSCALL_INFO` (Linux 5.3+).
+pub(crate) fn at_syscall_exit(tid: u32) -> io::Result<bool> {
+    /// `PTRACE_SYSCALL_INFO_EXIT`.
+    const EXIT: u8 = 2;
+    let mut info = [0u64; 11];
+    // SAFETY: the kernel writes at most `size_of_val(&info)` bytes into it.
+    unsafe {
+        request(
+            PTRACE_GET_SYSCALL_INFO,
+            tid,
+            std::mem::size_of_val(&info),
+            info.as_mut_ptr() as usize,
+        )
+    }?;
+    Ok(info[0].to_ne_bytes()[0] == EXIT)
+}
+
+/// `PTRACE_SYSCALL`: like [`cont`], and stop at the next system-call entry
+/// or exit.
+pub(crate) fn syscall(tid: u32, signal: i32) -> io::Result<()> {
+    // SAFETY: the signal is passed by value.
+    unsafe { request(PTRACE_SYSCALL, tid, 0, signal as usize) }.map(drop)
+}
+
 pub(crate) fn detach(tid: u32, signal: i32) -> io::Result<()> {
     // SAFETY: the signal is passed by value.
     unsafe { request(PTRACE_DETACH, tid, 0, signal as usize) }.map(drop)
@@ -276,6 +304,9 @@ pub(crate) enum WaitStatus {
     /// A signal-delivery stop: the signal is delivered when the thread is
     /// restarted with it, and suppressed when restarted without.
     SignalStop(i32),
+    /// A system-call entry or exit stop (`PTRACE_SYSCALL` with
+    /// `PTRACE_O_TRACESYSGOOD`).
+    SyscallStop,
     /// A `PTRACE_EVENT_*` stop.
     EventStop {
         /// The event (`EVENT_CLONE`, or 128 for `PTRACE_EVENT_STOP`, ...).
@@ -297,6 +328,7 @@ impl WaitStatus {
         } else if status & 0xff == 0x7f {
             let signal = (status >> 8) & 0xff;
             match status >> 16 {
+                0 if signal == libc::SIGTRAP | 0x80 => Self::SyscallStop,
                 0 => Self::SignalStop(signal),
                 event => Self::EventStop { event, signal },
             }
@@ -348,6 +380,10 @@ mod tests {
                 event: EVENT_CLONE,
                 signal: libc::SIGTRAP
             }
+        );
+        assert_eq!(
+            WaitStatus::decode(((libc::SIGTRAP | 0x80) << 8) | 0x7f),
+            WaitStatus::SyscallStop
         );
         assert_eq!(
             WaitStatus::decode((128 << 16) | (libc::SIGSTOP << 8) | 0x7f),

@@ -1,11 +1,13 @@
-//! A page of the target's memory holding the runner code for a queued
-//! pending call.
+//! Pages of the target's memory holding a program (see `trampoline`) and
+//! the runner code it hands to CPython.
 //!
-//! The page is mapped with a raw `mmap` system call made by a stopped
-//! thread (no allocator, so no allocator lock can be involved), read-only
-//! for the target (we write it through `/proc/PID/mem`). It must stay
-//! mapped for as long as the queued call may still read it; see the
-//! backend's documentation for when it is unmapped and when it is left.
+//! The pages are mapped with a raw `mmap` system call made by a stopped
+//! thread (no allocator, so no allocator lock can be involved), readable
+//! and executable but not writable for the target (we write them through
+//! `/proc/PID/mem`). They must stay mapped for as long as a thread may run
+//! the program or a queued call may still read the runner code; see the
+//! backend's documentation for when they are unmapped and when they are
+//! left.
 
 use std::time::Instant;
 
@@ -17,7 +19,7 @@ use crate::error::AttachError;
 use crate::method::Method;
 use crate::procfs::ProcStatus;
 
-/// A mapped page of the target holding a NUL-terminated string.
+/// Mapped pages of the target.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ScratchPage {
     address: u64,
@@ -25,27 +27,27 @@ pub(crate) struct ScratchPage {
 }
 
 impl ScratchPage {
-    /// Maps a read-only anonymous page (or several) in the target with
-    /// `thread` and writes `contents` into it.
+    /// Maps at least `size` bytes of zeroed, readable and executable
+    /// anonymous memory in the target with `thread`.
     ///
     /// # Errors
     /// [`AttachError::Seccomp`] when a filter refused `mmap`, another
-    /// [`AttachError`] when the call or the write failed (nothing is left
-    /// mapped then).
+    /// [`AttachError`] when the call failed (nothing is mapped then).
     pub(crate) fn map(
         thread: &HijackedThread,
         threads: &mut TracedThreads,
-        contents: &[u8],
+        size: u64,
         deadline: Instant,
         others: OtherThreads<'_>,
     ) -> Result<Self, AttachError> {
         let page = page_size();
-        let len = (contents.len() as u64).div_ceil(page).max(1) * page;
+        let len = size.div_ceil(page).max(1) * page;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let protection = (libc::PROT_READ | libc::PROT_EXEC) as u64;
         let result = thread.syscall(
             threads,
             SYS_MMAP,
-            [0, len, libc::PROT_READ as u64, flags, u64::MAX, 0],
+            [0, len, protection, flags, u64::MAX, 0],
             deadline,
             &mut *others,
         )?;
@@ -69,18 +71,13 @@ impl ScratchPage {
                 ),
             });
         }
-        let scratch = Self {
+        Ok(Self {
             address: result as u64,
             len,
-        };
-        if let Err(e) = threads.memory().write(scratch.address, contents) {
-            let _ = scratch.unmap(thread, threads, deadline, others);
-            return Err(e.into());
-        }
-        Ok(scratch)
+        })
     }
 
-    /// Where the contents start.
+    /// Where the pages start.
     pub(crate) fn address(&self) -> u64 {
         self.address
     }

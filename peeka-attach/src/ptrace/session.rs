@@ -1,27 +1,58 @@
 //! One attach with the ptrace method: choosing the route, running it, and
-//! cleaning up the runner page (see the [module documentation](super)).
+//! cleaning up the runner pages (see the [module documentation](super)).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::breakpoint::BreakpointRoute;
-use super::pending_call::queue_runner;
-use super::remote_call::{let_others_run, HijackedThread, ScratchCode};
+use super::gil_released::{
+    eligible_call, run_bootstrap, stop_where_eligible, Bootstrap, DirectOutcome,
+};
+use super::landing;
+use super::pending_call::{queue_runner, RunnerPage};
+use super::remote_call::{let_others_run, HijackedThread};
 use super::runner::RunnerCode;
-use super::scratch_page::ScratchPage;
-use super::symbols::{Functions, PendingCallQueue};
-use super::tasks::{list_tasks, pick_thread, thread_activity, ThreadActivity};
+use super::symbols::{Functions, GilState, PendingCallQueue};
+use super::tasks::{
+    blocked_in, list_tasks, pick_thread, thread_activity, thread_is_gone_or_zombie, ThreadActivity,
+};
 use super::threads::TracedThreads;
-use crate::armed_runner;
 use crate::bootstrap::Staging;
 use crate::error::AttachError;
+use crate::memory::RemoteMemory;
 use crate::method::{InjectRequest, Method, Step, Timeline};
-use crate::target::{Arch, Target};
+use crate::procfs::MapEntry;
+use crate::target::Target;
 
 /// The longest pause between two looks at the claim.
 const CLAIM_POLL_MAX: Duration = Duration::from_millis(2);
 
-/// How long freeing the runner page may take once the attach succeeded.
+/// How long freeing the runner pages may take once the attach succeeded.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the direct route follows a thread that waits for the GIL
+/// before letting it finish on its own (and trying other threads too).
+const DIRECT_FOLLOW: Duration = Duration::from_millis(50);
+
+/// How long a running thread is followed for the exit of a waiting system
+/// call (a busy thread that sleeps or polls between bursts of work).
+const CATCH_WINDOW: Duration = Duration::from_millis(10);
+
+/// How often the wait for a thread checks that the program was not
+/// replaced.
+const PROGRAM_CHECK: Duration = Duration::from_millis(20);
+
+/// How long stopping one thread may take.
+const STOP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How many threads may wait for the GIL to run the bootstrap at once.
+const DIRECT_WAITERS: usize = 4;
+
+/// How soon a thread found unsuitable for the direct route is looked at
+/// again.
+const RETRY_THREAD_AFTER: Duration = Duration::from_millis(50);
+
+/// The pause between two rounds of looking for a suitable thread.
+const DIRECT_POLL: Duration = Duration::from_millis(2);
 
 /// Runs one attach (see [`PtraceInjector`](super::PtraceInjector)).
 pub(crate) fn inject(
@@ -31,46 +62,77 @@ pub(crate) fn inject(
     let target = request.target;
     let started = Instant::now();
     let mut timeline = Timeline::default();
-    if target.arch != Arch::HOST {
-        return Err(AttachError::MethodUnavailable {
-            method: Method::Ptrace,
-            pid: target.pid,
-            why: format!(
-                "the target is {} but this Peeka is built for {}; use a Peeka built for {}",
-                target.arch,
-                Arch::HOST,
-                target.arch
-            ),
-        });
-    }
     let functions = timeline.time("resolve functions", || Functions::resolve(target))?;
+    let landing = timeline.time("find padding for the trampoline", || landing::find(target))?;
     let code = RunnerCode::new(request.staging, target)?;
+    let memory = RemoteMemory::pinned(target.pid)
+        .map_err(|_| AttachError::TargetExited { pid: target.pid })?;
     let session = Session {
+        memory,
         target,
         staging: request.staging,
         functions,
+        landing,
         code: code.bytes(),
         deadline: request.deadline,
         grace,
         started,
+        interpreter_data: interpreter_data(target),
     };
-    let result = match functions.queue {
-        PendingCallQueue::AnyThread { .. } => session.any_thread(&mut timeline),
-        PendingCallQueue::MainThread { .. } => session.main_thread_only(&mut timeline),
-    };
-    result
+    session
+        .run(&mut timeline)
         .map_err(|e| with_access_hint(target, e))
         .map(|()| timeline)
 }
 
+/// The address ranges of the interpreter's file in the target, with the
+/// anonymous mapping right after it (its `.bss`, where `_PyRuntime` and so
+/// the GIL live in most builds).
+fn interpreter_data(target: &Target) -> Vec<(u64, u64)> {
+    let python = target.python.path.as_path();
+    let mut ranges: Vec<(u64, u64)> = target
+        .maps
+        .iter()
+        .filter(|m| m.path.as_deref() == Some(python))
+        .map(|m| (m.start, m.end))
+        .collect();
+    let bss: Vec<(u64, u64)> = target
+        .maps
+        .iter()
+        .filter(|m| m.path.is_none() && ranges.iter().any(|&(_, end)| end == m.start))
+        .map(|m| (m.start, m.end))
+        .collect();
+    ranges.extend(bss);
+    ranges
+}
+
 struct Session<'a> {
     target: &'a Target,
+    /// The target's memory, tied to the program image inspected (see
+    /// [`RemoteMemory::pinned`]).
+    memory: RemoteMemory,
     staging: &'a Staging,
     functions: Functions,
+    landing: u64,
     code: &'a [u8],
     deadline: Instant,
     grace: Duration,
     started: Instant,
+    interpreter_data: Vec<(u64, u64)>,
+}
+
+/// What the attach left in the target so far.
+#[derive(Debug, Default)]
+struct Leftovers {
+    /// The pages of a queued pending call.
+    queued: Option<RunnerPage>,
+    /// Threads left running a program on their own, and its pages.
+    running: Vec<(u32, RunnerPage)>,
+    /// The direct route ran the bootstrap.
+    ran_directly: bool,
+    /// Why threads were not used for the GIL-released route, the latest
+    /// reason of each.
+    unsuitable: Vec<(u32, String)>,
 }
 
 impl Session<'_> {
@@ -78,105 +140,153 @@ impl Session<'_> {
         self.target.pid
     }
 
-    /// 3.12+: one pending call any thread may run.
-    fn any_thread(&self, timeline: &mut Timeline) -> Result<(), AttachError> {
-        let page = self.queue(timeline)?;
-        let claimed = timeline.time("wait for a thread to run it", || {
-            self.staging
-                .wait_claimed_polling(self.deadline, CLAIM_POLL_MAX)
-        });
-        if claimed {
-            self.free_page(page, timeline);
-            return Ok(());
+    /// Fails with [`AttachError::TargetExited`] when the target no longer
+    /// runs the program inspected: an `execve` maps a new image, so the
+    /// interpreter's mappings are not where they were (the Python asked
+    /// about is gone, and our addresses mean nothing in the new program).
+    /// Called with a thread stopped, so that no `execve` can complete
+    /// until that thread is let go.
+    fn same_program(&self) -> Result<(), AttachError> {
+        let pid = self.pid();
+        let python = self.target.python.path.as_path();
+        let of_python = |maps: &[MapEntry]| -> Vec<(u64, u64, u64)> {
+            maps.iter()
+                .filter(|m| m.path.as_deref() == Some(python))
+                .map(|m| (m.start, m.end, m.inode))
+                .collect()
+        };
+        let now = MapEntry::read_all(pid).map_err(|_| AttachError::TargetExited { pid })?;
+        if of_python(&now) == of_python(&self.target.maps) {
+            Ok(())
+        } else {
+            Err(AttachError::TargetExited { pid })
         }
-        self.give_up(Some(page), timeline, false)
     }
 
-    /// 3.8-3.11: the main thread's pending call and the breakpoint.
-    fn main_thread_only(&self, timeline: &mut Timeline) -> Result<(), AttachError> {
-        let breakpoint = self.functions.save_thread;
-        let main_blocked = matches!(
-            thread_activity(self.pid(), self.pid()),
-            ThreadActivity::InSyscall(_)
-        );
-        let mut queued = None;
-        let mut queue_at = None;
-        if breakpoint.is_none() || !main_blocked {
-            let page = self.queue(timeline)?;
-            let until = match breakpoint {
+    fn run(&self, timeline: &mut Timeline) -> Result<(), AttachError> {
+        let mut left = Leftovers::default();
+        let result = self.routes(timeline, &mut left);
+        let claimed = self.staging.claimed();
+        match (&result, claimed) {
+            (Ok(()), true) | (Err(_), true) => {
+                self.tidy_up(left, timeline);
+                Ok(())
+            }
+            (Ok(()), false) => {
+                let queued = left.queued.is_some();
+                let unsuitable = std::mem::take(&mut left.unsuitable);
+                self.disable_leftovers(left, timeline);
+                Err(self.timeout(queued, &unsuitable))
+            }
+            (Err(_), false) => {
+                self.disable_leftovers(left, timeline);
+                result
+            }
+        }
+    }
+
+    /// Tries the routes until the bootstrap claims the attach or the
+    /// deadline passes.
+    fn routes(&self, timeline: &mut Timeline, left: &mut Leftovers) -> Result<(), AttachError> {
+        let pid = self.pid();
+        let main_thread_only = matches!(self.functions.queue, PendingCallQueue::MainThread { .. });
+        let main_parked =
+            main_thread_only && matches!(thread_activity(pid, pid), ThreadActivity::InSyscall(_));
+        let gil = self.functions.gil_state;
+        // A pending call first, unless only a parked main thread could run
+        // it: a thread that runs Python takes it at its next safe point.
+        if !main_parked || gil.is_none() {
+            left.queued = Some(self.queue(timeline)?);
+            let until = match gil {
                 Some(_) => self.deadline.min(Instant::now() + self.grace),
                 None => self.deadline,
             };
-            let claimed = timeline.time("wait for the main thread to run it", || {
+            let claimed = timeline.time("wait for a thread to run the pending call", || {
                 self.staging.wait_claimed_polling(until, CLAIM_POLL_MAX)
             });
             if claimed {
-                self.free_page(page, timeline);
                 return Ok(());
             }
-            queued = Some(page);
-        } else {
-            queue_at = Some(Instant::now() + self.grace);
         }
-        let Some(address) = breakpoint else {
-            return self.give_up(queued, timeline, false);
+        let Some(gil) = gil else {
+            return Ok(());
         };
-        if Instant::now() >= self.deadline {
-            return self.give_up(queued, timeline, true);
+        // Then a thread that waits with the GIL released, as soon as one
+        // does; a parked main thread gets a pending call after the grace
+        // period as well, for the moment it wakes up.
+        let started = Instant::now();
+        let mut tried: HashMap<u32, Instant> = HashMap::new();
+        let mut looked = Instant::now();
+        while !self.staging.claimed() && Instant::now() < self.deadline {
+            if looked.elapsed() >= PROGRAM_CHECK {
+                self.same_program()?;
+                looked = Instant::now();
+            }
+            if left.queued.is_none() && started.elapsed() >= self.grace {
+                left.queued = Some(self.queue(timeline)?);
+            }
+            let now = Instant::now();
+            // A thread running a program of ours is never taken again.
+            let waiting: Vec<u32> = left.running.iter().map(|(tid, _)| *tid).collect();
+            let candidates: Vec<u32> = self
+                .candidates()?
+                .into_iter()
+                .filter(|tid| !waiting.contains(tid))
+                .filter(|tid| {
+                    tried
+                        .get(tid)
+                        .is_none_or(|&at| now - at >= RETRY_THREAD_AFTER)
+                })
+                .collect();
+            for tid in candidates {
+                if left.running.len() >= DIRECT_WAITERS {
+                    break;
+                }
+                tried.insert(tid, Instant::now());
+                let step_started = Instant::now();
+                let outcome = self.direct(tid, gil)?;
+                match outcome {
+                    DirectOutcome::Ran => {
+                        left.ran_directly = true;
+                        push_step(timeline, format!("run the bootstrap on thread {tid}, which waited with the GIL released"), step_started);
+                        return Ok(());
+                    }
+                    DirectOutcome::StillRunning(page) => {
+                        left.running.push((tid, page));
+                        push_step(timeline, format!("thread {tid}, which waited with the GIL released, now waits for the GIL to run the bootstrap"), step_started);
+                    }
+                    DirectOutcome::Unsuitable(why) => {
+                        left.unsuitable.retain(|(t, _)| *t != tid);
+                        left.unsuitable.push((tid, why));
+                    }
+                }
+                if self.staging.claimed() {
+                    return Ok(());
+                }
+            }
+            self.staging.wait_claimed_polling(
+                self.deadline.min(Instant::now() + DIRECT_POLL),
+                CLAIM_POLL_MAX,
+            );
         }
-        let threads = match timeline.time("pause all threads", || {
-            TracedThreads::stop_all(self.pid(), self.deadline)
-        }) {
-            Ok(threads) => threads,
-            Err(e) => {
-                self.disable_leftover(queued, timeline);
-                return Err(e);
-            }
-        };
-        let route = BreakpointRoute {
-            functions: &self.functions,
-            address,
-            code: self.code,
-            staging: self.staging,
-            deadline: self.deadline,
-            queue_at: if queued.is_some() { None } else { queue_at },
-        };
-        let outcome = match route.run(threads, timeline) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                self.disable_leftover(queued, timeline);
-                return Err(e);
-            }
-        };
-        let queued = queued.or(outcome.queued);
-        let claimed = outcome.claimed || self.staging.claimed();
-        match (claimed, queued, outcome.ran_on) {
-            (true, Some(page), None) => {
-                // Only the queued call can have claimed it: it ran.
-                self.free_page(page, timeline);
-                Ok(())
-            }
-            (true, leftover, _) => {
-                self.disable_leftover(leftover, timeline);
-                Ok(())
-            }
-            (false, leftover, _) => self.give_up(leftover, timeline, true),
-        }
+        Ok(())
     }
 
     /// Queues the runner with one stopped thread.
-    fn queue(&self, timeline: &mut Timeline) -> Result<ScratchPage, AttachError> {
+    fn queue(&self, timeline: &mut Timeline) -> Result<RunnerPage, AttachError> {
         let pid = self.pid();
         let tid = pick_thread(pid, &list_tasks(pid)?).ok_or(AttachError::TargetExited { pid })?;
         let mut threads = timeline.time(format!("pause thread {tid}"), || {
             TracedThreads::stop_one(pid, tid, self.deadline)
         })?;
+        self.same_program()?;
         let page = timeline.time("queue the pending call", || {
             queue_runner(
                 &mut threads,
                 tid,
                 &self.functions,
                 self.code,
+                self.landing,
                 self.deadline,
                 &mut let_others_run,
             )
@@ -184,97 +294,181 @@ impl Session<'_> {
         let detached = timeline.time("resume thread", || threads.detach_all());
         let page = page?;
         if let Err(e) = detached {
-            self.disable_leftover(Some(page), timeline);
+            let _ = page.disarm(&self.memory);
             return Err(e);
         }
         Ok(page)
     }
 
-    /// Unmaps the runner page of a pending call that has run. A failure
-    /// here does not undo the attach: it is recorded in the timeline
-    /// and the page is disabled instead.
-    fn free_page(&self, page: ScratchPage, timeline: &mut Timeline) {
-        let started = Instant::now();
-        let address = page.address();
-        let result = self.unmap(page);
-        let name = match &result {
-            Ok(()) => "free the runner page".to_owned(),
-            Err(e) => {
-                let _ = armed_runner::disarm(&self.target.memory, address);
-                format!("free the runner page: failed ({e}); it stays mapped, disabled")
+    /// Threads worth a try of the GIL-released route, best first: those
+    /// `/proc` shows blocked in a system call that qualifies (the main
+    /// thread first), then those running (they may soon make one: a busy
+    /// thread that sleeps or polls between bursts of work). Threads blocked
+    /// in a system call that does not qualify are left alone for now.
+    fn candidates(&self) -> Result<Vec<u32>, AttachError> {
+        let pid = self.pid();
+        let mut ranked: Vec<(u8, u32)> = Vec::new();
+        for tid in list_tasks(pid)? {
+            if thread_is_gone_or_zombie(pid, tid) {
+                continue;
             }
-        };
-        timeline.steps.push(Step {
-            name,
-            elapsed: started.elapsed(),
-        });
+            let rank = match thread_activity(pid, tid) {
+                ThreadActivity::InSyscall(_) => match blocked_in(pid, tid) {
+                    Some((number, args))
+                        if eligible_call(number, args, &self.interpreter_data).is_ok() =>
+                    {
+                        0
+                    }
+                    _ => continue,
+                },
+                ThreadActivity::Running => 1,
+                ThreadActivity::Other => continue,
+            };
+            ranked.push((rank, tid));
+        }
+        ranked.sort_by_key(|&(rank, tid)| (rank, tid != pid));
+        Ok(ranked.into_iter().map(|(_, tid)| tid).collect())
     }
 
-    fn unmap(&self, page: ScratchPage) -> Result<(), AttachError> {
+    /// One try of the direct route on thread `tid`.
+    fn direct(&self, tid: u32, gil: GilState) -> Result<DirectOutcome, AttachError> {
+        let pid = self.pid();
+        let stop_by = Instant::now() + STOP_TIMEOUT;
+        let mut threads = match TracedThreads::stop_one(pid, tid, stop_by) {
+            Ok(threads) => threads,
+            Err(AttachError::Timeout { .. }) => {
+                return Ok(DirectOutcome::Unsuitable(
+                    "it did not stop for the tracer".into(),
+                ))
+            }
+            // The thread ended meanwhile; others may do.
+            Err(AttachError::TargetExited { .. }) if !thread_is_gone_or_zombie(pid, pid) => {
+                return Ok(DirectOutcome::Unsuitable("it exited".into()))
+            }
+            Err(e) => return Err(e),
+        };
+        self.same_program()?;
+        let stopped = stop_where_eligible(&mut threads, tid, &self.interpreter_data, CATCH_WINDOW);
+        match stopped {
+            Ok(Ok(_)) => {}
+            Ok(Err(why)) => {
+                threads.detach_all()?;
+                return Ok(DirectOutcome::Unsuitable(why));
+            }
+            Err(e) => {
+                let _ = threads.detach_all();
+                return Err(e);
+            }
+        }
+        let deadline = self.deadline.min(Instant::now() + DIRECT_FOLLOW);
+        let bootstrap = Bootstrap {
+            functions: &self.functions,
+            gil,
+            code: self.code,
+            landing: self.landing,
+        };
+        let outcome = run_bootstrap(&mut threads, tid, bootstrap, deadline, &mut let_others_run);
+        let detached = threads.detach_all();
+        let outcome = outcome?;
+        detached?;
+        Ok(outcome)
+    }
+
+    /// After a claim: frees what is no longer needed, disables the rest.
+    fn tidy_up(&self, mut left: Leftovers, timeline: &mut Timeline) {
+        if let Some(page) = left.queued.take() {
+            if left.ran_directly || !left.running.is_empty() {
+                // The queued call may not have run: it must find its
+                // pages, disabled.
+                left.queued = Some(page);
+            } else {
+                // Only the queued call can have claimed it: it ran.
+                self.free_page(page, timeline);
+            }
+        }
+        self.disable_leftovers(left, timeline);
+    }
+
+    /// Unmaps the pages of a pending call that has run. A failure here does
+    /// not undo the attach: it is recorded in the timeline and the pages
+    /// are disabled instead.
+    fn free_page(&self, page: RunnerPage, timeline: &mut Timeline) {
+        let started = Instant::now();
+        let address = page.code_address();
+        let disarm_on_failure = page.text_address();
+        let result = self.unmap(page);
+        let name = match &result {
+            Ok(()) => "free the runner pages".to_owned(),
+            Err(e) => {
+                let _ = crate::armed_runner::disarm(&self.memory, disarm_on_failure);
+                format!("free the runner pages at {address:#x}: failed ({e}); they stay mapped, disabled")
+            }
+        };
+        push_step(timeline, name, started);
+    }
+
+    fn unmap(&self, page: RunnerPage) -> Result<(), AttachError> {
         let pid = self.pid();
         let deadline = Instant::now() + CLEANUP_TIMEOUT;
         let tid = pick_thread(pid, &list_tasks(pid)?).ok_or(AttachError::TargetExited { pid })?;
         let mut threads = TracedThreads::stop_one(pid, tid, deadline)?;
-        let scratch = ScratchCode::install(&mut threads, self.functions.scratch)?;
-        let thread = HijackedThread::new(tid, &scratch)?;
+        self.same_program()?;
+        let thread = HijackedThread::new(tid, self.landing)?;
         let unmapped = page.unmap(&thread, &mut threads, deadline, &mut let_others_run);
-        let restored = thread.restore();
-        let removed = scratch.remove(&mut threads);
         let detached = threads.detach_all();
         unmapped?;
-        restored?;
-        removed?;
         detached
     }
 
-    /// Disables a runner page whose pending call may still be queued.
-    fn disable_leftover(&self, page: Option<ScratchPage>, timeline: &mut Timeline) {
-        let Some(page) = page else { return };
-        let started = Instant::now();
-        let outcome = match armed_runner::disarm(&self.target.memory, page.address()) {
-            Ok(()) => "disabled".to_owned(),
-            Err(e) => format!("could not be disabled ({e})"),
-        };
-        timeline.steps.push(Step {
-            name: format!(
-                "leave the runner page at {:#x} ({} bytes) mapped for the still-queued pending call, {outcome}",
-                page.address(),
-                page.len()
-            ),
-            elapsed: started.elapsed(),
-        });
+    /// Disables runner pages that a call may still read.
+    fn disable_leftovers(&self, left: Leftovers, timeline: &mut Timeline) {
+        let running = left.running.into_iter().map(|(_, page)| page);
+        for page in left.queued.into_iter().chain(running) {
+            let started = Instant::now();
+            let outcome = match page.disarm(&self.memory) {
+                Ok(()) => "disabled".to_owned(),
+                Err(e) => format!("could not be disabled ({e})"),
+            };
+            push_step(
+                timeline,
+                format!(
+                    "leave the runner pages at {:#x} ({} bytes) mapped for a call that may still read them, {outcome}",
+                    page.code_address(),
+                    page.len()
+                ),
+                started,
+            );
+        }
     }
 
-    fn give_up(
-        &self,
-        leftover: Option<ScratchPage>,
-        timeline: &mut Timeline,
-        breakpoint_tried: bool,
-    ) -> Result<(), AttachError> {
-        let queued = leftover.is_some();
-        self.disable_leftover(leftover, timeline);
-        let mut advice = if breakpoint_tried {
-            "The main thread did not reach a bytecode boundary and no thread called PyEval_SaveThread (all \
-             threads may be blocked in system calls or long-running C code)."
-                .to_owned()
-        } else {
-            "No thread reached a bytecode boundary (all threads may be blocked in system calls or long-running \
-             C code)."
-                .to_owned()
-        };
+    fn timeout(&self, queued: bool, unsuitable: &[(u32, String)]) -> AttachError {
+        let mut advice = "No thread ran Python code: none reached a bytecode boundary, and none waited in a system \
+                          call with the GIL released (all threads may be busy in long-running C code, or hold the \
+                          GIL while blocked)."
+            .to_owned();
+        for (tid, why) in unsuitable.iter().take(4) {
+            advice.push_str(&format!(" Thread {tid} was not used: {why}."));
+        }
         if queued {
             advice.push_str(
                 " The pending call that was queued has been disabled: if it ever runs it does nothing.",
             );
         }
-        advice.push_str(" Try again while the process is doing work, or with a longer --timeout.");
-        Err(AttachError::Timeout {
+        advice.push_str(" Try again while the process is doing work, or with a longer timeout.");
+        AttachError::Timeout {
             pid: self.pid(),
             method: Method::Ptrace,
             waited: self.started.elapsed(),
             advice,
-        })
+        }
     }
+}
+
+fn push_step(timeline: &mut Timeline, name: impl Into<String>, started: Instant) {
+    timeline.steps.push(Step {
+        name: name.into(),
+        elapsed: started.elapsed(),
+    });
 }
 
 /// Replaces a generic "ptrace refused" explanation with the one the

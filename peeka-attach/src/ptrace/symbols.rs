@@ -1,13 +1,7 @@
-//! The addresses the backend needs in the target: CPython's functions and
-//! a place for the scratch code.
+//! The addresses the backend needs in the target: CPython's functions.
 
-use std::path::Path;
-
-use super::registers::SCRATCH_CODE;
-use crate::elf::{is_libc, ElfFile};
 use crate::error::AttachError;
 use crate::method::Method;
-use crate::procfs::MapEntry;
 use crate::target::Target;
 
 /// How a pending call is queued.
@@ -39,14 +33,26 @@ pub(crate) struct Functions {
     pub(crate) run_simple_string: u64,
     /// How to queue the pending call.
     pub(crate) queue: PendingCallQueue,
-    /// `PyEval_SaveThread`, where the breakpoint route waits; `None` when
-    /// the route is not needed (3.12+) or the symbol is missing.
-    pub(crate) save_thread: Option<u64>,
+    /// The `PyGILState_*` functions of the direct route; `None` when one
+    /// is missing.
+    pub(crate) gil_state: Option<GilState>,
     /// `PyErr_Fetch` and `PyErr_Restore`, to keep an exception the
     /// interrupted C code may have set while the bootstrap runs.
     pub(crate) error_fetch_restore: Option<(u64, u64)>,
-    /// Where the scratch code goes.
-    pub(crate) scratch: u64,
+}
+
+/// The functions a thread that released the GIL calls to run Python.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GilState {
+    /// `PyGILState_GetThisThreadState()`: the calling thread's thread
+    /// state, or NULL for a thread that never ran Python.
+    pub(crate) this_thread_state: u64,
+    /// `PyGILState_Check()`: whether the calling thread holds the GIL.
+    pub(crate) check: u64,
+    /// `PyGILState_Ensure()`.
+    pub(crate) ensure: u64,
+    /// `PyGILState_Release(state)`.
+    pub(crate) release: u64,
 }
 
 impl Functions {
@@ -62,7 +68,7 @@ impl Functions {
             method: Method::Ptrace,
             pid: target.pid,
             why: format!(
-                "{} exports no `{name}`; it may not be a standard CPython build. Try `--method gdb`",
+                "{} exports no `{name}`; it may not be a standard CPython build. The gdb method may still work",
                 python.path.display()
             ),
         }
@@ -85,57 +91,19 @@ impl Functions {
                 add: symbol("Py_AddPendingCall").ok_or_else(|| missing("Py_AddPendingCall"))?,
             },
         };
-        let save_thread = match queue {
-            PendingCallQueue::MainThread { .. } => symbol("PyEval_SaveThread"),
-            PendingCallQueue::AnyThread { .. } => None,
-        };
+        let gil_state = (|| {
+            Some(GilState {
+                this_thread_state: symbol("PyGILState_GetThisThreadState")?,
+                check: symbol("PyGILState_Check")?,
+                ensure: symbol("PyGILState_Ensure")?,
+                release: symbol("PyGILState_Release")?,
+            })
+        })();
         Ok(Self {
             run_simple_string,
             queue,
-            save_thread,
+            gil_state,
             error_fetch_restore: symbol("PyErr_Fetch").zip(symbol("PyErr_Restore")),
-            scratch: scratch_address(target)?,
         })
     }
-}
-
-/// The ELF entry point of the executable (or, failing that, of the C
-/// library): code that ran once at start-up and never runs again, inside
-/// an executable mapping with room for the scratch code.
-fn scratch_address(target: &Target) -> Result<u64, AttachError> {
-    let exe = target.exe.as_path();
-    let is_exe = |path: &Path| path == exe;
-    let choices: [&dyn Fn(&Path) -> bool; 2] = [&is_exe, &is_libc];
-    for wanted in choices {
-        let mappings: Vec<&MapEntry> = target
-            .maps
-            .iter()
-            .filter(|m| m.is_file() && m.path.as_deref().is_some_and(wanted))
-            .collect();
-        let Some(first) = mappings.first() else {
-            continue;
-        };
-        let Ok(elf) = ElfFile::open_mapped(target.pid, first) else {
-            continue;
-        };
-        let Some(bias) = elf.load_bias(&mappings) else {
-            continue;
-        };
-        if elf.entry() == 0 {
-            continue;
-        }
-        let entry = bias.apply(elf.entry());
-        let fits = mappings
-            .iter()
-            .any(|m| m.exec && m.start <= entry && entry + SCRATCH_CODE.len() as u64 <= m.end);
-        if fits {
-            return Ok(entry);
-        }
-    }
-    Err(AttachError::MethodUnavailable {
-        method: Method::Ptrace,
-        pid: target.pid,
-        why: "neither the executable nor the C library has a usable ELF entry point for the scratch code; try `--method gdb`"
-            .into(),
-    })
 }

@@ -32,6 +32,24 @@ pub(crate) enum ThreadActivity {
     Other,
 }
 
+/// The system call thread `tid` of `pid` is blocked in and its arguments,
+/// per `/proc/PID/task/TID/syscall`; `None` when it is running or unknown.
+pub(crate) fn blocked_in(pid: u32, tid: u32) -> Option<(u64, [u64; 6])> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    parse_blocked(&text)
+}
+
+fn parse_blocked(text: &str) -> Option<(u64, [u64; 6])> {
+    let mut fields = text.split_whitespace();
+    let number = fields.next()?.parse::<u64>().ok()?;
+    let mut args = [0u64; 6];
+    for arg in &mut args {
+        let field = fields.next()?;
+        *arg = u64::from_str_radix(field.trim_start_matches("0x"), 16).ok()?;
+    }
+    Some((number, args))
+}
+
 /// Reads what thread `tid` of `pid` is doing, without stopping it.
 pub(crate) fn thread_activity(pid: u32, tid: u32) -> ThreadActivity {
     let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
@@ -49,24 +67,6 @@ fn parse_activity(text: &str) -> ThreadActivity {
         },
         None => ThreadActivity::Other,
     }
-}
-
-/// Whether a `SIGTRAP` is pending for thread `tid` alone (`SigPnd`).
-pub(crate) fn sigtrap_pending(pid: u32, tid: u32) -> bool {
-    task_status_text(pid, tid).is_some_and(|text| pending_has(&text, libc::SIGTRAP))
-}
-
-fn task_status_text(pid: u32, tid: u32) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()
-}
-
-/// Whether the `SigPnd` mask of a status text includes `signal`.
-fn pending_has(status: &str, signal: i32) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigPnd:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_some_and(|mask| signal > 0 && mask & (1 << (signal - 1)) != 0)
 }
 
 /// Whether `tid` is traced by this process (automatically attached after a
@@ -130,20 +130,22 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_blocked_system_call_and_its_arguments() {
+        assert_eq!(
+            parse_blocked("202 0x7f00 0x89 0x0 0x0 0x0 0xffffffff 0x7ffc 0x7f12\n"),
+            Some((202, [0x7f00, 0x89, 0, 0, 0, 0xffff_ffff]))
+        );
+        assert_eq!(parse_blocked("running\n"), None);
+        assert_eq!(parse_blocked("-1 0x7ffd 0x7f12\n"), None);
+    }
+
+    #[test]
     fn picks_a_blocked_thread_and_never_a_missing_one() {
         let me = std::process::id();
         let tids = list_tasks(me).unwrap();
         let picked = pick_thread(me, &tids).unwrap();
         assert!(tids.contains(&picked));
         assert_eq!(pick_thread(me, &[u32::MAX - 1]), None);
-    }
-
-    #[test]
-    fn reads_pending_signals() {
-        let status = "Name:\tx\nSigQ:\t0/1\nSigPnd:\t0000000000000010\nShdPnd:\t0000000000000000\n";
-        assert!(pending_has(status, libc::SIGTRAP));
-        assert!(!pending_has(status, libc::SIGUSR1));
-        assert!(!pending_has("SigPnd:\t0000000000000000\n", libc::SIGTRAP));
     }
 
     #[test]

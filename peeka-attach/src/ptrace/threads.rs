@@ -12,16 +12,16 @@
 //! Signals:
 //! - while a thread is being stopped, a signal that arrives first is passed
 //!   straight through, so the target handles it as if we were not there;
-//! - while a thread runs code for us, signals that arrive are held back and
-//!   re-delivered when the thread is released or detached: the first one by
-//!   injection with its original `siginfo` (when the thread sits in a
-//!   signal-delivery stop), any others by sending them again;
+//! - while a thread runs a trampoline for us (followed through system-call
+//!   stops, see `trampoline`), signals are delivered as they come: the
+//!   trampoline is a consistent context for a handler, and a signal held
+//!   back by us would be lost if we were killed;
 //! - while threads run on their own under our trace, every signal is passed
 //!   through as soon as it is reported.
 //!
-//! Forked children inherit the target's memory, including our patches: the
-//! guard traces them just long enough to write the original bytes back into
-//! their copy, then detaches them. An `execve` replaces the program, so the
+//! Forked children inherit the target's memory, including the trampoline
+//! bytes we wrote into padding: the guard traces them just long enough to
+//! write the original bytes back into their copy, then detaches them. An `execve` replaces the program, so the
 //! guard stops touching memory, detaches, and reports the target as gone
 //! ([`AttachError::TargetExited`]: the Python it was asked about is).
 //!
@@ -35,9 +35,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use super::registers::{breakpoint_trap_pc, GeneralRegs, BREAKPOINT_SI_CODE};
+use super::registers::GeneralRegs;
 use super::requests::{self, RawSiginfo, WaitStatus};
-use super::tasks::{list_tasks, sigtrap_pending, thread_is_gone_or_zombie, traced_by_us};
+use super::tasks::{thread_is_gone_or_zombie, traced_by_us};
 use crate::error::AttachError;
 use crate::memory::RemoteMemory;
 use crate::method::Method;
@@ -54,9 +54,8 @@ const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
     /// The thread is in a signal-delivery stop. Unless the user calls
-    /// [`TracedThreads::suppress_signal`] or
-    /// [`TracedThreads::resume_for_call`] (which holds it back), the signal
-    /// is delivered when the thread is released or detached.
+    /// [`TracedThreads::suppress_signal`], the signal is delivered when the
+    /// thread is resumed, released or detached.
     Signal {
         /// The thread.
         tid: u32,
@@ -65,14 +64,11 @@ pub(crate) enum Event {
         /// Its information.
         info: RawSiginfo,
     },
-    /// The thread hit one of our breakpoints. Its program counter has been
-    /// moved back to the breakpoint's address and the `SIGTRAP` dropped; it
-    /// is stopped.
-    Breakpoint {
+    /// The thread, resumed with [`TracedThreads::resume_tracing_syscalls`],
+    /// stopped at a system call's entry or exit.
+    Syscall {
         /// The thread.
         tid: u32,
-        /// The breakpoint's address.
-        address: u64,
     },
     /// The thread exited (or was killed) and is no longer traced.
     Exited {
@@ -109,20 +105,10 @@ struct Tracee {
     /// The signal of the current signal-delivery stop, delivered on restart
     /// unless suppressed or held back.
     current: Option<HeldSignal>,
-    /// Signals held back while the thread ran code for us.
+    /// Signals held back, to be delivered on release.
     held: Vec<HeldSignal>,
-    /// A `SIGTRAP` of ours is pending: the thread executed one of our
-    /// traps just before it stopped for another reason.
-    trap_pending: Option<OwnTrap>,
-}
-
-/// Which of our traps a thread executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OwnTrap {
-    /// The breakpoint at this address (the thread was moved back to it).
-    Breakpoint(u64),
-    /// The trap ending a remote call.
-    Scratch,
+    /// Resumed with `PTRACE_SYSCALL`: its system-call stops are reported.
+    syscall_tracing: bool,
 }
 
 impl Tracee {
@@ -133,7 +119,7 @@ impl Tracee {
             in_signal_stop: false,
             current: None,
             held: Vec::new(),
-            trap_pending: None,
+            syscall_tracing: false,
         }
     }
 }
@@ -150,23 +136,28 @@ pub(crate) struct TracedThreads {
     pid: u32,
     tracees: BTreeMap<u32, Tracee>,
     patches: CodePatches,
-    breakpoints: Vec<u64>,
-    scratch_traps: Vec<u64>,
     exec_seen: bool,
     memory: RemoteMemory,
 }
 
 impl TracedThreads {
-    fn new(pid: u32) -> Self {
-        Self {
+    fn new(pid: u32) -> Result<Self, AttachError> {
+        // Opened before any thread stops: an `execve` from then on cannot
+        // redirect our writes into the new program.
+        let memory = RemoteMemory::pinned(pid).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => AttachError::TargetExited { pid },
+            _ => AttachError::Io {
+                path: format!("/proc/{pid}/mem").into(),
+                source,
+            },
+        })?;
+        Ok(Self {
             pid,
             tracees: BTreeMap::new(),
             patches: CodePatches::default(),
-            breakpoints: Vec::new(),
-            scratch_traps: Vec::new(),
             exec_seen: false,
-            memory: RemoteMemory::new(pid),
-        }
+            memory,
+        })
     }
 
     /// Seizes and stops every thread of process `pid`.
@@ -176,11 +167,12 @@ impl TracedThreads {
     /// [`AttachError::TargetExited`], or [`AttachError::Timeout`] when a
     /// thread does not stop before `deadline` (e.g. in uninterruptible
     /// sleep). Threads already seized are detached.
+    #[cfg(test)]
     pub(crate) fn stop_all(pid: u32, deadline: Instant) -> Result<Self, AttachError> {
-        let mut set = Self::new(pid);
+        let mut set = Self::new(pid)?;
         loop {
             let mut seized_any = false;
-            for tid in list_tasks(pid)? {
+            for tid in super::tasks::list_tasks(pid)? {
                 if !set.tracees.contains_key(&tid) && set.seize(tid)? {
                     seized_any = true;
                 }
@@ -201,7 +193,7 @@ impl TracedThreads {
     /// # Errors
     /// As [`stop_all`](Self::stop_all).
     pub(crate) fn stop_one(pid: u32, tid: u32, deadline: Instant) -> Result<Self, AttachError> {
-        let mut set = Self::new(pid);
+        let mut set = Self::new(pid)?;
         if !set.seize(tid)? {
             return Err(AttachError::TargetExited { pid });
         }
@@ -279,18 +271,15 @@ impl TracedThreads {
     }
 
     /// Waits until every traced thread is stopped, passing signals through.
-    /// Returns the threads that stopped on one of our breakpoints.
-    fn wait_until_stopped(&mut self, deadline: Instant) -> Result<Vec<u32>, AttachError> {
+    fn wait_until_stopped(&mut self, deadline: Instant) -> Result<(), AttachError> {
         let started = Instant::now();
-        let mut at_breakpoint = Vec::new();
         while let Some((&tid, _)) = self.tracees.iter().find(|(_, t)| t.state != State::Stopped) {
             let event = self.next_event(deadline)?;
             if event.is_none() && Instant::now() < deadline {
                 continue;
             }
             match event {
-                Some(Event::Breakpoint { tid, .. }) => at_breakpoint.push(tid),
-                Some(Event::Signal { tid, .. }) => {
+                Some(Event::Signal { tid, .. } | Event::Syscall { tid }) => {
                     // Only a thread we let run reports signals; it must stop now.
                     if let Some(tracee) = self.tracees.get_mut(&tid) {
                         tracee.keep_running = false;
@@ -311,7 +300,7 @@ impl TracedThreads {
                 }
             }
         }
-        Ok(at_breakpoint)
+        Ok(())
     }
 
     /// Reports the next event that needs a decision, handling the others
@@ -339,8 +328,12 @@ impl TracedThreads {
                 let status = match requests::poll_status(tid) {
                     Ok(Some(status)) => status,
                     Ok(None) => continue,
-                    // Not ours any more (gone before we could see it exit).
-                    Err(e) if e.raw_os_error() == Some(libc::ECHILD) => WaitStatus::Exited(0),
+                    // Not ours any more: gone before we could see it exit,
+                    // or it ran `execve` and now has the process's id.
+                    Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                        self.adopt_exec_leader(tid)?;
+                        WaitStatus::Exited(0)
+                    }
                     Err(source) => {
                         return Err(AttachError::Ptrace {
                             op: "waitpid",
@@ -379,41 +372,16 @@ impl TracedThreads {
             }
             WaitStatus::SignalStop(signal) => {
                 let info = requests::siginfo(tid).map_err(|e| ptrace_error("getsiginfo", e))?;
-                if signal == libc::SIGTRAP {
-                    if let Some(own) = tracee.trap_pending.take() {
-                        // The trap we let it take after its other stop.
-                        tracee.state = State::Stopped;
-                        tracee.in_signal_stop = true;
-                        tracee.current = None;
-                        return Ok(Some(match own {
-                            OwnTrap::Breakpoint(address) => Event::Breakpoint { tid, address },
-                            OwnTrap::Scratch => Event::Signal { tid, signal, info },
-                        }));
-                    }
-                }
-                if signal == libc::SIGTRAP
-                    && info.code() == BREAKPOINT_SI_CODE
-                    && !self.breakpoints.is_empty()
-                {
-                    let mut regs =
-                        GeneralRegs::read(tid).map_err(|e| ptrace_error("getregs", e))?;
-                    if let Some(&address) = self
-                        .breakpoints
-                        .iter()
-                        .find(|&&b| breakpoint_trap_pc(b) == regs.pc())
-                    {
-                        regs.set_pc(address);
-                        regs.write(tid).map_err(|e| ptrace_error("setregs", e))?;
-                        tracee.state = State::Stopped;
-                        tracee.in_signal_stop = true;
-                        tracee.current = None;
-                        return Ok(Some(Event::Breakpoint { tid, address }));
-                    }
-                }
                 if tracee.state == State::Stopping && !tracee.keep_running {
-                    // We only asked it to stop: let the signal through now,
-                    // the interrupt stop follows.
+                    // We only asked it to stop: let the signal through now
+                    // and ask again (any stop, this one included, ends a
+                    // pending interrupt).
                     requests::cont(tid, signal).map_err(|e| ptrace_error("cont", e))?;
+                    match requests::interrupt(tid) {
+                        Ok(()) => {}
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(ptrace_error("interrupt", e)),
+                    }
                     return Ok(None);
                 }
                 tracee.state = State::Stopped;
@@ -424,8 +392,15 @@ impl TracedThreads {
                 });
                 Ok(Some(Event::Signal { tid, signal, info }))
             }
+            WaitStatus::SyscallStop => {
+                tracee.state = State::Stopped;
+                tracee.in_signal_stop = false;
+                tracee.current = None;
+                Ok(Some(Event::Syscall { tid }))
+            }
             WaitStatus::EventStop { event, .. } => {
                 let keep_running = tracee.keep_running;
+                let syscall_tracing = tracee.syscall_tracing;
                 match event {
                     requests::EVENT_EXEC => {
                         // A new program: our patches went with the old one.
@@ -475,21 +450,7 @@ impl TracedThreads {
                     // Interrupt stops, group stops, first stops of threads
                     // traced automatically. A group stop we end by resuming
                     // is re-established by the kernel when we detach.
-                    _ => {
-                        if let Some(own) = self.executed_own_trap(tid)? {
-                            // Its SIGTRAP is queued behind this stop: let it
-                            // take it now (no instruction runs first), so
-                            // that it is never delivered once we are gone.
-                            if let Some(tracee) = self.tracees.get_mut(&tid) {
-                                tracee.trap_pending = Some(own);
-                                tracee.in_signal_stop = false;
-                                tracee.current = None;
-                                tracee.state = State::Stopping;
-                            }
-                            requests::cont(tid, 0).map_err(|e| ptrace_error("cont", e))?;
-                            return Ok(None);
-                        }
-                    }
+                    _ => {}
                 }
                 let Some(tracee) = self.tracees.get_mut(&tid) else {
                     return Ok(None);
@@ -497,7 +458,7 @@ impl TracedThreads {
                 tracee.in_signal_stop = false;
                 tracee.current = None;
                 if keep_running {
-                    requests::cont(tid, 0).map_err(|e| ptrace_error("cont", e))?;
+                    resume(tid, 0, syscall_tracing).map_err(|e| ptrace_error("cont", e))?;
                     tracee.state = State::Running;
                 } else {
                     tracee.state = State::Stopped;
@@ -508,34 +469,36 @@ impl TracedThreads {
         }
     }
 
-    /// Whether stopped thread `tid` executed one of our traps whose
-    /// `SIGTRAP` is still pending (it was stopped, e.g. by an interrupt,
-    /// between the trap and the signal). A thread moved back over a
-    /// breakpoint this way is left at the breakpoint's address.
-    fn executed_own_trap(&self, tid: u32) -> Result<Option<OwnTrap>, AttachError> {
-        if self.breakpoints.is_empty() && self.scratch_traps.is_empty() {
-            return Ok(None);
+    /// A traced thread other than the leader vanished: if it ran `execve`,
+    /// the kernel reports the exec stop under the process's id, which we
+    /// now trace. Take that stop (so the new program is detached, never
+    /// left stopped), and report the target gone.
+    fn adopt_exec_leader(&mut self, vanished: u32) -> Result<(), AttachError> {
+        if vanished == self.pid || self.tracees.contains_key(&self.pid) {
+            return Ok(());
         }
-        let ptrace_error = |op, source| AttachError::Ptrace { op, tid, source };
-        let mut regs = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregset", e))?;
-        let pc = regs.pc();
-        let breakpoint = self
-            .breakpoints
-            .iter()
-            .copied()
-            .find(|&b| breakpoint_trap_pc(b) == pc);
-        let at_trap = breakpoint.is_some() || self.scratch_traps.contains(&pc);
-        if !at_trap || !sigtrap_pending(self.pid, tid) {
-            return Ok(None);
-        }
-        Ok(Some(match breakpoint {
-            Some(address) => {
-                regs.set_pc(address);
-                regs.write(tid).map_err(|e| ptrace_error("setregset", e))?;
-                OwnTrap::Breakpoint(address)
+        let deadline = Instant::now() + Duration::from_millis(50);
+        loop {
+            match requests::poll_status(self.pid) {
+                Ok(Some(WaitStatus::EventStop {
+                    event: requests::EVENT_EXEC,
+                    ..
+                })) => {
+                    self.exec_seen = true;
+                    self.patches.applied.clear();
+                    let mut leader = Tracee::new(false);
+                    leader.state = State::Stopped;
+                    self.tracees.insert(self.pid, leader);
+                    return Err(AttachError::TargetExited { pid: self.pid });
+                }
+                // Nothing of ours there (ECHILD), or a plain exit.
+                Ok(Some(_)) | Err(_) => return Ok(()),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Ok(None) => return Ok(()),
             }
-            None => OwnTrap::Scratch,
-        }))
+        }
     }
 
     /// Takes charge of a task created by a traced thread: a new thread is
@@ -576,24 +539,32 @@ impl TracedThreads {
         let _ = requests::detach(child, 0);
     }
 
-    /// Lets stopped thread `tid` run code we set up. A signal of its current
-    /// stop is held back, to be delivered when the thread is released.
+    /// Lets stopped thread `tid` run code we set up, reporting its
+    /// system-call stops ([`Event::Syscall`]). The signal of its current
+    /// stop, if any, is delivered now.
     ///
     /// # Errors
     /// A failed ptrace request.
-    pub(crate) fn resume_for_call(&mut self, tid: u32) -> Result<(), AttachError> {
+    pub(crate) fn resume_tracing_syscalls(&mut self, tid: u32) -> Result<(), AttachError> {
         let tracee = self.tracee_mut(tid)?;
-        if let Some(signal) = tracee.current.take() {
-            tracee.held.push(signal);
-        }
-        requests::cont(tid, 0).map_err(|source| AttachError::Ptrace {
-            op: "cont",
+        let signal = match (tracee.in_signal_stop, tracee.current.take()) {
+            (true, Some(held)) => {
+                if let Some(info) = held.info {
+                    let _ = requests::set_siginfo(tid, &info);
+                }
+                held.signal
+            }
+            _ => 0,
+        };
+        requests::syscall(tid, signal).map_err(|source| AttachError::Ptrace {
+            op: "syscall",
             tid,
             source,
         })?;
         tracee.state = State::Running;
         tracee.keep_running = true;
         tracee.in_signal_stop = false;
+        tracee.syscall_tracing = true;
         Ok(())
     }
 
@@ -609,6 +580,7 @@ impl TracedThreads {
     pub(crate) fn keep_stopped(&mut self, tid: u32) {
         if let Some(tracee) = self.tracees.get_mut(&tid) {
             tracee.keep_running = false;
+            tracee.syscall_tracing = false;
         }
     }
 
@@ -651,34 +623,6 @@ impl TracedThreads {
         Ok(())
     }
 
-    /// [`release`](Self::release)s every stopped thread.
-    ///
-    /// # Errors
-    /// A failed ptrace request.
-    pub(crate) fn release_all(&mut self) -> Result<(), AttachError> {
-        for tid in self.tids() {
-            if self.is_stopped(tid) {
-                self.release(tid)?;
-            } else if let Some(tracee) = self.tracees.get_mut(&tid) {
-                tracee.keep_running = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// Stops every thread again (e.g. after [`release_all`](Self::release_all)).
-    /// Returns the threads that stopped on one of our breakpoints (already
-    /// moved back to it).
-    ///
-    /// # Errors
-    /// As [`stop_all`](Self::stop_all).
-    pub(crate) fn interrupt_all(&mut self, deadline: Instant) -> Result<Vec<u32>, AttachError> {
-        for tid in self.tids() {
-            self.interrupt(tid)?;
-        }
-        self.wait_until_stopped(deadline)
-    }
-
     /// Restarts stopped `tid` (or detaches it), delivering its signals.
     fn restart(&mut self, tid: u32, detach: bool) -> Result<(), AttachError> {
         let pid = self.pid;
@@ -705,7 +649,7 @@ impl TracedThreads {
         let result = if detach {
             requests::detach(tid, signal)
         } else {
-            requests::cont(tid, signal)
+            resume(tid, signal, tracee.syscall_tracing)
         };
         match result {
             Ok(()) => {}
@@ -764,25 +708,6 @@ impl TracedThreads {
         Ok(())
     }
 
-    /// Records where the scratch code's traps leave the program counter, so
-    /// that a thread stopped right after one is recognised.
-    pub(crate) fn register_scratch_traps(&mut self, trap_pcs: &[u64]) {
-        for &pc in trap_pcs {
-            if !self.scratch_traps.contains(&pc) {
-                self.scratch_traps.push(pc);
-            }
-        }
-    }
-
-    /// Records that a breakpoint was armed at `address`, so that a thread
-    /// trapping on it (even after it is removed) is recognised and moved
-    /// back to it.
-    pub(crate) fn register_breakpoint(&mut self, address: u64) {
-        if !self.breakpoints.contains(&address) {
-            self.breakpoints.push(address);
-        }
-    }
-
     /// Reverts every patch, stops every thread and detaches them all,
     /// delivering held-back signals.
     ///
@@ -794,14 +719,6 @@ impl TracedThreads {
 
     fn detach_everything(&mut self) -> Result<(), AttachError> {
         let mut first_error: Option<AttachError> = None;
-        if !self.exec_seen {
-            let addresses: Vec<u64> = self.patches.applied.keys().copied().collect();
-            for address in addresses {
-                if let Err(e) = self.revert_patch(address) {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
         if self.tracees.values().any(|t| t.state != State::Stopped) {
             let deadline = Instant::now() + DETACH_STOP_TIMEOUT;
             for tid in self.tids() {
@@ -811,6 +728,34 @@ impl TracedThreads {
             }
             if let Err(e) = self.wait_until_stopped(deadline) {
                 first_error.get_or_insert(e);
+            }
+        }
+        if !self.exec_seen {
+            // Bytes a thread is still running (a trampoline left to finish
+            // on its own) stay; nothing else ever executes them.
+            let all_stopped = self.tracees.values().all(|t| t.state == State::Stopped);
+            let pcs: Vec<u64> = self
+                .tids()
+                .into_iter()
+                .filter_map(|tid| GeneralRegs::read(tid).ok().map(|r| r.pc()))
+                .collect();
+            let patches: Vec<(u64, usize)> = self
+                .patches
+                .applied
+                .iter()
+                .map(|(&address, original)| (address, original.len()))
+                .collect();
+            for (address, len) in patches {
+                let in_use = pcs
+                    .iter()
+                    .any(|&pc| (address..=address + len as u64).contains(&pc));
+                if !all_stopped || in_use {
+                    self.patches.applied.remove(&address);
+                    continue;
+                }
+                if let Err(e) = self.revert_patch(address) {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         for tid in self.tids() {
@@ -830,6 +775,16 @@ impl Drop for TracedThreads {
         if !self.tracees.is_empty() || !self.patches.applied.is_empty() {
             let _ = self.detach_everything();
         }
+    }
+}
+
+/// Restarts a stopped thread, with `PTRACE_SYSCALL` when its system calls
+/// are followed.
+fn resume(tid: u32, signal: i32, syscall_tracing: bool) -> std::io::Result<()> {
+    if syscall_tracing {
+        requests::syscall(tid, signal)
+    } else {
+        requests::cont(tid, signal)
     }
 }
 

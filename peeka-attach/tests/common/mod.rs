@@ -131,7 +131,7 @@ pub(crate) struct PreparedTarget {
     /// The staged marker agent (removed on drop).
     pub(crate) staging: StagingDir,
     /// The patchable code before the attach, if it was saved.
-    code_before: Option<Vec<(&'static str, u64, Vec<u8>)>>,
+    code_before: Option<Vec<(String, u64, Vec<u8>)>>,
     /// The inspected target.
     pub(crate) target: Target,
     /// The running target process.
@@ -390,33 +390,70 @@ pub(crate) fn keeps_working(pid: u32) -> bool {
     false
 }
 
-/// The code bytes the backend may patch: the entry of `PyEval_SaveThread`
-/// and the executable's ELF entry point, with what is there now.
-pub(crate) fn patchable_code(target: &Target) -> Vec<(&'static str, u64, Vec<u8>)> {
+/// The code bytes a backend may write into, with what is there now: the
+/// entry of `PyEval_SaveThread` and the executable's ELF entry point
+/// (where earlier versions put breakpoints and scratch code), and the
+/// padding past the end of every executable segment of every mapped file
+/// (where the ptrace method's system-call trampoline goes).
+pub(crate) fn patchable_code(target: &Target) -> Vec<(String, u64, Vec<u8>)> {
     let mut places = Vec::new();
     if let Some(address) = target.python.symbol_address("PyEval_SaveThread") {
-        places.push(("PyEval_SaveThread", address));
+        places.push(("PyEval_SaveThread".to_owned(), address, 16));
     }
     let maps = MapEntry::read_all(target.pid).unwrap();
+    let page = peeka_attach::elf::page_size();
+    let mut files: Vec<&std::path::Path> = maps
+        .iter()
+        .filter(|m| m.exec && m.is_file())
+        .filter_map(|m| m.path.as_deref())
+        .collect();
+    files.dedup();
+    for file in files {
+        let mappings: Vec<&MapEntry> = maps
+            .iter()
+            .filter(|m| m.path.as_deref() == Some(file))
+            .collect();
+        let Ok(elf) = ElfFile::open_mapped(target.pid, mappings[0]) else {
+            continue;
+        };
+        let Some(bias) = elf.load_bias(&mappings) else {
+            continue;
+        };
+        for (address, size) in elf.executable_segments() {
+            let end = bias.apply(address + size);
+            let page_end = (end + page - 1) & !(page - 1);
+            if page_end > end
+                && mappings
+                    .iter()
+                    .any(|m| m.exec && m.start <= end && page_end <= m.end)
+            {
+                places.push((
+                    format!("the padding after {}", file.display()),
+                    end,
+                    (page_end - end) as usize,
+                ));
+            }
+        }
+    }
     let exe_maps: Vec<&MapEntry> = maps
         .iter()
         .filter(|m| m.path.as_deref() == Some(target.exe.as_path()))
         .collect();
     let elf = ElfFile::open_mapped(target.pid, exe_maps[0]).unwrap();
     let bias = elf.load_bias(&exe_maps).unwrap();
-    places.push(("the executable's entry point", bias.apply(elf.entry())));
+    places.push((
+        "the executable's entry point".to_owned(),
+        bias.apply(elf.entry()),
+        16,
+    ));
     places
         .into_iter()
-        .map(|(name, address)| (name, address, target.memory.read_vec(address, 16).unwrap()))
+        .map(|(name, address, len)| (name, address, target.memory.read_vec(address, len).unwrap()))
         .collect()
 }
 
 /// Asserts that the patchable code is back to `before`.
-pub(crate) fn assert_code_restored(
-    target: &Target,
-    before: &[(&'static str, u64, Vec<u8>)],
-    what: &str,
-) {
+pub(crate) fn assert_code_restored(target: &Target, before: &[(String, u64, Vec<u8>)], what: &str) {
     for (name, address, bytes) in before {
         let now = target.memory.read_vec(*address, bytes.len()).unwrap();
         assert_eq!(
@@ -426,12 +463,13 @@ pub(crate) fn assert_code_restored(
     }
 }
 
-/// Anonymous read-only mappings (what a runner page looks like).
+/// Anonymous mappings the target cannot write (what runner pages look
+/// like: readable, and executable for the ptrace method's programs).
 pub(crate) fn read_only_anonymous_pages(pid: u32) -> Vec<(u64, u64)> {
     MapEntry::read_all(pid)
         .unwrap_or_default()
         .into_iter()
-        .filter(|m| m.read && !m.write && !m.exec && m.path.is_none())
+        .filter(|m| m.read && !m.write && m.path.is_none())
         .map(|m| (m.start, m.end))
         .collect()
 }

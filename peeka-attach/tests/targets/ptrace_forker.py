@@ -1,8 +1,8 @@
-# Test target for the ptrace method's breakpoint route: the main thread is
-# blocked in Event().wait() and a worker runs pure Python (it never releases
-# the GIL, so it never calls PyEval_SaveThread) and forks a child every
-# 50 ms. Each child calls time.sleep, which does call PyEval_SaveThread: a
-# child that inherited a breakpoint would die of SIGTRAP.
+# Test target for forks during an attach: the main thread is blocked in
+# Event().wait() and a worker runs pure Python and forks a child every
+# 50 ms. Each child calls time.sleep and exits: a child that inherited
+# anything the attach left in the parent's memory (code in padding, a
+# breakpoint in older designs) and ran into it would die.
 #
 # SIGUSR1 makes the main thread reap the children and write "<ok> <bad>" to
 # children.txt next to this script; a child that did not exit with status 0

@@ -1,7 +1,7 @@
 # Test target for the ptrace method under a seccomp filter: the main thread
 # is busy running Python, and a filter installed at start-up refuses the one
-# mmap call the ptrace method makes (a private anonymous read-only mapping;
-# CPython's own mappings are writable). Pass "errno" to make the call fail
+# mmap call the ptrace method makes (a private anonymous mapping, readable
+# and executable but not writable; CPython's own mappings are writable). Pass "errno" to make the call fail
 # with EPERM, "trap" to make it raise SIGSYS. x86-64 only.
 import ctypes
 import sys
@@ -11,7 +11,7 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 AUDIT_ARCH_X86_64 = 0xC000003E
 SYS_MMAP = 9
-PROT_READ = 1
+PROT_READ_EXEC = 5
 MAP_PRIVATE_ANONYMOUS = 0x22
 ACTIONS = {"errno": 0x00050000 | 1, "trap": 0x00030000}
 ALLOW = 0x7FFF0000
@@ -37,7 +37,7 @@ program = [
     (LD, 0, 0, 0),  # system call number
     (JEQ, 0, 5, SYS_MMAP),
     (LD, 0, 0, 32),  # args[2]: prot
-    (JEQ, 0, 3, PROT_READ),
+    (JEQ, 0, 3, PROT_READ_EXEC),
     (LD, 0, 0, 40),  # args[3]: flags
     (JEQ, 0, 1, MAP_PRIVATE_ANONYMOUS),
     (RET, 0, 0, ACTIONS[sys.argv[1]]),
