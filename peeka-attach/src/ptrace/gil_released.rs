@@ -232,7 +232,7 @@ pub(crate) enum DirectOutcome {
 }
 
 /// What the route runs, and where.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct Bootstrap<'a> {
     /// The interpreter's functions.
     pub(crate) functions: &'a Functions,
@@ -242,6 +242,22 @@ pub(crate) struct Bootstrap<'a> {
     pub(crate) code: &'a [u8],
     /// Where system-call trampolines go (see `landing`).
     pub(crate) landing: u64,
+    /// The address ranges of the interpreter's data (see [`eligible`]).
+    pub(crate) interpreter_data: &'a [(u64, u64)],
+    /// Whether the agent the bootstrap starts has reported: other threads
+    /// held back to let the bootstrap get the GIL are held until then
+    /// (bounded), so that the agent's loader gets it too.
+    pub(crate) agent_reported: &'a dyn Fn() -> bool,
+    /// When the attach gives up: nothing is held past it.
+    pub(crate) give_up_at: Instant,
+}
+
+impl std::fmt::Debug for Bootstrap<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrap")
+            .field("landing", &format_args!("{:#x}", self.landing))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the bootstrap on stopped thread `tid`, which [`eligible`]
@@ -262,6 +278,9 @@ pub(crate) fn run_bootstrap(
         gil,
         code,
         landing,
+        interpreter_data,
+        agent_reported,
+        give_up_at,
     } = bootstrap;
     let thread = HijackedThread::new(tid, landing)?;
     let page = RunnerPage::load(&thread, threads, code, deadline, &mut *others)?;
@@ -285,10 +304,22 @@ pub(crate) fn run_bootstrap(
     );
     let slots = match end {
         Ok(ProgramEnd::Finished(slots)) => slots,
-        Ok(ProgramEnd::StillRunning) => return Ok(DirectOutcome::StillRunning(page)),
+        Ok(ProgramEnd::StillRunning) => {
+            let hold = Hold {
+                interpreter_data,
+                agent_reported,
+                give_up_at,
+            };
+            match hand_over_the_gil(threads, &thread, &assembled, hold) {
+                Ok(ProgramEnd::Finished(slots)) => slots,
+                Ok(ProgramEnd::StillRunning) => return Ok(DirectOutcome::StillRunning(page)),
+                Err(e) => return Err(e),
+            }
+        }
         Err(e) => return Err(e),
     };
-    page.unmap(&thread, threads, deadline, others)?;
+    // The program is done: its pages go, whatever the attach's deadline.
+    page.unmap(&thread, threads, Instant::now() + UNMAP_TIMEOUT, others)?;
     Ok(match slots[0] {
         0 => DirectOutcome::Ran,
         status if status == stopped_at(0) => {
@@ -299,6 +330,78 @@ pub(crate) fn run_bootstrap(
         }
         status => DirectOutcome::Unsuitable(format!("the program stopped with status {status}")),
     })
+}
+
+/// How long unmapping the pages of a finished program may take.
+const UNMAP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long other threads may be held at the door of their waits while a
+/// hijacked thread waits for the GIL.
+const HANDOVER: Duration = Duration::from_secs(1);
+
+/// How long they may be held after that, until the agent's loader (which
+/// needs the GIL as well) has reported.
+const LOADER_HOLD: Duration = Duration::from_secs(2);
+
+/// What [`hand_over_the_gil`] needs to know.
+struct Hold<'a> {
+    interpreter_data: &'a [(u64, u64)],
+    agent_reported: &'a dyn Fn() -> bool,
+    give_up_at: Instant,
+}
+
+/// Helps a hijacked thread that waits for the GIL get it, in a process
+/// whose threads take it back as soon as they drop it (CPython 3.8-3.10
+/// hand the GIL over unfairly: a thread that sleeps or polls in a tight
+/// loop starves the others): every other thread is traced, and held at
+/// the entry of the next waiting system call it makes (it released the
+/// GIL just before, and the call has not started, so holding it there
+/// changes nothing it can observe but the time). Once the hijacked thread
+/// is through (or after [`HANDOVER`]), they are let go when `threads` is
+/// detached. If we die meanwhile, they are detached by the kernel and make
+/// their calls.
+fn hand_over_the_gil(
+    threads: &mut TracedThreads,
+    thread: &HijackedThread,
+    program: &super::trampoline::Assembled,
+    hold_back: Hold<'_>,
+) -> Result<ProgramEnd, AttachError> {
+    let Hold {
+        interpreter_data,
+        agent_reported,
+        give_up_at,
+    } = hold_back;
+    threads.follow_other_threads()?;
+    let mut hold = |threads: &mut TracedThreads, event: Event| -> Result<(), AttachError> {
+        match event {
+            Event::Syscall { tid } => {
+                let at_entry = !requests::at_syscall_exit(tid).unwrap_or(true);
+                let waiting = GeneralRegs::read(tid)
+                    .is_ok_and(|regs| eligible(&regs, interpreter_data).is_ok());
+                if at_entry && waiting {
+                    threads.keep_stopped(tid);
+                    Ok(())
+                } else {
+                    threads.resume_tracing_syscalls(tid)
+                }
+            }
+            Event::Signal { tid, .. } => threads.resume_tracing_syscalls(tid),
+            Event::Exited { .. } => Ok(()),
+        }
+    };
+    let until = give_up_at.min(Instant::now() + HANDOVER);
+    let end = thread.finish(threads, program, until, &mut hold)?;
+    if matches!(end, ProgramEnd::Finished(_)) {
+        // The agent's loader, started by the bootstrap, needs the GIL too.
+        let until = give_up_at.min(Instant::now() + LOADER_HOLD);
+        while !agent_reported() && Instant::now() < until {
+            match threads.next_event(Instant::now() + Duration::from_millis(1))? {
+                Some(event) => hold(threads, event)?,
+                None => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+    }
+    Ok(end)
 }
 
 /// Slots of the program.

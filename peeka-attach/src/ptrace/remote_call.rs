@@ -26,7 +26,7 @@
 use std::time::{Duration, Instant};
 
 use super::registers::{GeneralRegs, Registers, SYS_MMAP, SYS_MUNMAP};
-use super::requests::signal_name;
+use super::requests::{self, signal_name};
 use super::threads::{Event, TracedThreads};
 use super::trampoline::{
     syscall_trampoline, syscall_trampoline_pc, Assembled, Continuation, StackFrame, SLOTS,
@@ -239,6 +239,40 @@ impl HijackedThread {
         if followed.is_none() {
             return Ok(ProgramEnd::StillRunning);
         }
+        self.finished(threads)
+    }
+
+    /// Follows a program that [`run`](Self::run) left running
+    /// ([`ProgramEnd::StillRunning`]) until it finishes or `deadline`
+    /// passes.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub(crate) fn finish(
+        &self,
+        threads: &mut TracedThreads,
+        program: &Assembled,
+        deadline: Instant,
+        others: OtherThreads<'_>,
+    ) -> Result<ProgramEnd, AttachError> {
+        let followed = self.wait_for(
+            threads,
+            program.marker_pc,
+            None,
+            "a function call",
+            deadline,
+            others,
+        )?;
+        if followed.is_none() {
+            return Ok(ProgramEnd::StillRunning);
+        }
+        self.finished(threads)
+    }
+
+    /// Reads the slots of a program stopped at its marker's exit, and gives
+    /// the thread its continuation.
+    fn finished(&self, threads: &mut TracedThreads) -> Result<ProgramEnd, AttachError> {
+        let frame = self.frame();
         let mut slots = [0u64; SLOTS];
         let raw = threads.memory().read_vec(frame.slots, SLOTS * 8)?;
         for (slot, chunk) in slots.iter_mut().zip(raw.chunks_exact(8)) {
@@ -267,11 +301,28 @@ impl HijackedThread {
         others: OtherThreads<'_>,
     ) -> Result<Option<()>, AttachError> {
         let tid = self.tid;
+        regs.write(tid).map_err(|source| AttachError::Ptrace {
+            op: "setregset",
+            tid,
+            source,
+        })?;
+        threads.resume_tracing_syscalls(tid)?;
+        self.wait_for(threads, stop_pc, rolled_back, what, deadline, others)
+    }
+
+    /// The waiting part of [`follow`](Self::follow).
+    fn wait_for(
+        &self,
+        threads: &mut TracedThreads,
+        stop_pc: u64,
+        rolled_back: Option<u64>,
+        what: &'static str,
+        deadline: Instant,
+        others: OtherThreads<'_>,
+    ) -> Result<Option<()>, AttachError> {
+        let tid = self.tid;
         let pid = threads.pid();
         let ptrace_error = |op, source| AttachError::Ptrace { op, tid, source };
-        regs.write(tid).map_err(|e| ptrace_error("setregset", e))?;
-        threads.resume_tracing_syscalls(tid)?;
-        let mut stops_at_marker = 0;
         loop {
             let Some(event) = threads.next_event(deadline)? else {
                 return Ok(None);
@@ -279,13 +330,13 @@ impl HijackedThread {
             match event {
                 Event::Syscall { tid: t } if t == tid => {
                     let now = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregset", e))?;
-                    if now.pc() == stop_pc {
-                        stops_at_marker += 1;
-                        let trapped = rolled_back == Some(now.return_value());
-                        if stops_at_marker == 2 && !trapped {
-                            threads.keep_stopped(tid);
-                            return Ok(Some(()));
-                        }
+                    if now.pc() == stop_pc
+                        && requests::at_syscall_exit(tid)
+                            .map_err(|e| ptrace_error("get_syscall_info", e))?
+                        && rolled_back != Some(now.return_value())
+                    {
+                        threads.keep_stopped(tid);
+                        return Ok(Some(()));
                     }
                     threads.resume_tracing_syscalls(tid)?;
                 }

@@ -244,7 +244,8 @@ impl Session<'_> {
                 }
                 tried.insert(tid, Instant::now());
                 let step_started = Instant::now();
-                let outcome = self.direct(tid, gil)?;
+                let outcome = self.direct(tid, gil);
+                let outcome = outcome?;
                 match outcome {
                     DirectOutcome::Ran => {
                         left.ran_directly = true;
@@ -366,6 +367,9 @@ impl Session<'_> {
             gil,
             code: self.code,
             landing: self.landing,
+            interpreter_data: &self.interpreter_data,
+            agent_reported: &|| self.staging.status().is_some(),
+            give_up_at: self.deadline,
         };
         let outcome = run_bootstrap(&mut threads, tid, bootstrap, deadline, &mut let_others_run);
         let detached = threads.detach_all();

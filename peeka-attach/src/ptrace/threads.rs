@@ -568,6 +568,27 @@ impl TracedThreads {
         Ok(())
     }
 
+    /// Seizes every thread of the process not traced yet and lets it run
+    /// on, reporting its system-call stops ([`Event::Syscall`]); threads
+    /// it creates later run untraced by system call. Threads that cannot
+    /// be seized (they exited, or another tracer has them) are skipped.
+    ///
+    /// # Errors
+    /// [`AttachError::TargetExited`] when the process is gone.
+    pub(crate) fn follow_other_threads(&mut self) -> Result<(), AttachError> {
+        for tid in super::tasks::list_tasks(self.pid)? {
+            if self.tracees.contains_key(&tid) || requests::seize(tid).is_err() {
+                continue;
+            }
+            let mut tracee = Tracee::new(true);
+            tracee.syscall_tracing = true;
+            self.tracees.insert(tid, tracee);
+            // Its interrupt stop is resumed with PTRACE_SYSCALL on arrival.
+            let _ = requests::interrupt(tid);
+        }
+        Ok(())
+    }
+
     /// Drops the signal of `tid`'s current stop (a trap or fault of ours).
     pub(crate) fn suppress_signal(&mut self, tid: u32) {
         if let Some(tracee) = self.tracees.get_mut(&tid) {
