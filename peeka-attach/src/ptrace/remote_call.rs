@@ -76,6 +76,9 @@ pub(crate) struct HijackedThread {
     continuation: Continuation,
     /// Where system-call trampolines go (padding, see `landing`).
     landing: u64,
+    /// A signal with a handler was delivered to the thread while it ran
+    /// code of ours.
+    handler_ran: std::cell::Cell<bool>,
 }
 
 impl HijackedThread {
@@ -96,6 +99,7 @@ impl HijackedThread {
             saved,
             continuation,
             landing,
+            handler_ran: std::cell::Cell::new(false),
         })
     }
 
@@ -127,7 +131,12 @@ impl HijackedThread {
     /// Gives the thread its continuation (general registers only: the
     /// vector state was not touched, or the program restored it).
     fn resume_point(&self) -> Result<(), AttachError> {
-        self.continuation
+        let continuation = if self.handler_ran.get() {
+            Continuation::after_a_handler(self.saved.general())
+        } else {
+            self.continuation
+        };
+        continuation
             .regs()
             .write(self.tid)
             .map_err(|source| AttachError::Ptrace {
@@ -348,6 +357,9 @@ impl HijackedThread {
                     let seccomp = signal == libc::SIGSYS && info.code() == SYS_SECCOMP;
                     if !seccomp && !is_fault(signal, info.code()) {
                         // Someone else's signal: the handler may run here.
+                        if signal_is_caught(pid, tid, signal) {
+                            self.handler_ran.set(true);
+                        }
                         threads.resume_tracing_syscalls(tid)?;
                         continue;
                     }
@@ -420,6 +432,18 @@ impl HijackedThread {
                 .into(),
         }
     }
+}
+
+/// Whether thread `tid` of `pid` has a handler for `signal` (`SigCgt`).
+fn signal_is_caught(pid: u32, tid: u32, signal: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        })
+        .is_some_and(|mask| signal > 0 && mask & (1 << (signal - 1)) != 0)
 }
 
 /// Signals the kernel raises for a fault of the running code.

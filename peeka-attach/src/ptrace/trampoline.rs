@@ -50,6 +50,8 @@ const ERESTARTSYS: i64 = -512;
 const ERESTARTNOINTR: i64 = -513;
 const ERESTARTNOHAND: i64 = -514;
 const ERESTART_RESTARTBLOCK: i64 = -516;
+/// `-EINTR`.
+const EINTR: i64 = -4;
 
 /// The restore record: the first fifteen words of `user_regs_struct`
 /// (r15 ... rdi, in that order), then `eflags`, then `rsp`.
@@ -103,6 +105,27 @@ impl Continuation {
         }
         regs.leave_syscall();
         Self { regs }
+    }
+
+    /// Where the thread goes on if a signal handler ran while it was
+    /// ours: a system call the kernel restarts only when no handler runs
+    /// (or, for `-ERESTARTSYS`, when the handler asked for it with
+    /// `SA_RESTART`, which CPython's handlers never do) returns `-EINTR`
+    /// instead, as it would have had the signal come while we were not
+    /// there. Other continuations are unchanged.
+    pub(crate) fn after_a_handler(saved: &GeneralRegs) -> Self {
+        let mut regs = *saved;
+        if saved.syscall_number().is_some()
+            && matches!(
+                saved.return_value() as i64,
+                ERESTARTSYS | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
+            )
+        {
+            regs.set_return_value(EINTR as u64);
+            regs.leave_syscall();
+            return Self { regs };
+        }
+        Self::of(saved)
     }
 
     /// The registers to give the thread back.
@@ -450,6 +473,15 @@ mod tests {
             (eintr.regs().pc(), eintr.regs().return_value() as i64),
             (0x3002, -4)
         );
+
+        // A handler ran meanwhile: the kernel would have said EINTR.
+        let handled = Continuation::after_a_handler(&regs(0x1002, ERESTARTNOHAND, 23));
+        assert_eq!(
+            (handled.regs().pc(), handled.regs().return_value() as i64),
+            (0x1002, EINTR)
+        );
+        let no_intr = Continuation::after_a_handler(&regs(0x1002, ERESTARTNOINTR, 23));
+        assert_eq!(no_intr.regs().pc(), 0x1000);
 
         // Running user code: unchanged.
         let busy = Continuation::of(&regs(0x4000, 7, -1));
