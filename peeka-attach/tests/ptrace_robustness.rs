@@ -107,6 +107,31 @@ fn children_forked_during_the_attach_survive() {
             prepared
                 .assert_loaded_exactly_once(Duration::from_secs(10), Duration::from_millis(300));
             prepared.assert_detached_and_restored();
+            // More attaches to the same process, each with its own staging
+            // (the marker agent runs once per attach).
+            for round in 1..fork_attaches() {
+                let what = format!("{what}, attach {round}");
+                let staging = common::StagingDir::marker(&prepared.target);
+                let request = peeka_attach::InjectRequest {
+                    target: &prepared.target,
+                    staging: &staging,
+                    deadline: Instant::now() + Duration::from_secs(10),
+                };
+                // The private directory (and the marker's count) is shared
+                // with the earlier attaches.
+                let runs_before = common::marker_runs(&staging);
+                PtraceInjector::new()
+                    .inject(&request)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let status = staging.wait_status(Instant::now() + Duration::from_secs(10));
+                assert!(status.is_some(), "{what}: the agent never reported");
+                std::thread::sleep(Duration::from_millis(50));
+                assert_eq!(
+                    common::marker_runs(&staging),
+                    runs_before + 1,
+                    "{what}: the agent must load exactly once"
+                );
+            }
             let report = prepared.process.host_dir().join("children.txt");
             send(pid, libc::SIGUSR1);
             let counts = wait_for_report(&report, Duration::from_secs(5)).unwrap_or_else(|| {
@@ -138,6 +163,15 @@ fn children_forked_during_the_attach_survive() {
     }
 }
 
+/// How many attaches the fork test makes per interpreter
+/// (`PEEKA_FORK_ATTACHES`, default 3).
+fn fork_attaches() -> u32 {
+    std::env::var("PEEKA_FORK_ATTACHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
+
 /// 3.8-3.11: the process runs `execve` while the attach waits for a thread
 /// to run the bootstrap. The attach reports the target gone, and the new
 /// program runs untraced and untouched.
@@ -152,6 +186,20 @@ fn a_program_replaced_during_the_attach_starts_clean() {
             let process = spawn_parked_target(python, "ptrace_execer.py", libc::SYS_futex as u32);
             let mut prepared = PreparedTarget::stage(process, what.clone());
             let pid = prepared.pid();
+            // Parked for good on its own mutex (a plain FUTEX_WAIT), not
+            // in one of the waits of its start-up.
+            let parked_on_mutex = || {
+                fs::read_to_string(format!("/proc/{pid}/syscall"))
+                    .is_ok_and(|s| s.split_whitespace().nth(2) == Some("0x80"))
+            };
+            let started = Instant::now();
+            while !parked_on_mutex() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "{what}: never parked on its mutex"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let result = PtraceInjector::new()
                 .inject(&prepared.request(Instant::now() + Duration::from_secs(3)));
             assert!(

@@ -275,11 +275,7 @@ impl Session<'_> {
 
     /// Queues the runner with one stopped thread.
     fn queue(&self, timeline: &mut Timeline) -> Result<RunnerPage, AttachError> {
-        let pid = self.pid();
-        let tid = pick_thread(pid, &list_tasks(pid)?).ok_or(AttachError::TargetExited { pid })?;
-        let mut threads = timeline.time(format!("pause thread {tid}"), || {
-            TracedThreads::stop_one(pid, tid, self.deadline)
-        })?;
+        let (tid, mut threads) = self.stop_a_thread(timeline, self.deadline)?;
         self.same_program()?;
         let page = timeline.time("queue the pending call", || {
             queue_runner(
@@ -329,6 +325,29 @@ impl Session<'_> {
         }
         ranked.sort_by_key(|&(rank, tid)| (rank, tid != pid));
         Ok(ranked.into_iter().map(|(_, tid)| tid).collect())
+    }
+
+    /// Stops the thread best placed to make calls (see `pick_thread`); one
+    /// that exits first is replaced by another.
+    fn stop_a_thread(
+        &self,
+        timeline: &mut Timeline,
+        deadline: Instant,
+    ) -> Result<(u32, TracedThreads), AttachError> {
+        let pid = self.pid();
+        loop {
+            let tid =
+                pick_thread(pid, &list_tasks(pid)?).ok_or(AttachError::TargetExited { pid })?;
+            let stopped = timeline.time(format!("pause thread {tid}"), || {
+                TracedThreads::stop_one(pid, tid, deadline)
+            });
+            match stopped {
+                Ok(threads) => return Ok((tid, threads)),
+                Err(AttachError::TargetExited { .. })
+                    if !thread_is_gone_or_zombie(pid, pid) && Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// One try of the direct route on thread `tid`.
@@ -412,10 +431,8 @@ impl Session<'_> {
     }
 
     fn unmap(&self, page: RunnerPage) -> Result<(), AttachError> {
-        let pid = self.pid();
         let deadline = Instant::now() + CLEANUP_TIMEOUT;
-        let tid = pick_thread(pid, &list_tasks(pid)?).ok_or(AttachError::TargetExited { pid })?;
-        let mut threads = TracedThreads::stop_one(pid, tid, deadline)?;
+        let (tid, mut threads) = self.stop_a_thread(&mut Timeline::default(), deadline)?;
         self.same_program()?;
         let thread = HijackedThread::new(tid, self.landing)?;
         let unmapped = page.unmap(&thread, &mut threads, deadline, &mut let_others_run);

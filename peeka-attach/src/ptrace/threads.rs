@@ -145,7 +145,9 @@ impl TracedThreads {
         // Opened before any thread stops: an `execve` from then on cannot
         // redirect our writes into the new program.
         let memory = RemoteMemory::pinned(pid).map_err(|source| match source.kind() {
+            // Gone, or between two program images.
             std::io::ErrorKind::NotFound => AttachError::TargetExited { pid },
+            _ if source.raw_os_error() == Some(libc::ESRCH) => AttachError::TargetExited { pid },
             _ => AttachError::Io {
                 path: format!("/proc/{pid}/mem").into(),
                 source,

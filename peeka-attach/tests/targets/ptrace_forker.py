@@ -1,6 +1,6 @@
 # Test target for forks during an attach: the main thread is blocked in
 # Event().wait() and a worker runs pure Python and forks a child every
-# 50 ms. Each child calls time.sleep and exits: a child that inherited
+# 5 ms. Each child calls time.sleep and exits: a child that inherited
 # anything the attach left in the parent's memory (code in padding, a
 # breakpoint in older designs) and ran into it would die.
 #
@@ -40,7 +40,7 @@ def fork_loop():
     while True:
         total = (total + 1) % 1000003
         if time.monotonic() >= next_fork:
-            next_fork += 0.05
+            next_fork += 0.005
             if os.fork() == 0:
                 time.sleep(0.001)
                 os._exit(0)
