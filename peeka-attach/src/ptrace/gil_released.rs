@@ -283,7 +283,15 @@ pub(crate) fn run_bootstrap(
         give_up_at,
     } = bootstrap;
     let thread = HijackedThread::new(tid, landing)?;
-    let page = RunnerPage::load(&thread, threads, code, deadline, &mut *others)?;
+    // Mapping takes one system call: bounded on its own, whatever the
+    // (short) time the program is followed.
+    let page = RunnerPage::load(
+        &thread,
+        threads,
+        code,
+        Instant::now() + UNMAP_TIMEOUT,
+        &mut *others,
+    )?;
     let program = bootstrap_program(functions, gil, page.text_address());
     let assembled = program.assemble(
         page.code_address(),
@@ -332,7 +340,7 @@ pub(crate) fn run_bootstrap(
     })
 }
 
-/// How long unmapping the pages of a finished program may take.
+/// How long mapping or unmapping the pages of a program may take.
 const UNMAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long other threads may be held at the door of their waits while a
