@@ -244,8 +244,12 @@ impl Session<'_> {
                 }
                 tried.insert(tid, Instant::now());
                 let step_started = Instant::now();
-                let outcome = self.direct(tid, gil);
-                let outcome = outcome?;
+                let outcome = match self.direct(tid, gil) {
+                    // A system call of ours that did not return in time (a
+                    // loaded machine): the thread was restored; try others.
+                    Err(AttachError::Timeout { advice, .. }) => DirectOutcome::Unsuitable(advice),
+                    other => other?,
+                };
                 match outcome {
                     DirectOutcome::Ran => {
                         left.ran_directly = true;
