@@ -5,10 +5,17 @@
 //! `~/.local/state/peeka/target.json`), mode 0600: the pid and the
 //! process's start time (field 22 of `/proc/PID/stat`), so that a pid
 //! reused by another process is not mistaken for the target.
+//!
+//! The directory may belong to someone else (root running `sudo` with
+//! another user's `HOME`): it is used only when it is a real directory
+//! owned by us that nobody else can write, the file is read without
+//! following links and only when we own it, and the new file is created
+//! with `O_EXCL|O_NOFOLLOW` before it replaces the old one.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -70,11 +77,33 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Our effective user id.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether `dir` is a directory (not a link to one) owned by us that no
+/// one else can write.
+fn trusted_dir(dir: &Path) -> bool {
+    fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == euid() && m.mode() & 0o022 == 0)
+}
+
+/// The stored record, read only from a trusted directory, without
+/// following links, from a file we own.
+fn read_stored(path: &Path) -> Option<Remembered> {
+    if !path.parent().is_some_and(trusted_dir) {
+        return None;
+    }
+    let bytes = peeka_attach::untrusted_file::read_untrusted(path, euid(), 4096).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The remembered target, if it still runs.
 pub(crate) fn load() -> Result<u32, NoTarget> {
     let path = state_file().ok_or(NoTarget::NoHome)?;
-    let text = fs::read_to_string(path).map_err(|_| NoTarget::Nothing)?;
-    let stored: Remembered = serde_json::from_str(&text).map_err(|_| NoTarget::Nothing)?;
+    let stored = read_stored(&path).ok_or(NoTarget::Nothing)?;
     match start_time(stored.pid) {
         Some(start) if start == stored.start_time => Ok(stored.pid),
         _ => Err(NoTarget::Gone(stored.pid)),
@@ -92,11 +121,15 @@ pub(crate) fn save(pid: u32) -> Option<PathBuf> {
         .mode(0o700)
         .create(dir)
         .ok()?;
+    if !trusted_dir(dir) {
+        return None;
+    }
     let temporary = dir.join(format!("target.json.{}", std::process::id()));
+    let _ = fs::remove_file(&temporary);
     let mut file = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(&temporary)
         .ok()?;
@@ -110,10 +143,7 @@ pub(crate) fn save(pid: u32) -> Option<PathBuf> {
 /// Forgets the remembered target if it is `pid`.
 pub(crate) fn forget(pid: u32) {
     let Some(path) = state_file() else { return };
-    let Ok(text) = fs::read_to_string(&path) else {
-        return;
-    };
-    if serde_json::from_str::<Remembered>(&text).is_ok_and(|r| r.pid == pid) {
+    if read_stored(&path).is_some_and(|r| r.pid == pid) {
         let _ = fs::remove_file(path);
     }
 }
@@ -121,6 +151,31 @@ pub(crate) fn forget(pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_unshared_directories_are_trusted() {
+        let dir = std::env::temp_dir().join(format!("peeka-remembered-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        assert!(trusted_dir(&dir));
+        let link = dir.with_extension("link");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(!trusted_dir(&link), "a link to a directory is not trusted");
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(
+            !trusted_dir(&dir),
+            "a directory others can write is not trusted"
+        );
+        // A planted link as the state file is never followed.
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let secret = dir.join("secret");
+        fs::write(&secret, br#"{"pid":1,"start_time":1}"#).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join("target.json")).unwrap();
+        assert_eq!(read_stored(&dir.join("target.json")), None);
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_file(&link).unwrap();
+    }
 
     #[test]
     fn our_own_start_time_is_readable() {
