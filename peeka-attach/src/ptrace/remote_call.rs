@@ -315,6 +315,7 @@ impl HijackedThread {
             tid,
             source,
         })?;
+        kill_point();
         threads.resume_tracing_syscalls(tid)?;
         self.wait_for(threads, stop_pc, rolled_back, what, deadline, others)
     }
@@ -336,6 +337,7 @@ impl HijackedThread {
             let Some(event) = threads.next_event(deadline)? else {
                 return Ok(None);
             };
+            kill_point();
             match event {
                 Event::Syscall { tid: t } if t == tid => {
                     let now = GeneralRegs::read(tid).map_err(|e| ptrace_error("getregset", e))?;
@@ -430,6 +432,28 @@ impl HijackedThread {
             advice: "A system call made inside the target did not return before the deadline; the thread's \
                      registers were restored. Try again, or give it a longer timeout."
                 .into(),
+        }
+    }
+}
+
+/// Tests only: the tracer process dies (`_exit`, as if killed) at its
+/// `DIE_AT`-th kill point: after a thread was pointed at a trampoline and
+/// before it is resumed, and at every stop it reports while it runs one.
+#[cfg(test)]
+pub(crate) static DIE_AT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+#[cfg(test)]
+static KILL_POINTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A point where the tests may make the tracer die (see `DIE_AT`).
+fn kill_point() {
+    #[cfg(test)]
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        if KILL_POINTS.fetch_add(1, SeqCst) == DIE_AT.load(SeqCst) {
+            // SAFETY: ends this (forked, single-threaded) test process at once.
+            unsafe { libc::_exit(0) }
         }
     }
 }
@@ -693,5 +717,116 @@ mod live_tests {
             syscall.starts_with("230 ") || syscall.starts_with("35 "),
             "{syscall}"
         );
+    }
+
+    /// Voluntary context switches of `pid`'s main thread: they grow while
+    /// it goes round its sleep loop.
+    fn switches(pid: u32) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// What the forked tracer does: map pages, run a program calling
+    /// `usleep`, unmap the pages, detach. It exits with 1 once done, or
+    /// with 0 at kill point `die_at` (see `DIE_AT`).
+    fn trace_and_maybe_die(pid: u32, landing: u64, usleep: u64, die_at: usize) -> ! {
+        DIE_AT.store(die_at, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let run = || -> Result<(), AttachError> {
+            let mut threads = TracedThreads::stop_one(pid, pid, deadline)?;
+            let thread = HijackedThread::new(pid, landing)?;
+            let page =
+                ScratchPage::map(&thread, &mut threads, 4096, deadline, &mut let_others_run)?;
+            let program = Program {
+                calls: vec![Call {
+                    function: usleep,
+                    args: vec![Arg::Value(2000)],
+                    result: None,
+                    stop_if: StopIf::Never,
+                }],
+            };
+            let assembled =
+                program.assemble(page.address(), thread.continuation(), VectorSave::detect());
+            threads.memory().write(page.address(), &assembled.code)?;
+            thread.run(
+                &mut threads,
+                &assembled,
+                page.address(),
+                [0; SLOTS],
+                deadline,
+                &mut let_others_run,
+            )?;
+            page.unmap(&thread, &mut threads, deadline, &mut let_others_run)?;
+            threads.detach_all()
+        };
+        let code = if run().is_ok() { 1 } else { 2 };
+        // SAFETY: ends the forked child without running the parent's
+        // destructors or atexit handlers.
+        unsafe { libc::_exit(code) }
+    }
+
+    /// The tracer dies at every kill point of a system call and a program
+    /// in turn, while a real Python target sleeps in a loop: each time the
+    /// target goes on by itself, untraced, still going round its loop.
+    #[test]
+    fn the_target_survives_its_tracer_dying_at_every_point() {
+        use peeka_testkit::{Manifest, TargetProcess};
+        let Some(manifest) = Manifest::load_or_skip() else {
+            return;
+        };
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/sleeper.py");
+        for minor in ["3.8", "3.11", "3.13"] {
+            let Some(python) = manifest.require(minor) else {
+                continue;
+            };
+            let mut process = TargetProcess::spawn(python, &script, &[], &[]).unwrap();
+            let pid = process.pid();
+            std::thread::sleep(Duration::from_millis(200));
+            let landing = landing_of(pid);
+            let usleep = address_in(pid, "libc", "usleep");
+            let mut points = 0;
+            for die_at in 0.. {
+                // SAFETY: the child only traces and exits (see above).
+                let child = unsafe { libc::fork() };
+                assert!(child >= 0, "fork failed");
+                if child == 0 {
+                    trace_and_maybe_die(pid, landing, usleep, die_at);
+                }
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+                let code = libc::WEXITSTATUS(status);
+                assert_ne!(code, 2, "{minor}: the tracer failed at kill point {die_at}");
+                std::thread::sleep(Duration::from_millis(100));
+                let what = format!("{minor}: tracer died at kill point {die_at}");
+                assert!(
+                    process.is_alive(),
+                    "{what}: the target died: {}",
+                    process.stderr()
+                );
+                let status = crate::procfs::ProcStatus::read(pid).unwrap();
+                assert_eq!(status.tracer_pid, 0, "{what}: still traced");
+                let before = switches(pid);
+                std::thread::sleep(Duration::from_millis(200));
+                assert!(
+                    switches(pid) > before,
+                    "{what}: the target stopped going round its loop"
+                );
+                if code == 1 {
+                    points = die_at;
+                    break;
+                }
+            }
+            assert!(points >= 8, "{minor}: only {points} kill points");
+            assert_eq!(process.stderr(), "", "{minor}: the target printed errors");
+            eprintln!("{minor}: the target survived its tracer dying at each of {points} points");
+        }
     }
 }
