@@ -171,6 +171,18 @@ fn main() {
     let Some(manifest) = Manifest::load_or_skip() else {
         return;
     };
+    // gdb that cannot make inferior calls here would harm the targets
+    // (see `peeka_attach::gdb::check_gdb`): its cells are left out.
+    let gdb_usable = matches!(
+        peeka_attach::gdb::check_gdb(
+            std::path::Path::new("gdb"),
+            std::time::Instant::now() + Duration::from_secs(20)
+        ),
+        peeka_attach::gdb::GdbCheck::Usable { .. }
+    );
+    if !gdb_usable {
+        eprintln!("gdb cannot make inferior calls on this host: its cells are left out");
+    }
     println!("| interpreter | method | target | code runs: median ms | agent ready: median ms | agent ready: p90 ms | rounds |");
     println!("|---|---|---|---|---|---|---|");
     for python in &manifest.interpreters {
@@ -190,7 +202,7 @@ fn main() {
             "ptrace (peeka)",
             Box::new(|pid| peeka_round(pid, Method::Ptrace)),
         ));
-        if !python.is_chrooted() {
+        if !python.is_chrooted() && gdb_usable {
             cells.push(("gdb (peeka)", Box::new(|pid| peeka_round(pid, Method::Gdb))));
             cells.push((
                 "gdb classic (PyGILState_Ensure)",
