@@ -42,7 +42,7 @@ use super::requests;
 use super::symbols::{Functions, GilState};
 use super::threads::Event;
 use super::threads::TracedThreads;
-use super::trampoline::{stopped_at, Arg, Call, Program, StopIf, VectorSave, SLOTS};
+use super::trampoline::{stopped_at, Arg, Call, Program, StopIf};
 use crate::error::AttachError;
 
 /// System calls that block waiting for an event, made by Python with the
@@ -293,26 +293,10 @@ pub(crate) fn run_bootstrap(
         &mut *others,
     )?;
     let program = bootstrap_program(functions, gil, page.text_address());
-    let assembled = program.assemble(
-        page.code_address(),
-        thread.continuation(),
-        VectorSave::detect(),
-    );
-    if let Err(e) = threads.memory().write(page.code_address(), &assembled.code) {
-        let _ = page.unmap(&thread, threads, deadline, others);
-        return Err(e.into());
-    }
-    let end = thread.run(
-        threads,
-        &assembled,
-        page.code_address(),
-        [0; SLOTS],
-        deadline,
-        &mut *others,
-    );
+    let end = page.run(&thread, threads, &program, deadline, &mut *others);
     let slots = match end {
-        Ok(ProgramEnd::Finished(slots)) => slots,
-        Ok(ProgramEnd::StillRunning) => {
+        Ok((ProgramEnd::Finished(slots), _)) => slots,
+        Ok((ProgramEnd::StillRunning, assembled)) => {
             let hold = Hold {
                 interpreter_data,
                 agent_reported,

@@ -102,32 +102,26 @@
 //! - Kernels booted with `proc_mem.force_override=never` refuse the write
 //!   of the trampoline into padding (no `PTRACE_POKEDATA` fallback yet).
 
-#[cfg(target_arch = "x86_64")]
-mod gil_released;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod landing;
-#[cfg(target_arch = "x86_64")]
-mod pending_call;
-#[cfg(target_arch = "x86_64")]
-mod registers;
-#[cfg(target_arch = "x86_64")]
-mod remote_call;
-#[cfg(target_arch = "x86_64")]
-mod requests;
-#[cfg(target_arch = "x86_64")]
-mod runner;
-#[cfg(target_arch = "x86_64")]
-mod scratch_page;
-#[cfg(target_arch = "x86_64")]
-mod session;
-#[cfg(target_arch = "x86_64")]
-mod symbols;
-#[cfg(target_arch = "x86_64")]
-mod tasks;
-#[cfg(target_arch = "x86_64")]
-mod threads;
-#[cfg(target_arch = "x86_64")]
-mod trampoline;
+/// Declares the backend's modules, which exist on x86-64 only.
+macro_rules! x86_64_only {
+    ($($module:item)*) => { $(#[cfg(target_arch = "x86_64")] $module)* };
+}
+
+x86_64_only! {
+    mod gil_released;
+    pub(crate) mod landing;
+    mod pending_call;
+    mod registers;
+    mod remote_call;
+    mod requests;
+    mod runner;
+    mod scratch_page;
+    mod session;
+    mod symbols;
+    mod tasks;
+    mod threads;
+    mod trampoline;
+}
 
 use std::time::Duration;
 

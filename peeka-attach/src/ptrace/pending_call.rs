@@ -14,7 +14,7 @@ use super::remote_call::{HijackedThread, OtherThreads, ProgramEnd};
 use super::scratch_page::ScratchPage;
 use super::symbols::{Functions, PendingCallQueue};
 use super::threads::TracedThreads;
-use super::trampoline::{stopped_at, Arg, Call, Program, StopIf, VectorSave, SLOTS};
+use super::trampoline::{stopped_at, Arg, Assembled, Call, Program, StopIf, VectorSave, SLOTS};
 use crate::armed_runner;
 use crate::error::AttachError;
 use crate::method::Method;
@@ -50,6 +50,39 @@ impl RunnerPage {
             return Err(e.into());
         }
         Ok(Self { page })
+    }
+
+    /// Writes `program` into the pages and runs it on `thread` (see
+    /// [`HijackedThread::run`]). When it cannot be written, the pages are
+    /// unmapped and the error returned.
+    ///
+    /// # Errors
+    /// The write's or the run's.
+    pub(crate) fn run(
+        &self,
+        thread: &HijackedThread,
+        threads: &mut TracedThreads,
+        program: &Program,
+        deadline: Instant,
+        others: OtherThreads<'_>,
+    ) -> Result<(ProgramEnd, Assembled), AttachError> {
+        let assembled = program.assemble(
+            self.code_address(),
+            thread.continuation(),
+            VectorSave::detect(),
+        );
+        threads
+            .memory()
+            .write(self.code_address(), &assembled.code)?;
+        let end = thread.run(
+            threads,
+            &assembled,
+            self.code_address(),
+            [0; SLOTS],
+            deadline,
+            others,
+        )?;
+        Ok((end, assembled))
     }
 
     /// Where the program goes.
@@ -117,32 +150,17 @@ pub(crate) fn queue_runner(
     let thread = HijackedThread::new(tid, landing)?;
     let page = RunnerPage::load(&thread, threads, code, deadline, &mut *others)?;
     let program = queue_program(functions, page.text_address());
-    let assembled = program.assemble(
-        page.code_address(),
-        thread.continuation(),
-        VectorSave::detect(),
-    );
-    if let Err(e) = threads.memory().write(page.code_address(), &assembled.code) {
-        let _ = page.unmap(&thread, threads, deadline, others);
-        return Err(e.into());
-    }
-    let end = thread.run(
-        threads,
-        &assembled,
-        page.code_address(),
-        [0; SLOTS],
-        deadline,
-        &mut *others,
-    );
+    let end = page.run(&thread, threads, &program, deadline, &mut *others);
     let slots = match end {
-        Ok(ProgramEnd::Finished(slots)) => slots,
-        Ok(ProgramEnd::StillRunning) => {
+        Ok((ProgramEnd::Finished(slots), _)) => slots,
+        Ok((ProgramEnd::StillRunning, _)) => {
             let _ = page.disarm(threads.memory());
             return Err(AttachError::Timeout {
                 pid,
                 method: Method::Ptrace,
                 waited: QUEUE_TIMEOUT,
-                advice: "Queueing the pending call did not finish in time (a lock inside the interpreter was held);                          the thread finishes it on its own, and the runner code it queues was disabled. Try again."
+                advice: "Queueing the pending call did not finish in time (a lock inside the interpreter was held); \
+                 the thread finishes it on its own, and the runner code it queues was disabled. Try again."
                     .into(),
             });
         }

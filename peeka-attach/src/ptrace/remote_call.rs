@@ -541,6 +541,27 @@ mod live_tests {
         bias.apply(elf.symbol(symbol).unwrap())
     }
 
+    /// Writes `program` into `page` and runs it on `thread`.
+    fn run_on(
+        thread: &HijackedThread,
+        threads: &mut TracedThreads,
+        page: &ScratchPage,
+        program: &Program,
+        deadline: Instant,
+    ) -> Result<ProgramEnd, AttachError> {
+        let assembled =
+            program.assemble(page.address(), thread.continuation(), VectorSave::detect());
+        threads.memory().write(page.address(), &assembled.code)?;
+        thread.run(
+            threads,
+            &assembled,
+            page.address(),
+            [0; SLOTS],
+            deadline,
+            &mut let_others_run,
+        )
+    }
+
     fn landing_of(pid: u32) -> u64 {
         let maps = MapEntry::read_all(pid).unwrap();
         let memory = crate::memory::RemoteMemory::new(pid);
@@ -602,22 +623,7 @@ mod live_tests {
                 },
             ],
         };
-        let assembled =
-            program.assemble(page.address(), thread.continuation(), VectorSave::detect());
-        threads
-            .memory()
-            .write(page.address(), &assembled.code)
-            .unwrap();
-        let end = thread
-            .run(
-                &mut threads,
-                &assembled,
-                page.address(),
-                [0; SLOTS],
-                deadline,
-                &mut let_others_run,
-            )
-            .unwrap();
+        let end = run_on(&thread, &mut threads, &page, &program, deadline).unwrap();
         let ProgramEnd::Finished(slots) = end else {
             panic!("{end:?}")
         };
@@ -634,22 +640,7 @@ mod live_tests {
                 stop_if: StopIf::Never,
             }],
         };
-        let assembled =
-            faulting.assemble(page.address(), thread.continuation(), VectorSave::detect());
-        threads
-            .memory()
-            .write(page.address(), &assembled.code)
-            .unwrap();
-        let err = thread
-            .run(
-                &mut threads,
-                &assembled,
-                page.address(),
-                [0; SLOTS],
-                deadline,
-                &mut let_others_run,
-            )
-            .unwrap_err();
+        let err = run_on(&thread, &mut threads, &page, &faulting, deadline).unwrap_err();
         assert!(
             matches!(err, AttachError::InjectedCallFaulted { .. }),
             "{err}"
@@ -689,27 +680,16 @@ mod live_tests {
                 stop_if: StopIf::Never,
             }],
         };
-        let assembled =
-            program.assemble(page.address(), thread.continuation(), VectorSave::detect());
-        threads
-            .memory()
-            .write(page.address(), &assembled.code)
-            .unwrap();
         // A deadline already passed: the program is started and left.
-        let end = thread
-            .run(
-                &mut threads,
-                &assembled,
-                page.address(),
-                [0; SLOTS],
-                Instant::now(),
-                &mut let_others_run,
-            )
-            .unwrap();
+        let end = run_on(&thread, &mut threads, &page, &program, Instant::now()).unwrap();
         assert_eq!(end, ProgramEnd::StillRunning);
         threads.detach_all().unwrap();
         std::thread::sleep(Duration::from_millis(400));
         let status = crate::procfs::ProcStatus::read(pid).unwrap();
+        if status.state == 'Z' {
+            let mut sleeper = sleeper;
+            panic!("the sleeper died: {:?}", sleeper.0.wait());
+        }
         assert_eq!(status.state, 'S', "the sleeper should be back in nanosleep");
         assert_eq!(status.tracer_pid, 0);
         let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap();
@@ -736,6 +716,8 @@ mod live_tests {
     /// `usleep`, unmap the pages, detach. It exits with 1 once done, or
     /// with 0 at kill point `die_at` (see `DIE_AT`).
     fn trace_and_maybe_die(pid: u32, landing: u64, usleep: u64, die_at: usize) -> ! {
+        // The counter is the parent's, copied at the fork: start afresh.
+        KILL_POINTS.store(0, std::sync::atomic::Ordering::SeqCst);
         DIE_AT.store(die_at, std::sync::atomic::Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(5);
         let run = || -> Result<(), AttachError> {
@@ -751,17 +733,7 @@ mod live_tests {
                     stop_if: StopIf::Never,
                 }],
             };
-            let assembled =
-                program.assemble(page.address(), thread.continuation(), VectorSave::detect());
-            threads.memory().write(page.address(), &assembled.code)?;
-            thread.run(
-                &mut threads,
-                &assembled,
-                page.address(),
-                [0; SLOTS],
-                deadline,
-                &mut let_others_run,
-            )?;
+            run_on(&thread, &mut threads, &page, &program, deadline)?;
             page.unmap(&thread, &mut threads, deadline, &mut let_others_run)?;
             threads.detach_all()
         };

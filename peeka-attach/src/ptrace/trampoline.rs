@@ -40,10 +40,6 @@ use super::registers::{GeneralRegs, RED_ZONE};
 /// `getpid`: the marker system call that ends every program.
 pub(crate) const MARKER_SYSCALL: u64 = 39;
 
-/// `restart_syscall`, which the kernel runs to resume a system call that
-/// returned `-ERESTART_RESTARTBLOCK` (e.g. `nanosleep`).
-const SYS_RESTART_SYSCALL: u64 = 219;
-
 /// The kernel's internal "restart me" results (`-ERESTARTSYS`,
 /// `-ERESTARTNOINTR`, `-ERESTARTNOHAND`) and `-ERESTART_RESTARTBLOCK`.
 const ERESTARTSYS: i64 = -512;
@@ -85,22 +81,26 @@ impl Continuation {
     /// The continuation of a thread stopped with `saved`: the same
     /// registers, except that a system call the kernel would restart on
     /// resume is restarted explicitly (program counter back over the
-    /// two-byte `syscall`, its number back in `rax`; `restart_syscall` for
-    /// `-ERESTART_RESTARTBLOCK`), and `orig_rax` is -1 so that the kernel
-    /// restarts nothing on top of it.
+    /// two-byte `syscall`, its number back in `rax`, its arguments still in
+    /// their registers), and `orig_rax` is -1 so that the kernel restarts
+    /// nothing on top of it.
+    ///
+    /// A call that returned `-ERESTART_RESTARTBLOCK` (`nanosleep`,
+    /// `clock_nanosleep`, `poll`, a timed `futex` wait) is made again from
+    /// its arguments, not through `restart_syscall`: that one resumes from
+    /// the thread's restart block, which the calls we make meanwhile may
+    /// overwrite (every `nanosleep` resets it). A sleep until an absolute
+    /// deadline, as CPython's `time.sleep` makes from 3.11, is then exact;
+    /// a relative one starts again (it never ends early).
     pub(crate) fn of(saved: &GeneralRegs) -> Self {
         let mut regs = *saved;
         if let Some(number) = saved.syscall_number() {
-            match saved.return_value() as i64 {
-                ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
-                    regs.set_return_value(number);
-                    regs.set_pc(saved.pc().wrapping_sub(2));
-                }
-                ERESTART_RESTARTBLOCK => {
-                    regs.set_return_value(SYS_RESTART_SYSCALL);
-                    regs.set_pc(saved.pc().wrapping_sub(2));
-                }
-                _ => {}
+            if matches!(
+                saved.return_value() as i64,
+                ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
+            ) {
+                regs.set_return_value(number);
+                regs.set_pc(saved.pc().wrapping_sub(2));
             }
         }
         regs.leave_syscall();
@@ -461,10 +461,11 @@ mod tests {
         assert_eq!(select.regs().return_value(), 23);
         assert_eq!(select.regs().syscall_number(), None);
 
+        // Made again from its arguments, not through restart_syscall.
         let sleep = Continuation::of(&regs(0x2002, ERESTART_RESTARTBLOCK, 230));
         assert_eq!(
             (sleep.regs().pc(), sleep.regs().return_value()),
-            (0x2000, SYS_RESTART_SYSCALL)
+            (0x2000, 230)
         );
 
         // epoll_wait's -EINTR is not restarted by the kernel either.
