@@ -57,13 +57,17 @@ impl RemoteMemory {
     /// # Errors
     /// The error of opening `/proc/PID/mem`.
     pub fn pinned(pid: u32) -> io::Result<Self> {
-        let memory = Self {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))?;
+        let mem = OnceLock::new();
+        let _ = mem.set(Ok(file));
+        Ok(Self {
             pid,
-            mem: OnceLock::new(),
+            mem,
             pinned: true,
-        };
-        memory.mem_file()?;
-        Ok(memory)
+        })
     }
 
     /// The process.

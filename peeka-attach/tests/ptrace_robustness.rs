@@ -201,7 +201,7 @@ fn a_program_replaced_during_the_attach_starts_clean() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let result = PtraceInjector::new()
-                .inject(&prepared.request(Instant::now() + Duration::from_secs(3)));
+                .inject(&prepared.request(Instant::now() + Duration::from_secs(6)));
             assert!(
                 matches!(result, Err(AttachError::TargetExited { .. })),
                 "{what}: {result:?}"

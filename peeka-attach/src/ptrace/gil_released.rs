@@ -168,7 +168,7 @@ pub(crate) fn stop_where_eligible(
             threads.resume_tracing_syscalls(tid)?;
         }
         let wake = if interrupted {
-            Instant::now() + Duration::from_secs(2)
+            Instant::now() + STOP_WAIT
         } else {
             until
         };
@@ -323,6 +323,9 @@ pub(crate) fn run_bootstrap(
         status => DirectOutcome::Unsuitable(format!("the program stopped with status {status}")),
     })
 }
+
+/// How long a thread asked to stop may take to do so.
+const STOP_WAIT: Duration = Duration::from_millis(500);
 
 /// How long mapping or unmapping the pages of a program may take.
 const UNMAP_TIMEOUT: Duration = Duration::from_secs(2);

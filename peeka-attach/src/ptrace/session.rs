@@ -62,12 +62,28 @@ pub(crate) fn inject(
     let target = request.target;
     let started = Instant::now();
     let mut timeline = Timeline::default();
-    let functions = timeline.time("resolve functions", || Functions::resolve(target))?;
-    let landing = timeline.time("find padding for the trampoline", || landing::find(target))?;
+    let image = program_image(target.pid);
+    // Whatever went wrong, a program that was replaced meanwhile is the
+    // story to tell.
+    let replaced = |error: AttachError| -> AttachError {
+        let pid = target.pid;
+        if program_image(pid) != image || MapEntry::read_all(pid).is_err() {
+            AttachError::TargetExited { pid }
+        } else {
+            error
+        }
+    };
+    let functions = timeline
+        .time("resolve functions", || Functions::resolve(target))
+        .map_err(replaced)?;
+    let landing = timeline
+        .time("find padding for the trampoline", || landing::find(target))
+        .map_err(replaced)?;
     let code = RunnerCode::new(request.staging, target)?;
     let memory = RemoteMemory::pinned(target.pid)
         .map_err(|_| AttachError::TargetExited { pid: target.pid })?;
     let session = Session {
+        image,
         memory,
         target,
         staging: request.staging,
@@ -81,7 +97,7 @@ pub(crate) fn inject(
     };
     session
         .run(&mut timeline)
-        .map_err(|e| with_access_hint(target, e))
+        .map_err(|e| with_access_hint(target, replaced(e)))
         .map(|()| timeline)
 }
 
@@ -108,6 +124,9 @@ fn interpreter_data(target: &Target) -> Vec<(u64, u64)> {
 
 struct Session<'a> {
     target: &'a Target,
+    /// What tells this program image from the next one (see
+    /// [`program_image`]).
+    image: Option<[u8; 16]>,
     /// The target's memory, tied to the program image inspected (see
     /// [`RemoteMemory::pinned`]).
     memory: RemoteMemory,
@@ -142,8 +161,9 @@ impl Session<'_> {
 
     /// Fails with [`AttachError::TargetExited`] when the target no longer
     /// runs the program inspected: an `execve` maps a new image, so the
-    /// interpreter's mappings are not where they were (the Python asked
-    /// about is gone, and our addresses mean nothing in the new program).
+    /// interpreter's mappings are not where they were, or the image's
+    /// random bytes differ (the Python asked about is gone, and our
+    /// addresses mean nothing in the new program).
     /// Called with a thread stopped, so that no `execve` can complete
     /// until that thread is let go.
     fn same_program(&self) -> Result<(), AttachError> {
@@ -156,7 +176,7 @@ impl Session<'_> {
                 .collect()
         };
         let now = MapEntry::read_all(pid).map_err(|_| AttachError::TargetExited { pid })?;
-        if of_python(&now) == of_python(&self.target.maps) {
+        if of_python(&now) == of_python(&self.target.maps) && program_image(pid) == self.image {
             Ok(())
         } else {
             Err(AttachError::TargetExited { pid })
@@ -173,6 +193,8 @@ impl Session<'_> {
                 Ok(())
             }
             (Ok(()), false) => {
+                // Replaced by another program while we waited?
+                self.same_program()?;
                 let queued = left.queued.is_some();
                 let unsuitable = std::mem::take(&mut left.unsuitable);
                 self.disable_leftovers(left, timeline);
@@ -487,6 +509,22 @@ impl Session<'_> {
             advice,
         }
     }
+}
+
+/// The 16 random bytes the kernel gave this program image at `execve`
+/// (at `AT_RANDOM` in its auxiliary vector): a new image has new ones, even
+/// where it maps everything at the same addresses (a non-PIE executable
+/// that runs itself again, or no address randomization).
+fn program_image(pid: u32) -> Option<[u8; 16]> {
+    /// `AT_RANDOM`.
+    const AT_RANDOM: u64 = 25;
+    let auxv = std::fs::read(format!("/proc/{pid}/auxv")).ok()?;
+    let address = auxv.chunks_exact(16).find_map(|pair| {
+        let key = u64::from_ne_bytes(pair[..8].try_into().ok()?);
+        (key == AT_RANDOM).then(|| u64::from_ne_bytes(pair[8..].try_into().unwrap_or([0; 8])))
+    })?;
+    let bytes = RemoteMemory::new(pid).read_vec(address, 16).ok()?;
+    bytes.try_into().ok()
 }
 
 fn push_step(timeline: &mut Timeline, name: impl Into<String>, started: Instant) {

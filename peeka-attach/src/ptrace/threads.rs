@@ -243,6 +243,19 @@ impl TracedThreads {
                 if thread_is_gone_or_zombie(self.pid, tid) {
                     return Ok(false);
                 }
+                // A thread being torn down (its process is exiting, or
+                // another thread runs `execve`) refuses too, for a moment.
+                std::thread::sleep(Duration::from_millis(10));
+                match requests::seize(tid) {
+                    Ok(()) => {
+                        self.tracees.insert(tid, Tracee::new(false));
+                        let _ = requests::interrupt(tid);
+                        return Ok(true);
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
+                    Err(_) if thread_is_gone_or_zombie(self.pid, tid) => return Ok(false),
+                    Err(_) => {}
+                }
                 return Err(AttachError::PermissionDenied {
                     pid: self.pid,
                     why: format!(
@@ -786,6 +799,11 @@ impl TracedThreads {
                 if let Err(e) = self.restart(tid, true) {
                     first_error.get_or_insert(e);
                 }
+            } else {
+                // Not seen stopping (the wait above ended early, e.g. on an
+                // `execve`): take its stop directly and let it go, so that
+                // nothing stays traced by us.
+                detach_when_stopped(tid, Instant::now() + Duration::from_millis(200));
             }
             self.tracees.remove(&tid);
         }
@@ -797,6 +815,26 @@ impl Drop for TracedThreads {
     fn drop(&mut self) {
         if !self.tracees.is_empty() || !self.patches.applied.is_empty() {
             let _ = self.detach_everything();
+        }
+    }
+}
+
+/// Waits (until `deadline`) for traced thread `tid` to report a stop, and
+/// detaches it then; gives up when it is gone or not ours.
+fn detach_when_stopped(tid: u32, deadline: Instant) {
+    let _ = requests::interrupt(tid);
+    while Instant::now() < deadline {
+        match requests::poll_status(tid) {
+            Ok(Some(WaitStatus::Exited(_) | WaitStatus::Killed(_))) | Err(_) => return,
+            Ok(Some(WaitStatus::SignalStop(signal))) => {
+                let _ = requests::detach(tid, signal);
+                return;
+            }
+            Ok(Some(_)) => {
+                let _ = requests::detach(tid, 0);
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_micros(200)),
         }
     }
 }

@@ -301,10 +301,17 @@ pub(crate) fn assert_alive_and_quiet(process: &mut TargetProcess, what: &str) {
 /// The target runs on its own: alive, traced by nobody, not stopped.
 pub(crate) fn assert_running_untraced(process: &mut TargetProcess, what: &str) {
     assert!(process.is_alive(), "{what}: the target died");
+    // A tracer may be on its way out (a detach in flight): give it a moment.
+    let pid = process.pid();
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    while tracer_of(pid) != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     assert_eq!(
-        tracer_of(process.pid()),
+        tracer_of(pid),
         0,
-        "{what}: the target is still traced"
+        "{what}: the target is still traced: {status}"
     );
     assert!(
         !matches!(process.state(), Some('T' | 't')),

@@ -1,7 +1,7 @@
 # Test target for an attach interrupted by execve: the main thread blocks
 # for good on a C library mutex it already holds (a plain futex wait, which
 # the ptrace method never hijacks; it runs no pending call there either)
-# while a worker runs pure Python for a second, then replaces the program
+# while a worker runs pure Python for two seconds, then replaces the program
 # with an interpreter that just sleeps. No thread can run the bootstrap
 # before the program is replaced; the new program must start clean. (The
 # worker waits on another C mutex until the main thread is nearly parked,
@@ -19,7 +19,7 @@ park = ctypes.create_string_buffer(64)
 
 def work():
     libc.pthread_mutex_lock(start)
-    until = time.monotonic() + 1.0
+    until = time.monotonic() + 2.0
     total = 0
     while time.monotonic() < until:
         total = (total + 1) % 1000003
