@@ -120,7 +120,10 @@ mod tests {
         let diagnosis = facts.diagnose();
         assert_eq!(severity(&diagnosis, check::PROCESS), Severity::Blocker);
         let found = text(&diagnosis, check::PROCESS);
-        assert!(found.contains("refuses") && found.contains("kill -CONT 4242"), "{found}");
+        assert!(
+            found.contains("refuses") && found.contains("kill -CONT 4242"),
+            "{found}"
+        );
         assert!(!diagnosis.can_attach());
         assert!(diagnosis.usable_methods.is_empty());
     }
