@@ -7,7 +7,7 @@
 //! nothing, so the only way through would be to resume the process. That
 //! is not Peeka's decision to make: whoever stopped it (an operator, a
 //! shell, a supervisor) expects it to stay exactly as it is, with no code
-//! of its own or of ours running. So [`refuse_if_stopped`] runs before any
+//! of its own or of ours running. So `refuse_if_stopped` runs before any
 //! method touches the target and refuses with
 //! [`AttachError::TargetStopped`], which names the fix (`SIGCONT`).
 //!
