@@ -76,6 +76,15 @@ const WAITING_SYSCALLS: &[(u64, &str)] = &[
 
 /// `futex`.
 const SYS_FUTEX: u64 = 202;
+
+/// In the interpreter's data ranges, the range that rules out every futex
+/// wait. From 3.13 CPython's internal mutexes (`PyMutex`: the runtime's
+/// thread-state list lock, the import lock, ...) park waiting threads on a
+/// semaphore on their own stack, exactly as `threading.Lock` does: a thread
+/// waiting there cannot be told from one waiting in `Event.wait()`, and
+/// running the bootstrap on it could deadlock on the very lock it waits
+/// for.
+pub(crate) const NO_FUTEX_WAITS: (u64, u64) = (0, u64::MAX);
 /// `FUTEX_WAIT_BITSET`, without the private and clock flags.
 const FUTEX_WAIT_BITSET: u64 = 9;
 /// The flags a futex operation may carry.
@@ -112,6 +121,13 @@ pub(crate) fn eligible_call(
             return Err(format!(
                 "it waits in futex operation {op:#x}, as a C library lock does"
             ));
+        }
+        if interpreter_data.contains(&NO_FUTEX_WAITS) {
+            return Err(
+                "it waits on a semaphore, and from 3.13 CPython's own locks park threads on \
+                        semaphores just like the application's: no futex wait is used"
+                    .into(),
+            );
         }
         if interpreter_data
             .iter()
@@ -483,6 +499,13 @@ mod tests {
         );
         // The GIL's condition variable lives in the interpreter's data.
         assert!(eligible(&blocked(202, -512, [0x1800, 0x89]), &python).is_err());
+        // From 3.13, no futex wait at all.
+        let from_3_13 = [(0x1000, 0x2000), NO_FUTEX_WAITS];
+        assert!(eligible(&blocked(202, -512, [0x9000, 0x89]), &from_3_13).is_err());
+        assert_eq!(
+            eligible(&blocked(23, -514, [0, 0]), &from_3_13),
+            Ok("select")
+        );
         // A glibc mutex (FUTEX_WAIT_PRIVATE), e.g. the allocator's.
         assert!(eligible(&blocked(202, -512, [0x9000, 0x80]), &python).is_err());
         // mmap, which the allocator makes holding its lock.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::gil_released::{
-    eligible_call, run_bootstrap, stop_where_eligible, Bootstrap, DirectOutcome,
+    eligible_call, run_bootstrap, stop_where_eligible, Bootstrap, DirectOutcome, NO_FUTEX_WAITS,
 };
 use super::landing;
 use super::pending_call::{queue_runner, RunnerPage};
@@ -119,6 +119,9 @@ fn interpreter_data(target: &Target) -> Vec<(u64, u64)> {
         .map(|m| (m.start, m.end))
         .collect();
     ranges.extend(bss);
+    if target.python.version.minor >= 13 {
+        ranges.push(NO_FUTEX_WAITS);
+    }
     ranges
 }
 
