@@ -221,6 +221,11 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
             // through the directory opened when staging, so it works even
             // when the target's root went with it.
             if !staging.reused || matches!(error, AttachError::TargetExited { .. }) {
+                // Requests an earlier, killed attach left pending name
+                // scripts in there: withdraw them first (3.14+).
+                if !matches!(error, AttachError::TargetExited { .. }) {
+                    let _ = crate::pep768::withdraw_pending_requests(&target);
+                }
                 staging.remove_all();
             }
             Err(error)

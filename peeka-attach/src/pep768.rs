@@ -159,6 +159,31 @@ fn withdraw_everywhere(
     Ok(withdrawn)
 }
 
+/// Withdraws every remote-exec request pending in `target` (CPython
+/// 3.14+), with its threads paused for the moment it takes. An attach
+/// withdraws what it asked before it returns; an attach whose process was
+/// killed first cannot, and its requests fire whenever the threads they
+/// were written into next run Python: harmless while the bootstrap they
+/// name exists (it finds the attach claimed and returns), but once that
+/// file is removed CPython prints "Can't open debugger script" on the
+/// target's stderr. Call this before removing a private directory (a
+/// failed attach, a detach). Returns how many requests were withdrawn; 0
+/// for versions without remote exec.
+///
+/// # Errors
+/// The target cannot be paused or read.
+pub fn withdraw_pending_requests(target: &Target) -> Result<usize, AttachError> {
+    if target.python.version.minor < 14 {
+        return Ok(0);
+    }
+    let (fields, interp) = preflight(target)?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let pause = ThreadPause::all(target.pid, deadline)?;
+    let withdrawn = withdraw_everywhere(&target.memory, &fields, interp);
+    pause.resume()?;
+    withdrawn
+}
+
 impl Injector for Pep768Injector {
     fn method(&self) -> Method {
         Method::Pep768
