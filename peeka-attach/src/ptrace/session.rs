@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::gil_released::{
-    eligible_call, run_bootstrap, stop_where_eligible, Bootstrap, DirectOutcome, NO_FUTEX_WAITS,
+    eligible, eligible_call, run_bootstrap, stop_where_eligible, Bootstrap, DirectOutcome,
+    NO_FUTEX_WAITS,
 };
 use super::landing;
 use super::pending_call::{queue_runner, RunnerPage};
+use super::registers::GeneralRegs;
 use super::remote_call::{let_others_run, HijackedThread};
 use super::runner::RunnerCode;
 use super::symbols::{Functions, GilState, PendingCallQueue};
@@ -221,7 +223,7 @@ impl Session<'_> {
         // A pending call first, unless only a parked main thread could run
         // it: a thread that runs Python takes it at its next safe point.
         if !main_parked || gil.is_none() {
-            left.queued = Some(self.queue(timeline)?);
+            left.queued = self.queue(timeline)?;
             let until = match gil {
                 Some(_) => self.deadline.min(Instant::now() + self.grace),
                 None => self.deadline,
@@ -242,13 +244,18 @@ impl Session<'_> {
         let started = Instant::now();
         let mut tried: HashMap<u32, Instant> = HashMap::new();
         let mut looked = Instant::now();
+        let mut last_queue_try: Option<Instant> = None;
         while !self.staging.claimed() && Instant::now() < self.deadline {
             if looked.elapsed() >= PROGRAM_CHECK {
                 self.same_program()?;
                 looked = Instant::now();
             }
-            if left.queued.is_none() && started.elapsed() >= self.grace {
-                left.queued = Some(self.queue(timeline)?);
+            if left.queued.is_none()
+                && started.elapsed() >= self.grace
+                && last_queue_try.is_none_or(|at: Instant| at.elapsed() >= RETRY_THREAD_AFTER)
+            {
+                last_queue_try = Some(Instant::now());
+                left.queued = self.queue(timeline)?;
             }
             let now = Instant::now();
             // A thread running a program of ours is never taken again.
@@ -303,8 +310,10 @@ impl Session<'_> {
     }
 
     /// Queues the runner with one stopped thread.
-    fn queue(&self, timeline: &mut Timeline) -> Result<RunnerPage, AttachError> {
-        let (tid, mut threads) = self.stop_a_thread(timeline, self.deadline)?;
+    fn queue(&self, timeline: &mut Timeline) -> Result<Option<RunnerPage>, AttachError> {
+        let Some((tid, mut threads)) = self.stop_a_safe_thread(timeline)? else {
+            return Ok(None);
+        };
         self.same_program()?;
         let page = timeline.time("queue the pending call", || {
             queue_runner(
@@ -323,7 +332,49 @@ impl Session<'_> {
             let _ = page.disarm(&self.memory);
             return Err(e);
         }
-        Ok(page)
+        Ok(Some(page))
+    }
+
+    /// Stops a thread on which queueing the pending call cannot deadlock:
+    /// one waiting for an event in a system call (see `gil_released`: it
+    /// holds no lock of the interpreter or the C library), else one running
+    /// in user space (it could only be inside the pending-call lock's few
+    /// instructions), the main thread first in each kind. Never a thread
+    /// blocked in any other system call: waiting for a mutex, or allocating
+    /// memory, it may hold a lock the queueing needs (from 3.13 the
+    /// pending-call lock and the thread-state lock are such mutexes).
+    /// `None` when no thread is safe right now.
+    fn stop_a_safe_thread(
+        &self,
+        timeline: &mut Timeline,
+    ) -> Result<Option<(u32, TracedThreads)>, AttachError> {
+        let pid = self.pid();
+        for tid in self.candidates()? {
+            let stopped = timeline.time(format!("pause thread {tid}"), || {
+                TracedThreads::stop_one(pid, tid, self.deadline.min(Instant::now() + STOP_TIMEOUT))
+            });
+            let threads = match stopped {
+                Ok(threads) => threads,
+                Err(AttachError::TargetExited { .. } | AttachError::Timeout { .. })
+                    if !thread_is_gone_or_zombie(pid, pid) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            let regs = GeneralRegs::read(tid).map_err(|source| AttachError::Ptrace {
+                op: "getregset",
+                tid,
+                source,
+            })?;
+            let safe =
+                regs.syscall_number().is_none() || eligible(&regs, &self.interpreter_data).is_ok();
+            if safe {
+                return Ok(Some((tid, threads)));
+            }
+            threads.detach_all()?;
+        }
+        Ok(None)
     }
 
     /// Threads worth a try of the GIL-released route, best first: those
