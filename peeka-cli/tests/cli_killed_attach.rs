@@ -97,6 +97,10 @@ const QUIET: Duration = Duration::from_millis(50);
 /// the loader thread of the GIL while other threads spin).
 const LOAD_PATIENCE: Duration = Duration::from_secs(30);
 
+/// SIGUSR1 probes made, and those that needed the signal more than once.
+static PROBES: AtomicUsize = AtomicUsize::new(0);
+static PROBES_RESENT: AtomicUsize = AtomicUsize::new(0);
+
 /// A small deterministic generator (xorshift).
 #[derive(Debug)]
 struct Random(u64);
@@ -404,12 +408,67 @@ fn runner_like_pages(pid: u32) -> BTreeSet<u64> {
 // ---------------------------------------------------------------------
 // The target and its health.
 
+/// The target's counters: a bytearray of the script, read through
+/// `/proc/PID/mem` (see `kill_shapes.py`).
+#[derive(Debug)]
+struct Board {
+    memory: RemoteMemory,
+    /// Where the bytearray's bytes are.
+    bytes: u64,
+    /// Counter name to slot.
+    slots: BTreeMap<String, u64>,
+}
+
+impl Board {
+    /// Reads `board.json` (the bytearray's `id()` and the slots) and finds
+    /// the bytes: `PyByteArrayObject.ob_start`, after the variable-size
+    /// object header, `ob_alloc` and `ob_bytes` (the same in 3.8-3.15).
+    fn open(process: &TargetProcess) -> Result<Self, String> {
+        let text = fs::read_to_string(process.host_dir().join("board.json"))
+            .map_err(|e| format!("board.json: {e}"))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| format!("board.json: {e}"))?;
+        let id = json["id"].as_u64().ok_or("board.json: no id")?;
+        let slots = json["slots"]
+            .as_object()
+            .ok_or("board.json: no slots")?
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.as_u64().unwrap_or(0)))
+            .collect();
+        let memory = RemoteMemory::new(process.pid());
+        let bytes = memory
+            .read_u64(id + 40)
+            .map_err(|e| format!("reading the board's bytearray: {e}"))?;
+        Ok(Self {
+            memory,
+            bytes,
+            slots,
+        })
+    }
+
+    fn read(&self, name: &str) -> Option<u64> {
+        let slot = self.slots.get(name)?;
+        self.memory.read_u64(self.bytes + 8 * slot).ok()
+    }
+
+    /// Every thread's answer count (`pong.<name>`).
+    fn answers(&self) -> BTreeMap<String, u64> {
+        self.slots
+            .keys()
+            .filter_map(|name| {
+                let thread = name.strip_prefix("pong.")?;
+                Some((thread.to_owned(), self.read(name)?))
+            })
+            .collect()
+    }
+}
+
 /// A running target with what the harness last saw of it.
 #[derive(Debug)]
 struct Target {
     process: TargetProcess,
     shape: Shape,
     dir: PathBuf,
+    board: Board,
     code: Code,
     pages: BTreeSet<u64>,
 }
@@ -426,10 +485,14 @@ impl Target {
                 )
             });
         let dir = private_dir(python, &process);
+        let board = Board::open(&process).unwrap_or_else(|e| {
+            panic!("{} {}: {e}", python.id, shape.name());
+        });
         let mut target = Self {
             process,
             shape,
             dir,
+            board,
             code: Code::default(),
             pages: BTreeSet::new(),
         };
@@ -449,42 +512,13 @@ impl Target {
         self.process.pid()
     }
 
-    fn counter(&self, name: &str) -> Option<u64> {
-        fs::read_to_string(self.process.host_dir().join(name))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Every thread's answer count (`pong.<name>.txt`).
-    fn answers(&self) -> BTreeMap<String, u64> {
-        let mut answers = BTreeMap::new();
-        for entry in fs::read_dir(self.process.host_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(thread) = name
-                .strip_prefix("pong.")
-                .and_then(|n| n.strip_suffix(".txt"))
-            {
-                if let Some(count) = self.counter(&name) {
-                    answers.insert(thread.to_owned(), count);
-                }
-            }
-        }
-        answers
-    }
-
     /// Waits up to [`ALIVE_LIMIT`] for the heartbeat to go up.
     fn beating(&self) -> bool {
-        let before = self.counter("heartbeat.txt");
+        let before = self.board.read("heartbeat");
         let deadline = Instant::now() + ALIVE_LIMIT;
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
-            if self.counter("heartbeat.txt") > before {
+            if self.board.read("heartbeat") > before {
                 return true;
             }
         }
@@ -493,19 +527,37 @@ impl Target {
 
     /// Sends SIGUSR1 and waits up to [`ALIVE_LIMIT`] for every thread to
     /// answer; the names of those that did not.
+    ///
+    /// The signal is sent again every 250 ms until then: a parked main
+    /// thread only runs the handler once its `pause()` or `select()` is
+    /// interrupted, and a signal that comes just before it enters the call
+    /// is taken (by the C handler) without interrupting it (the race that
+    /// `sigsuspend` exists for): fresh 3.15 targets missed their first
+    /// SIGUSR1 in 6 of 40 tries under load. A thread that cannot run still
+    /// answers none of them.
     fn probe(&self) -> Result<(), Vec<String>> {
-        let before = self.answers();
+        let before = self.board.answers();
+        PROBES.fetch_add(1, Ordering::Relaxed);
         send(self.pid(), libc::SIGUSR1);
-        let deadline = Instant::now() + ALIVE_LIMIT;
+        let started = Instant::now();
+        let deadline = started + ALIVE_LIMIT;
+        let mut sent = 1;
         loop {
-            let now = self.answers();
+            let now = self.board.answers();
             let silent: Vec<String> = before
                 .iter()
                 .filter(|(name, count)| now.get(*name).is_none_or(|n| n <= count))
                 .map(|(name, _)| name.clone())
                 .collect();
             if silent.is_empty() && !before.is_empty() {
+                if sent > 1 {
+                    PROBES_RESENT.fetch_add(1, Ordering::Relaxed);
+                }
                 return Ok(());
+            }
+            if started.elapsed() >= Duration::from_millis(250) * sent {
+                send(self.pid(), libc::SIGUSR1);
+                sent += 1;
             }
             if Instant::now() > deadline {
                 return Err(if before.is_empty() {
@@ -522,18 +574,28 @@ impl Target {
     /// traced, heartbeat going on, (with `probe`) every thread answering
     /// SIGUSR1, nothing on stderr. Otherwise why not.
     fn health(&mut self, probe: bool) -> Result<(), String> {
+        self.check(probe).map_err(|why| {
+            format!(
+                "{why}; its stderr: {:?}; counters: {:?}; private directory: {:?}; threads: {}",
+                self.process.stderr(),
+                self.board
+                    .slots
+                    .keys()
+                    .map(|name| (name.as_str(), self.board.read(name)))
+                    .collect::<Vec<_>>(),
+                entries(&self.dir),
+                thread_dump(self.pid())
+            )
+        })
+    }
+
+    fn check(&mut self, probe: bool) -> Result<(), String> {
         let pid = self.pid();
         if let Some(status) = zombie_status(pid) {
-            return Err(format!(
-                "the target died ({status}); its stderr: {:?}",
-                self.process.stderr()
-            ));
+            return Err(format!("the target died ({status})"));
         }
         if !self.process.is_alive() {
-            return Err(format!(
-                "the target died; its stderr: {:?}",
-                self.process.stderr()
-            ));
+            return Err("the target died".to_owned());
         }
         let mut held = held_threads(pid);
         for pause in [100, 1000] {
@@ -545,34 +607,25 @@ impl Target {
         }
         if !held.is_empty() {
             return Err(format!(
-                "threads left stopped or traced for over a second: {}; threads: {}",
-                held.join(", "),
-                thread_dump(pid)
+                "threads left stopped or traced for over a second: {}",
+                held.join(", ")
             ));
         }
         if self.shape.beats() && !self.beating() {
-            return Err(format!(
-                "the heartbeat stood still for {ALIVE_LIMIT:?}; threads: {}",
-                thread_dump(pid)
-            ));
+            return Err(format!("the heartbeat stood still for {ALIVE_LIMIT:?}"));
         }
         if probe {
             if let Err(silent) = self.probe() {
                 return Err(format!(
-                    "threads did not answer SIGUSR1 within {ALIVE_LIMIT:?}: {silent:?}; threads: {}",
-                    thread_dump(pid)
+                    "threads did not answer SIGUSR1 within {ALIVE_LIMIT:?}: {silent:?}"
                 ));
             }
         }
         if !self.process.is_alive() {
-            return Err(format!(
-                "the target died; its stderr: {:?}",
-                self.process.stderr()
-            ));
+            return Err("the target died".to_owned());
         }
-        let stderr = self.process.stderr();
-        if !stderr.is_empty() {
-            return Err(format!("the target wrote on its stderr: {stderr:?}"));
+        if !self.process.stderr().is_empty() {
+            return Err("the target wrote on its stderr".to_owned());
         }
         Ok(())
     }
@@ -651,11 +704,14 @@ fn thread_dump(pid: u32) -> String {
         .map(|tid| {
             let status = read(tid, "status");
             format!(
-                "[{tid} {} {} wchan={} syscall={}]",
+                "[{tid} {} {} wchan={} syscall={} SigPnd={} ShdPnd={} SigBlk={}]",
                 status_field(&status, "Name:"),
                 status_field(&status, "State:"),
                 read(tid, "wchan"),
-                read(tid, "syscall")
+                read(tid, "syscall"),
+                status_field(&status, "SigPnd:"),
+                status_field(&status, "ShdPnd:"),
+                status_field(&status, "SigBlk:")
             )
         })
         .collect::<Vec<_>>()
@@ -1408,6 +1464,11 @@ fn print_report(report: &Report, elapsed: Duration, seed: u64, rounds: usize, ho
         elapsed,
         hogs,
         if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
+    eprintln!(
+        "SIGUSR1 probes: {}, of which {} needed the signal again (see Target::probe)",
+        PROBES.load(Ordering::Relaxed),
+        PROBES_RESENT.load(Ordering::Relaxed)
     );
     for (title, lines) in [
         ("TARGETS LOST", &report.lost),
