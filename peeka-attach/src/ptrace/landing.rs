@@ -11,11 +11,13 @@
 //! in padding that nothing executes.
 //!
 //! The padding must currently hold only zero or `int3` fill bytes, so that
-//! code of the program is never mistaken for padding.
+//! code of the program is never mistaken for padding, or a trampoline an
+//! earlier attach left there when it was killed: that one is put back to
+//! zeros and the place used again.
 
 use std::path::Path;
 
-use super::trampoline::SYSCALL_TRAMPOLINE_LEN;
+use super::trampoline::{is_syscall_trampoline, SYSCALL_TRAMPOLINE_LEN};
 use crate::elf::{is_libc, page_size, ElfFile};
 use crate::error::AttachError;
 use crate::memory::RemoteMemory;
@@ -95,7 +97,22 @@ fn padding_in(pid: u32, mappings: &[&MapEntry], memory: &RemoteMemory) -> Option
         let Ok(bytes) = memory.read_vec(end, (page_end - end) as usize) else {
             continue;
         };
-        if bytes.iter().all(|&b| b == 0 || b == 0xcc) {
+        let offset = (start - end) as usize;
+        let len = SYSCALL_TRAMPOLINE_LEN;
+        let leftover = is_syscall_trampoline(&bytes[offset..]);
+        let fill = |b: &u8| *b == 0 || *b == 0xcc;
+        let rest_is_fill =
+            bytes[..offset].iter().all(fill) && bytes[offset + len..].iter().all(fill);
+        if leftover && rest_is_fill {
+            // Left by an attach whose tracer was killed: put the padding
+            // back (nothing executes it; the thread that ran it finished it
+            // long ago), and use it.
+            if memory.write(start, &[0; SYSCALL_TRAMPOLINE_LEN]).is_ok() {
+                return Some(start);
+            }
+            continue;
+        }
+        if bytes.iter().all(fill) {
             return Some(start);
         }
     }

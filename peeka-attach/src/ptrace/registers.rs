@@ -205,6 +205,12 @@ mod arch {
             Self { words: [0; WORDS] }
         }
 
+        /// All zero: registers whose values do not matter (to build the
+        /// fixed part of a trampoline).
+        pub(crate) fn default_for_signature() -> Self {
+            Self { words: [0; WORDS] }
+        }
+
         /// The program counter.
         pub(crate) fn pc(&self) -> u64 {
             self.words[RIP]

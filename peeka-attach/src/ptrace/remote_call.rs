@@ -797,6 +797,17 @@ mod live_tests {
                 }
             }
             assert!(points >= 8, "{minor}: only {points} kill points");
+            // A trampoline a dead tracer left in the padding is found, put
+            // back, and the place used again.
+            assert_eq!(
+                landing_of(pid),
+                landing,
+                "{minor}: the padding was not reused"
+            );
+            let padding = crate::memory::RemoteMemory::new(pid)
+                .read_vec(landing, crate::ptrace::trampoline::SYSCALL_TRAMPOLINE_LEN)
+                .unwrap();
+            assert!(padding.iter().all(|&b| b == 0), "{minor}: {padding:02x?}");
             assert_eq!(process.stderr(), "", "{minor}: the target printed errors");
             eprintln!("{minor}: the target survived its tracer dying at each of {points} points");
         }

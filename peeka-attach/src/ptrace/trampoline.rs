@@ -354,6 +354,19 @@ pub(crate) fn syscall_trampoline_pc(address: u64) -> u64 {
     address + 2
 }
 
+/// Whether `bytes` hold a [`syscall_trampoline`] (for any continuation):
+/// one left in padding by a tracer that died before it could put the
+/// padding back.
+pub(crate) fn is_syscall_trampoline(bytes: &[u8]) -> bool {
+    let mut asm = Assembler::default();
+    asm.bytes(&[0x0f, 0x05]);
+    asm.restore_and_go(&Continuation {
+        regs: GeneralRegs::default_for_signature(),
+    });
+    let fixed = &asm.code[..asm.code.len() - 8];
+    bytes.len() >= asm.code.len() && bytes.starts_with(fixed)
+}
+
 /// The longest [`syscall_trampoline`].
 pub(crate) const SYSCALL_TRAMPOLINE_LEN: usize = 2 + 25 + 6 + 8;
 
@@ -518,6 +531,8 @@ mod tests {
         assert_eq!(&code[..2], &[0x0f, 0x05]);
         assert_eq!(&code[code.len() - 8..], &0xdead_beef_u64.to_le_bytes());
         assert!(!code.contains(&0xcc), "no breakpoint: {code:02x?}");
+        assert!(is_syscall_trampoline(&code));
+        assert!(!is_syscall_trampoline(&[0; SYSCALL_TRAMPOLINE_LEN]));
     }
 
     #[test]
