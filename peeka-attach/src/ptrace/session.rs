@@ -261,7 +261,7 @@ impl Session<'_> {
             // A thread running a program of ours is never taken again.
             let waiting: Vec<u32> = left.running.iter().map(|(tid, _)| *tid).collect();
             let candidates: Vec<u32> = self
-                .candidates()?
+                .candidates(&self.interpreter_data)?
                 .into_iter()
                 .filter(|tid| !waiting.contains(tid))
                 .filter(|tid| {
@@ -349,7 +349,16 @@ impl Session<'_> {
         timeline: &mut Timeline,
     ) -> Result<Option<(u32, TracedThreads)>, AttachError> {
         let pid = self.pid();
-        for tid in self.candidates()? {
+        // Queueing runs no Python: a thread parked on a semaphore (which
+        // from 3.13 may be CPython's own) qualifies, one waiting for the GIL
+        // never does.
+        let waits: Vec<(u64, u64)> = self
+            .interpreter_data
+            .iter()
+            .copied()
+            .filter(|&range| range != NO_FUTEX_WAITS)
+            .collect();
+        for tid in self.candidates(&waits)? {
             let stopped = timeline.time(format!("pause thread {tid}"), || {
                 TracedThreads::stop_one(pid, tid, self.deadline.min(Instant::now() + STOP_TIMEOUT))
             });
@@ -367,8 +376,7 @@ impl Session<'_> {
                 tid,
                 source,
             })?;
-            let safe =
-                regs.syscall_number().is_none() || eligible(&regs, &self.interpreter_data).is_ok();
+            let safe = regs.syscall_number().is_none() || eligible(&regs, &waits).is_ok();
             if safe {
                 return Ok(Some((tid, threads)));
             }
@@ -382,7 +390,7 @@ impl Session<'_> {
     /// thread first), then those running (they may soon make one: a busy
     /// thread that sleeps or polls between bursts of work). Threads blocked
     /// in a system call that does not qualify are left alone for now.
-    fn candidates(&self) -> Result<Vec<u32>, AttachError> {
+    fn candidates(&self, waits: &[(u64, u64)]) -> Result<Vec<u32>, AttachError> {
         let pid = self.pid();
         let mut ranked: Vec<(u8, u32)> = Vec::new();
         for tid in list_tasks(pid)? {
@@ -391,11 +399,7 @@ impl Session<'_> {
             }
             let rank = match thread_activity(pid, tid) {
                 ThreadActivity::InSyscall(_) => match blocked_in(pid, tid) {
-                    Some((number, args))
-                        if eligible_call(number, args, &self.interpreter_data).is_ok() =>
-                    {
-                        0
-                    }
+                    Some((number, args)) if eligible_call(number, args, waits).is_ok() => 0,
                     _ => continue,
                 },
                 ThreadActivity::Running => 1,
