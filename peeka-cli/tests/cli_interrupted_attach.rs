@@ -30,7 +30,7 @@ use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{command, private_dir, run, state_dir};
+use common::{command, private_dir, run, send, signal_name, state_dir};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 use serde_json::Value;
 
@@ -60,22 +60,6 @@ impl Random {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % bound
-    }
-}
-
-fn send(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a process this test started.
-    unsafe {
-        libc::kill(pid as libc::pid_t, signal);
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGHUP => "SIGHUP",
-        _ => "another signal",
     }
 }
 

@@ -76,7 +76,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{command, private_dir, run, state_dir};
+use common::{command, private_dir, run, send, signal_name, state_dir};
 use peeka_attach::elf::{page_size, ElfFile};
 use peeka_attach::memory::RemoteMemory;
 use peeka_attach::procfs::MapEntry;
@@ -159,30 +159,6 @@ fn env_number(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
-}
-
-fn send(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a process this test started.
-    unsafe {
-        libc::kill(pid as libc::pid_t, signal);
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGSYS => "SIGSYS",
-        libc::SIGUSR1 => "SIGUSR1",
-        _ => "another signal",
-    }
 }
 
 /// The target shapes of `tests/targets/kill_shapes.py`.

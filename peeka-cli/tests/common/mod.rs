@@ -277,3 +277,29 @@ pub(crate) fn private_dir(python: &Interpreter, target: &TargetProcess) -> PathB
         .to_owned();
     python.host_path(Path::new(&format!("/tmp/peeka-{ns_pid}")))
 }
+
+/// Sends `signal` to process `pid` (one this test started).
+pub(crate) fn send(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a process this test started.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+/// The name of `signal`, for messages.
+pub(crate) fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGUSR1 => "SIGUSR1",
+        _ => "another signal",
+    }
+}
