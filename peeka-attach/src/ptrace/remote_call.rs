@@ -513,6 +513,17 @@ mod live_tests {
 
     struct Sleeper(Child);
 
+    impl Sleeper {
+        /// `sleep 30`, settled in `nanosleep`, with its pid and a landing
+        /// for system-call trampolines.
+        fn start() -> (Self, u32, u64) {
+            let sleeper = Self(Command::new("sleep").arg("30").spawn().unwrap());
+            let pid = sleeper.0.id();
+            std::thread::sleep(Duration::from_millis(100));
+            (sleeper, pid, landing_of(pid))
+        }
+    }
+
     impl Drop for Sleeper {
         fn drop(&mut self) {
             let _ = self.0.kill();
@@ -573,11 +584,8 @@ mod live_tests {
     /// continuation says, and the trampoline's bytes put back.
     #[test]
     fn programs_run_on_a_sleeping_thread_and_it_goes_on_as_before() {
-        let sleeper = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());
-        let pid = sleeper.0.id();
-        std::thread::sleep(Duration::from_millis(100));
+        let (_sleeper, pid, landing) = Sleeper::start();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let landing = landing_of(pid);
         let mut threads = TracedThreads::stop_one(pid, pid, deadline).unwrap();
         let before = Registers::save(pid).unwrap();
         assert!(
@@ -662,11 +670,8 @@ mod live_tests {
     /// killed), and the thread comes back to its `nanosleep` by itself.
     #[test]
     fn a_thread_let_go_mid_program_finishes_it_and_goes_on() {
-        let sleeper = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());
-        let pid = sleeper.0.id();
-        std::thread::sleep(Duration::from_millis(100));
+        let (sleeper, pid, landing) = Sleeper::start();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let landing = landing_of(pid);
         let mut threads = TracedThreads::stop_one(pid, pid, deadline).unwrap();
         let thread = HijackedThread::new(pid, landing).unwrap();
         let page =

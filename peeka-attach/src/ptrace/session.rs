@@ -413,18 +413,12 @@ impl Session<'_> {
 
     /// Stops the thread best placed to make calls (see `pick_thread`); one
     /// that exits first is replaced by another.
-    fn stop_a_thread(
-        &self,
-        timeline: &mut Timeline,
-        deadline: Instant,
-    ) -> Result<(u32, TracedThreads), AttachError> {
+    fn stop_a_thread(&self, deadline: Instant) -> Result<(u32, TracedThreads), AttachError> {
         let pid = self.pid();
         loop {
             let tid =
                 pick_thread(pid, &list_tasks(pid)?).ok_or(AttachError::TargetExited { pid })?;
-            let stopped = timeline.time(format!("pause thread {tid}"), || {
-                TracedThreads::stop_one(pid, tid, deadline)
-            });
+            let stopped = TracedThreads::stop_one(pid, tid, deadline);
             match stopped {
                 Ok(threads) => return Ok((tid, threads)),
                 Err(AttachError::TargetExited { .. })
@@ -516,7 +510,7 @@ impl Session<'_> {
 
     fn unmap(&self, page: RunnerPage) -> Result<(), AttachError> {
         let deadline = Instant::now() + CLEANUP_TIMEOUT;
-        let (tid, mut threads) = self.stop_a_thread(&mut Timeline::default(), deadline)?;
+        let (tid, mut threads) = self.stop_a_thread(deadline)?;
         self.same_program()?;
         let thread = HijackedThread::new(tid, self.landing)?;
         let unmapped = page.unmap(&thread, &mut threads, deadline, &mut let_others_run);
