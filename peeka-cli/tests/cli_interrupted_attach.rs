@@ -30,7 +30,9 @@ use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{command, private_dir, run, send, signal_name, state_dir};
+use common::{
+    beating, catches_the_signals, command, private_dir, run, send, signal_name, state_dir,
+};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 use serde_json::Value;
 
@@ -61,43 +63,6 @@ impl Random {
         self.0 ^= self.0 << 17;
         self.0 % bound
     }
-}
-
-/// Whether process `pid` catches SIGINT, SIGTERM and SIGHUP (`SigCgt`).
-fn catches_the_signals(pid: u32) -> bool {
-    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    let caught = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
-        .iter()
-        .all(|&s| caught & (1 << (s - 1)) != 0)
-}
-
-/// The target's last heartbeat.
-fn heartbeat(target: &TargetProcess) -> Option<u64> {
-    fs::read_to_string(target.host_dir().join("heartbeat.txt"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Whether the target's heartbeat goes on (within two seconds).
-fn beating(target: &TargetProcess) -> bool {
-    let before = heartbeat(target);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        if heartbeat(target) > before {
-            return true;
-        }
-    }
-    false
 }
 
 fn spawn_target(python: &Interpreter) -> TargetProcess {

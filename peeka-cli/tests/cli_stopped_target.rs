@@ -17,7 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{private_dir, run, state_dir};
+use common::{beating, heartbeat, private_dir, run, state_dir};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -27,28 +27,6 @@ fn send(pid: u32, signal: i32) {
     unsafe {
         libc::kill(pid as libc::pid_t, signal);
     }
-}
-
-/// The target's last heartbeat.
-fn heartbeat(target: &TargetProcess) -> Option<u64> {
-    fs::read_to_string(target.host_dir().join("heartbeat.txt"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Whether the target's heartbeat goes on (within two seconds).
-fn beating(target: &TargetProcess) -> bool {
-    let before = heartbeat(target);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        if heartbeat(target) > before {
-            return true;
-        }
-    }
-    false
 }
 
 fn spawn_target(python: &Interpreter) -> TargetProcess {

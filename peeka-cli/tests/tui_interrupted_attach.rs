@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{private_dir, run, state_dir};
+use common::{catches_the_signals, private_dir, run, state_dir};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -116,21 +116,6 @@ fn peeka_child(shell: u32) -> Option<u32> {
         let parent: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
         (parent == shell && name == "peeka").then_some(pid)
     })
-}
-
-/// Whether process `pid` catches SIGINT, SIGTERM and SIGHUP (`SigCgt`).
-fn catches_the_signals(pid: u32) -> bool {
-    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    let caught = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
-        .iter()
-        .all(|&s| caught & (1 << (s - 1)) != 0)
 }
 
 fn heartbeat(target: &TargetProcess) -> Option<u64> {

@@ -303,3 +303,40 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
         _ => "another signal",
     }
 }
+
+/// The target's last heartbeat.
+pub(crate) fn heartbeat(target: &TargetProcess) -> Option<u64> {
+    fs::read_to_string(target.host_dir().join("heartbeat.txt"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether the target's heartbeat goes on (within two seconds).
+pub(crate) fn beating(target: &TargetProcess) -> bool {
+    let before = heartbeat(target);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        if heartbeat(target) > before {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether process `pid` catches SIGINT, SIGTERM and SIGHUP (`SigCgt`).
+pub(crate) fn catches_the_signals(pid: u32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+        .iter()
+        .all(|&s| caught & (1 << (s - 1)) != 0)
+}
