@@ -68,7 +68,7 @@ pub enum StageError {
         mode: u32,
     },
     /// An entry file name that could escape the directory.
-    #[error("agent file name {0:?} must be a relative path without `..`")]
+    #[error("agent file name {0:?} must be a relative path without `..` or a line break")]
     BadFileName(String),
 }
 
@@ -156,6 +156,7 @@ impl Staging {
         for (name, _) in &agent.files {
             let relative = Path::new(name);
             if relative.is_absolute()
+                || name.contains('\n')
                 || relative
                     .components()
                     .any(|c| c == std::path::Component::ParentDir)
@@ -184,13 +185,22 @@ impl Staging {
     /// script's path as the target sees it.
     fn write_files(&self, agent: &AgentFiles) -> Result<PathBuf, StageError> {
         let script_name = format!("bootstrap-{}.py", self.token);
-        let script = render_bootstrap(&self.target_dir, &self.token, agent);
-        self.dir
-            .write_file(Path::new(&script_name), script.as_bytes())?;
+        let bundle_name = self.bundle_name();
+        let script = render_bootstrap(&self.target_dir, &self.token, &bundle_name, agent);
         for (name, contents) in &agent.files {
             self.dir.write_file(Path::new(name), contents)?;
         }
+        self.dir
+            .write_file(Path::new(&bundle_name), &bundle(agent))?;
+        self.dir
+            .write_file(Path::new(&script_name), script.as_bytes())?;
         Ok(self.target_dir.join(script_name))
+    }
+
+    /// The name of this attach's bundle: every agent file in one, which the
+    /// bootstrap reads with one system call (see `bootstrap.py`).
+    fn bundle_name(&self) -> String {
+        format!("bootstrap-{}.bundle", self.token)
     }
 
     /// The directory, open and checked: every file of it is read, written
@@ -342,6 +352,7 @@ impl Staging {
         if let Some(name) = self.script.file_name().and_then(|n| n.to_str()) {
             self.dir.remove_file(name);
         }
+        self.dir.remove_file(&self.bundle_name());
     }
 
     /// Removes the whole private directory (on a failed first attach, or on
@@ -395,13 +406,27 @@ pub fn python_string(text: &str) -> String {
     out
 }
 
-fn render_bootstrap(dir: &Path, token: &str, agent: &AgentFiles) -> String {
+/// Every file of `agent` in one: `PEEKA-BUNDLE 1\n`, then per file
+/// `<length> <relative path>\n` and its bytes (read by `bootstrap.py`).
+fn bundle(agent: &AgentFiles) -> Vec<u8> {
+    let size: usize = agent.files.iter().map(|(n, c)| n.len() + c.len() + 24).sum();
+    let mut out = Vec::with_capacity(size + 16);
+    out.extend_from_slice(b"PEEKA-BUNDLE 1\n");
+    for (name, contents) in &agent.files {
+        out.extend_from_slice(format!("{} {name}\n", contents.len()).as_bytes());
+        out.extend_from_slice(contents);
+    }
+    out
+}
+
+fn render_bootstrap(dir: &Path, token: &str, bundle: &str, agent: &AgentFiles) -> String {
     BOOTSTRAP_TEMPLATE
         .replace(
             "__PEEKA_DIRECTORY__",
             &python_string(&dir.to_string_lossy()),
         )
         .replace("__PEEKA_TOKEN__", &python_string(token))
+        .replace("__PEEKA_BUNDLE_FILE__", &python_string(bundle))
         .replace("__PEEKA_ENTRY_FILE__", &python_string(&agent.entry_file))
         .replace(
             "__PEEKA_ENTRY_FUNCTION__",
@@ -466,9 +491,25 @@ mod tests {
             entry_file: "agent.py".into(),
             entry_function: "start".into(),
         };
-        let text = render_bootstrap(Path::new("/tmp/peeka-1"), "tok", &agent);
+        let text = render_bootstrap(Path::new("/tmp/peeka-1"), "tok", "b.bundle", &agent);
         assert!(!text.contains("__PEEKA_"));
-        assert!(text.contains("_peeka_bootstrap('/tmp/peeka-1', 'tok', 'agent.py', 'start')"));
+        assert!(text.contains("_peeka_bootstrap('/tmp/peeka-1', 'tok', 'b.bundle', 'agent.py', 'start')"));
+    }
+
+    #[test]
+    fn the_bundle_holds_every_file_with_its_length() {
+        let agent = AgentFiles {
+            files: vec![
+                ("pkg/__init__.py".into(), b"x = 1\n".to_vec()),
+                ("pkg/empty.py".into(), Vec::new()),
+            ],
+            entry_file: "pkg/__init__.py".into(),
+            entry_function: "start".into(),
+        };
+        assert_eq!(
+            bundle(&agent),
+            b"PEEKA-BUNDLE 1\n6 pkg/__init__.py\nx = 1\n0 pkg/empty.py\n".to_vec()
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@ agent_sources!(
     "condition_inline.py",
     "connection.py",
     "expr.py",
+    "gil_boost.py",
     "heap.py",
     "inspect_command.py",
     "introspect.py",

@@ -42,24 +42,36 @@ Modules, one concept each:
 - :mod:`.version`: ``AGENT_VERSION``.
 
 Commands built on this core register themselves with
-:func:`register_command` when their module is imported (import them here,
-before :func:`start`).
+:func:`register_command` when their module is imported; list each such
+module below with :func:`~.commands.register_lazy_commands`, which imports
+it the first time its command runs.
 """
 
 import threading
 
 from . import builtin_commands  # noqa: F401 - registers ping, info, detach
-from . import inspect_command  # noqa: F401 - registers inspect
-from . import logger_command  # noqa: F401 - registers logger
-from . import memory_command  # noqa: F401 - registers memory
-from . import search_command  # noqa: F401 - registers sc, sm
-from . import monitor_command  # noqa: F401 - registers monitor
-from . import reset_command  # noqa: F401 - registers reset
-from . import stack_command  # noqa: F401 - registers stack
-from . import thread_command  # noqa: F401 - registers thread
-from . import top_command  # noqa: F401 - registers top
-from . import trace_command  # noqa: F401 - registers trace
-from . import watch_command  # noqa: F401 - registers watch
+from .commands import register_lazy_commands
+
+# Each command's module is imported when the command first runs (see
+# commands.LazyCommand): the agent answers sooner, and costs the target only
+# what is used.
+register_lazy_commands(
+    {
+        "inspect": "inspect_command",
+        "logger": "logger_command",
+        "memory": "memory_command",
+        "sc": "search_command",
+        "sm": "search_command",
+        "monitor": "monitor_command",
+        "reset": "reset_command",
+        "stack": "stack_command",
+        "thread": "thread_command",
+        "top": "top_command",
+        "trace": "trace_command",
+        "watch": "watch_command",
+    }
+)
+
 from .agent_threads import agent_native_ids, agent_thread_idents, is_agent_thread
 from .commands import CommandError, RequestContext, register_command
 from .server import Agent, AgentStartError

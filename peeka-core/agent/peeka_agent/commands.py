@@ -38,6 +38,7 @@ Rules the connection applies around a handler:
   by the writer and sent right after the response.
 """
 
+import importlib
 import threading
 
 from .outbox import OP_FRAME
@@ -108,6 +109,40 @@ DEFAULT_REGISTRY = CommandRegistry()
 def register_command(name, handler):
     """Registers a command for every agent created from now on."""
     DEFAULT_REGISTRY.register(name, handler)
+
+
+class LazyCommand(object):
+    """A command whose module is imported the first time the command runs.
+
+    Compiling the whole agent is most of an attach's cost, and on a busy
+    target the loader gets a share of the GIL only, so the agent answers
+    with the core alone and each command's module comes when first used.
+    Importing it registers the real handler in :data:`DEFAULT_REGISTRY`,
+    which this one then calls; the import lock makes concurrent first
+    calls import it once.
+    """
+
+    __slots__ = ("name", "module")
+
+    def __init__(self, name, module):
+        self.name = name
+        self.module = module
+
+    def __call__(self, ctx):
+        importlib.import_module("." + self.module, __package__)
+        handler = DEFAULT_REGISTRY.get(self.name)
+        if handler is None or isinstance(handler, LazyCommand):
+            raise CommandError(
+                ErrorCode.INTERNAL,
+                "module %s did not register the command `%s`" % (self.module, self.name),
+            )
+        return handler(ctx)
+
+
+def register_lazy_commands(modules):
+    """Registers commands by module, imported when first used: ``{name: module}``."""
+    for name, module in modules.items():
+        DEFAULT_REGISTRY.register(name, LazyCommand(name, module))
 
 
 _TYPE_NAMES = {

@@ -40,6 +40,10 @@ from .wire import (
 #: How long a closing connection waits for its writer to flush.
 FLUSH_TIMEOUT = 1.0
 
+#: How long a new connection keeps its GIL boost while its client says
+#: nothing (seconds).
+BOOST_WAIT = 0.1
+
 
 class Connection(object):
     """An admitted client connection (see the module documentation)."""
@@ -63,6 +67,9 @@ class Connection(object):
             self._thread_failed,
         )
         self._refuse_reason = refuse_reason
+        #: Whether this connection holds one of the agent's GIL boosts
+        #: (taken by the listener when it accepted the connection).
+        self._boosted = True
         self._streams = {}
         self._inflight = set()
         self._closing = False
@@ -169,12 +176,18 @@ class Connection(object):
     def _serve(self):
         reader = FrameReader(self.sock)
         try:
+            # The listener took a boost for this connection (see gil_boost):
+            # it lasts until the first answers are out, or until a client
+            # that says nothing has had BOOST_WAIT to say hello.
+            if not reader.prefetch(BOOST_WAIT):
+                self._end_boost()
             self._serve_messages(reader)
         except ProtocolError as exc:
             self.agent.record_error("connection %d closed: protocol error: %s" % (self.number, exc))
         except OSError:
             pass
         finally:
+            self._end_boost()
             self.close()
             reader.close()
             self.outbox.wait_stopped(FLUSH_TIMEOUT)
@@ -182,6 +195,11 @@ class Connection(object):
                 self.sock.close()
             except OSError:
                 pass
+
+    def _end_boost(self):
+        if self._boosted:
+            self._boosted = False
+            self.agent.gil_boost.release()
 
     def _serve_messages(self, reader):
         hello = reader.read()
@@ -208,6 +226,7 @@ class Connection(object):
             # in one write (one GIL hand-over fewer on a busy target).
             if not has_frame():
                 drain()
+                self._end_boost()
             message = reader.read()
             if message is None:
                 return

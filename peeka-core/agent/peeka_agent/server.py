@@ -23,8 +23,9 @@ closed at once and counted.
 5. the socket, every file in the private directory and the directory itself
    are removed (:func:`remove_private_directory` says how a directory not
    named ``peeka-...`` is treated), and the ``atexit`` hook is unregistered;
-6. the agent's threads are joined (bounded) and the agent's modules are
-   removed from ``sys.modules``.
+6. the agent's threads are joined (bounded), the agent's modules are
+   removed from ``sys.modules``, and the bootstrap's finder that imported
+   them from memory from ``sys.meta_path``.
 
 Standard-library modules the agent imported stay loaded: the application may
 have started using them since, and removing them would be unsafe.
@@ -57,6 +58,7 @@ import traceback
 from .agent_threads import AgentThread, agent_thread_names
 from .commands import DEFAULT_REGISTRY, CommandError
 from .connection import Connection
+from .gil_boost import GilBoost
 from .peercred import admits, describe_refusal, peer_credentials
 from .version import AGENT_VERSION
 from .wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, python_info
@@ -218,6 +220,8 @@ class Agent(object):
         self._spawned = []
         self._errors = collections.deque(maxlen=50)
         self._capabilities = set()
+        #: Shortens the switch interval while connections are admitted.
+        self.gil_boost = GilBoost()
         if hasattr(sys, "monitoring"):
             self._capabilities.add("sys.monitoring")
 
@@ -318,7 +322,11 @@ class Agent(object):
                 if self.stopping.is_set():
                     sock.close()
                     return
-                self._admit(sock)
+                # Until the connection has answered its first messages (see
+                # gil_boost); the connection releases it.
+                self.gil_boost.acquire()
+                if not self._admit(sock):
+                    self.gil_boost.release()
         finally:
             try:
                 listener.close()
@@ -326,18 +334,19 @@ class Agent(object):
                 pass
 
     def _admit(self, sock):
+        """Serves ``sock`` on a new connection; whether one was started."""
         try:
             credentials = peer_credentials(sock)
         except OSError as exc:
             self.refused_connections += 1
             self.record_error("refused a connection: its credentials are unreadable", exc)
             sock.close()
-            return
+            return False
         if not admits(credentials.uid):
             self.refused_connections += 1
             self.record_error(describe_refusal(credentials))
             sock.close()
-            return
+            return False
         number = next(self._numbers)
         with self._lock:
             busy = len(self._connections) >= self.max_connections
@@ -357,6 +366,8 @@ class Agent(object):
                 self._connections.pop(number, None)
             self.record_error("could not serve connection %d" % number, exc)
             sock.close()
+            return False
+        return True
 
     def _listener_failed(self, exc):
         self.record_error("the listener thread failed", exc)
@@ -550,6 +561,13 @@ class Agent(object):
         for key in list(sys.modules):
             if key == name or key.startswith(prefix):
                 sys.modules.pop(key, None)
+        # The bootstrap's finder, which imported this package from memory.
+        for finder in list(sys.meta_path):
+            if getattr(finder, "peeka_package", None) == name:
+                try:
+                    sys.meta_path.remove(finder)
+                except ValueError:
+                    pass
 
     def _at_exit(self):
         """Interpreter exit while attached: leave no file behind."""

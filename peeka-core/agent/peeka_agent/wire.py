@@ -25,6 +25,7 @@ Message builders (:func:`welcome`, :func:`rejected`, :func:`response_ok`,
 """
 
 import json
+import socket
 import sys
 
 #: The protocol version this agent speaks.
@@ -331,6 +332,23 @@ class FrameReader(object):
                 "frame of %d bytes exceeds the limit of %d bytes" % (size, self._max_len)
             )
         return size
+
+    def prefetch(self, timeout):
+        """Waits up to ``timeout`` seconds for bytes (or the end of the stream).
+
+        Whether something arrived; the bytes are kept for :meth:`read`. A
+        timeout leaves the reader as it was, and the socket blocking again.
+        """
+        if self._available():
+            return True
+        self._sock.settimeout(timeout)
+        try:
+            self._fill()
+        except socket.timeout:
+            return False
+        finally:
+            self._sock.settimeout(None)
+        return True
 
     def has_frame(self):
         """Whether a whole frame is buffered (``read()`` would not block)."""

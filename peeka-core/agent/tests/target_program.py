@@ -2,13 +2,15 @@
 
 Each input line is a command; each answer is one JSON line on stdout:
 
-- ``{"op": "snapshot"}``: thread names and loaded module names;
+- ``{"op": "snapshot"}``: thread names, loaded module names, the import
+  system's finders, the switch interval;
 - ``{"op": "setuid", "uid": N}``: drops to uid/gid N (everything the agent
   imports is imported beforehand, since the interpreter's files may be
   unreadable to N);
 - ``{"op": "bootstrap", "path", "directory", "token", "entry"}``: runs the
   real bootstrap (peeka-attach/src/bootstrap.py) with its placeholders
-  filled in, and waits for its status file;
+  filled in and the agent's bundle written, as the client does, and waits
+  for its status file;
 - ``{"op": "start", "directory", "token"}``: loads the agent copy found in
   ``directory/peeka_agent`` as the bootstrap would and calls start();
 - ``{"op": "spin"}``: starts a CPU-bound thread (the target being busy);
@@ -50,6 +52,8 @@ def snapshot():
     return {
         "threads": sorted(thread.name for thread in threading.enumerate()),
         "modules": sorted(sys.modules),
+        "meta_path": [repr(finder) for finder in sys.meta_path],
+        "switch_interval": sys.getswitchinterval(),
     }
 
 
@@ -62,12 +66,33 @@ def spin():
     threading.Thread(target=burn, name="spinner", daemon=True).start()
 
 
+def write_bundle(directory, name):
+    """Writes every file under ``directory`` into bundle ``name`` as the client does."""
+    parts = [b"PEEKA-BUNDLE 1\n"]
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for file_name in sorted(files):
+            if not file_name.endswith(".py"):
+                continue
+            path = os.path.join(root, file_name)
+            with open(path, "rb") as handle:
+                contents = handle.read()
+            relative = os.path.relpath(path, directory).replace(os.sep, "/")
+            parts.append(b"%d %s\n" % (len(contents), relative.encode("utf-8")))
+            parts.append(contents)
+    with open(os.path.join(directory, name), "wb") as handle:
+        handle.write(b"".join(parts))
+
+
 def bootstrap(command):
     with open(command["path"]) as handle:
         text = handle.read()
+    bundle = "bootstrap-%s.bundle" % command["token"]
+    write_bundle(command["directory"], bundle)
     replacements = {
         "__PEEKA_DIRECTORY__": command["directory"],
         "__PEEKA_TOKEN__": command["token"],
+        "__PEEKA_BUNDLE_FILE__": bundle,
         "__PEEKA_ENTRY_FILE__": command["entry"],
         "__PEEKA_ENTRY_FUNCTION__": "start",
     }

@@ -5,6 +5,7 @@ from a fresh private directory, starts it, talks to it over the real Unix
 socket, and detaches it at the end.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -644,7 +645,7 @@ class OutboxTests(AgentTestCase):
         self.addCleanup(client.close)
         self.failures = []
         self.thread_errors = []
-        module = sys.modules[self.module.__name__ + ".outbox"]
+        module = importlib.import_module(self.module.__name__ + ".outbox")
         box = module.Outbox(
             ours,
             16,

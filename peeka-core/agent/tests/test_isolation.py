@@ -207,6 +207,8 @@ class BootstrapTests(IsolationTestCase):
             after = target.wait_snapshot(lambda s: not peeka_names(s))
             self.assertEqual(after["threads"], before["threads"])
             self.assertEqual(agent_modules(after), [])
+            self.assertEqual(after["meta_path"], before["meta_path"])
+            self.assertEqual(after["switch_interval"], before["switch_interval"])
             self.assertFalse(
                 os.path.exists(directory),
                 os.listdir(directory) if os.path.exists(directory) else None,

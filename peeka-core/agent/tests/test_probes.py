@@ -9,6 +9,7 @@ on 3.12+, again with ``sys.monitoring`` (the ``...OnMonitoring`` classes).
 """
 
 import asyncio
+import importlib
 import inspect
 import random
 import sys
@@ -39,7 +40,7 @@ class ProbeTestCase(AgentTestCase):
 
     def setUp(self):
         AgentTestCase.setUp(self)
-        self.probes_module = sys.modules[self.module.__name__ + ".probes"]
+        self.probes_module = importlib.import_module(self.module.__name__ + ".probes")
         self.probes_module.PREFERRED_BACKEND = self.backend
         self.addCleanup(self.assert_restored)
 
@@ -231,7 +232,7 @@ class WatchTests(ProbeTestCase):
         results, _ = self.start(client, "watch", pattern=P + "echo", times=len(values))
         for value in values:
             targets.echo(value)
-        capturer = sys.modules[self.module.__name__ + ".capture"].Capturer()
+        capturer = importlib.import_module(self.module.__name__ + ".capture").Capturer()
         got = [row["returnObj"] for row in self.observations(client, len(values))]
         self.assertEqual(got, [capturer.capture(value) for value in values])
         self.end_of(client, results)
@@ -574,7 +575,7 @@ class OwnershipTests(ProbeTestCase):
         client.cancel(trace)
         self.end_of(client, trace)
         self.assertEqual(writer.shares, {})
-        self.assertEqual(writer.share(), sys.modules[self.module.__name__ + ".outbox"].WRITER_SHARE)
+        self.assertEqual(writer.share(), importlib.import_module(self.module.__name__ + ".outbox").WRITER_SHARE)
 
     def test_detach_removes_every_probe(self):
         client = self.client()
@@ -683,7 +684,7 @@ class StackTests(ProbeTestCase):
 
 class MonitorTests(ProbeTestCase):
     def test_cycles_counts_and_percentiles(self):
-        monitor = sys.modules[self.module.__name__ + ".monitor_command"]
+        monitor = importlib.import_module(self.module.__name__ + ".monitor_command")
         monitor.FOLD_AT = 2  # the calling threads fold too
         client = self.client()
         stream, data = self.start(client, "monitor", pattern=P + "sleepy", interval=0.3, cycles=2)

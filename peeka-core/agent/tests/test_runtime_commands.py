@@ -4,6 +4,7 @@ What the commands look at lives in :mod:`tests.runtime_targets`.
 """
 
 import gc
+import importlib
 import json
 import logging
 import os
@@ -344,7 +345,7 @@ class MemoryTests(RuntimeTestCase):
         directory = tempfile.mkdtemp()
         path = os.path.join(directory, "heap.jsonl")
         # A small dump: the heap of this test process may be large.
-        memory = sys.modules[self.module.__name__ + ".memory_command"]
+        memory = importlib.import_module(self.module.__name__ + ".memory_command")
         memory.MAX_DUMP_OBJECTS = 2000
         try:
             data = self.ok("memory", action="dump", filename=path)

@@ -1,0 +1,73 @@
+"""A short switch interval while an agent thread answers a client.
+
+On a target whose threads keep the GIL busy, an agent thread that returns
+from a system call waits for the interpreter's switch interval (5 ms by
+default) before the running thread is asked to let go. Answering one CLI
+command takes several such returns (accept, the reader thread's start, the
+read of the request), so the command would cost the target's threads
+nothing but the client tens of milliseconds.
+
+While a connection is being admitted and its first messages answered, the
+agent lowers the switch interval to :data:`BOOSTED_INTERVAL`: every thread,
+the application's too, then hands the GIL over after at most that long,
+which is shorter than the usual hold, never longer. The previous value comes
+back as soon as the last boost ends, and only if the interval is still the
+one the agent set: a value the application set meanwhile is left alone. A
+boost is only ever held for a bounded time (see ``Connection``); an idle
+agent costs nothing, since the interval matters only while a thread waits
+for the GIL.
+"""
+
+import sys
+import threading
+
+#: The switch interval while boosted, in seconds.
+BOOSTED_INTERVAL = 0.0005
+
+
+def _microseconds(seconds):
+    # The interpreter keeps the interval in whole microseconds.
+    return int(round(seconds * 1e6))
+
+
+class GilBoost(object):
+    """Counted boosts of the switch interval (thread-safe, never raises)."""
+
+    def __init__(self, interval=BOOSTED_INTERVAL):
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved = None  # the interval to restore, when we lowered it
+
+    def acquire(self):
+        """Starts one boost; pair every call with :meth:`release`."""
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                try:
+                    current = sys.getswitchinterval()
+                    if current > self.interval:
+                        sys.setswitchinterval(self.interval)
+                        self._saved = current
+                except BaseException:
+                    self._saved = None
+
+    def release(self):
+        """Ends one boost; the last one restores the interval."""
+        with self._lock:
+            if self._holders == 0:
+                return
+            self._holders -= 1
+            if self._holders or self._saved is None:
+                return
+            saved, self._saved = self._saved, None
+            try:
+                if _microseconds(sys.getswitchinterval()) == _microseconds(self.interval):
+                    sys.setswitchinterval(saved)
+            except BaseException:
+                pass
+
+    @property
+    def active(self):
+        """Whether some boost is held."""
+        return self._holders > 0
