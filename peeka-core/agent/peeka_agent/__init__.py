@@ -49,6 +49,30 @@ it the first time its command runs.
 
 import threading
 
+# The bootstrap's finder compiles the modules the agent starts with on a few
+# threads at once, and imports what they need of the standard library: on a
+# busy target that is most of the time to attach.
+if hasattr(globals().get("__loader__"), "precompile"):
+    __loader__.precompile(  # noqa: F821 - set by the import system
+        (
+            "agent_threads",
+            "builtin_commands",
+            "commands",
+            "connection",
+            "gil_boost",
+            "outbox",
+            "peercred",
+            "server",
+            "streams",
+            "version",
+            "wire",
+        ),
+        threads=min(8, max(2, threading.active_count())),
+        # Independent of each other: imported side by side (json and
+        # socket cost milliseconds each where the application has neither).
+        imports=("json", "socket"),
+    )
+
 from . import builtin_commands  # noqa: F401 - registers ping, info, detach
 from .commands import register_lazy_commands
 
@@ -120,7 +144,17 @@ def start(directory, token):
             ):
                 return dict(details, already_running=True)
         agent = Agent(directory, token, package_name=__name__)
-        details = agent.start()
+        # The bootstrap lowered the switch interval for the load: the agent
+        # keeps it so until the client that attached is answered.
+        boost = getattr(globals().get("__loader__"), "boost", None)
+        previous = boost.pop("previous", None) if isinstance(boost, dict) else None
+        if previous is not None:
+            agent.gil_boost.adopt(previous)
+        try:
+            details = agent.start()
+        except BaseException:
+            agent.gil_boost.release_adopted()
+            raise
         _agent = agent
         return details
 

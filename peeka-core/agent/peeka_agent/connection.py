@@ -20,7 +20,6 @@ are removed): probes belong to the client that made them.
 
 import socket
 import threading
-import traceback
 
 from .agent_threads import AgentThread
 from .commands import CommandError, RequestContext
@@ -41,7 +40,7 @@ from .wire import (
 FLUSH_TIMEOUT = 1.0
 
 #: How long a new connection keeps its GIL boost while its client says
-#: nothing (seconds).
+#: nothing: for its hello, then for its first request (seconds).
 BOOST_WAIT = 0.1
 
 
@@ -177,8 +176,8 @@ class Connection(object):
         reader = FrameReader(self.sock)
         try:
             # The listener took a boost for this connection (see gil_boost):
-            # it lasts until the first answers are out, or until a client
-            # that says nothing has had BOOST_WAIT to say hello.
+            # it lasts until the first request is answered, or until a
+            # client that says nothing has had BOOST_WAIT to speak.
             if not reader.prefetch(BOOST_WAIT):
                 self._end_boost()
             self._serve_messages(reader)
@@ -219,6 +218,7 @@ class Connection(object):
         self.send(welcome(agent.version, agent.pid, agent.capabilities()))
         drain = self.outbox.drain
         has_frame = reader.has_frame
+        requests = 0
         while True:
             # What is queued goes out before the reader would block, not
             # between frames that arrived together: a client that sends its
@@ -226,12 +226,16 @@ class Connection(object):
             # in one write (one GIL hand-over fewer on a busy target).
             if not has_frame():
                 drain()
-                self._end_boost()
+                # The boost lasts until the first request is answered, if
+                # it comes within BOOST_WAIT.
+                if self._boosted and (requests or not reader.prefetch(BOOST_WAIT)):
+                    self._end_boost()
             message = reader.read()
             if message is None:
                 return
             kind = message["type"]
             if kind == "request":
+                requests += 1
                 self._dispatch(message)
             elif kind == "cancel":
                 self.cancel(message["stream"])
@@ -280,6 +284,8 @@ class Connection(object):
         except CommandError as exc:
             self._handler_failed(ctx, exc.code, exc.message, exc.traceback)
         except BaseException as exc:
+            import traceback  # only here: the agent starts without it
+
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             agent.record_error("command `%s` failed" % command, exc)
             self._handler_failed(

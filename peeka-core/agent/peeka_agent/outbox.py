@@ -108,13 +108,16 @@ small per-stream buffer and are released right after the response.
 """
 
 import itertools
-import queue
 import socket
 import threading
 import time
-import traceback
 from collections import Counter
 from operator import itemgetter
+
+try:
+    from _queue import SimpleQueue  # what queue.SimpleQueue is, without queue.py
+except ImportError:  # pragma: no cover - builds without the C module
+    from queue import SimpleQueue
 
 from .agent_threads import AgentThread
 from .wire import (
@@ -213,7 +216,7 @@ class Outbox(object):
     """
 
     def __init__(self, sock, limit, on_failure, record_error, writer_name, on_thread_error):
-        self.queue = queue.SimpleQueue()
+        self.queue = SimpleQueue()
         self.limit = limit
         self._sock = sock
         self._on_failure = on_failure
@@ -617,6 +620,8 @@ def end_error_body(error, reason):
     if isinstance(code, str) and isinstance(message, str):
         return error_body(code, message, getattr(error, "traceback", None))
     if isinstance(error, BaseException):
+        import traceback  # only here: the agent starts without it
+
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         return error_body("internal", "%s: %s" % (type(error).__name__, error), text)
     return error_body("internal", str(error), None)

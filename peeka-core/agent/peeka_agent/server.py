@@ -53,7 +53,6 @@ import stat
 import sys
 import threading
 import time
-import traceback
 
 from .agent_threads import AgentThread, agent_thread_names
 from .commands import DEFAULT_REGISTRY, CommandError
@@ -71,6 +70,10 @@ DEFAULT_QUEUE_LIMIT = 8192
 DEFAULT_MAX_CONNECTIONS = 32
 #: Upper bound of the time detach waits for flushes and threads.
 DETACH_TIMEOUT = 1.0
+
+#: How long the agent keeps the bootstrap's switch-interval boost while no
+#: client has connected (seconds; see gil_boost).
+FIRST_CLIENT_WAIT = 1.0
 #: Longest path bind() accepts for an AF_UNIX socket (sun_path minus the NUL).
 MAX_SOCKET_PATH = 107
 
@@ -303,10 +306,17 @@ class Agent(object):
 
     def _accept_loop(self):
         listener = self._listener
+        boost = self.gil_boost
         try:
             while True:
+                # The bootstrap's boost lasts until the first client comes,
+                # FIRST_CLIENT_WAIT at most.
+                listener.settimeout(FIRST_CLIENT_WAIT if boost.adopted else None)
                 try:
                     sock, _address = listener.accept()
+                except socket.timeout:
+                    boost.release_adopted()
+                    continue
                 except OSError as exc:
                     if self.stopping.is_set():
                         return
@@ -322,12 +332,14 @@ class Agent(object):
                 if self.stopping.is_set():
                     sock.close()
                     return
-                # Until the connection has answered its first messages (see
+                # Until the connection has answered its first request (see
                 # gil_boost); the connection releases it.
-                self.gil_boost.acquire()
+                boost.acquire()
+                boost.release_adopted()
                 if not self._admit(sock):
-                    self.gil_boost.release()
+                    boost.release()
         finally:
+            boost.release_adopted()
             try:
                 listener.close()
             except OSError:
@@ -430,6 +442,8 @@ class Agent(object):
             entry = {"time": round(time.time(), 3), "message": context, "traceback": None}
             if exc is not None:
                 entry["message"] = "%s: %s: %s" % (context, type(exc).__name__, exc)
+                import traceback  # only here: the agent starts without it
+
                 text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                 entry["traceback"] = text[-4000:]
             self._errors.append(entry)

@@ -6,7 +6,7 @@ import sys
 import time
 import unittest
 
-from tests.support import RawClient, wait_until
+from tests.support import RawClient, make_private_dir, new_token, wait_until
 from tests.test_agent import AgentTestCase
 
 
@@ -39,6 +39,31 @@ class GilBoostTests(AgentTestCase):
         self.assertAlmostEqual(sys.getswitchinterval(), 0.0001, places=9)
         boost.release()
         self.assertAlmostEqual(sys.getswitchinterval(), 0.0001, places=9)
+
+    def test_an_adopted_boost_ends_with_the_first_client_or_after_a_while(self):
+        boost = self.agent.gil_boost
+        # As the bootstrap hands it over: lowered already, previous value given.
+        sys.setswitchinterval(boost.interval)
+        boost.adopt(self.original)
+        self.assertTrue(boost.adopted)
+        client = self.client()
+        self.assertTrue(client.call("ping")["ok"])
+        self.assertTrue(wait_until(lambda: not boost.active, timeout=2.0))
+        self.assertFalse(boost.adopted)
+        self.assertEqual(sys.getswitchinterval(), self.original)
+
+    def test_an_adopted_boost_ends_after_a_while_when_no_client_comes(self):
+        directory = make_private_dir()
+        agent = self.module.Agent(directory, new_token(), package_name=self.module.__name__)
+        boost = agent.gil_boost
+        sys.setswitchinterval(boost.interval)
+        boost.adopt(self.original)
+        started = time.monotonic()
+        agent.start()
+        self.addCleanup(agent.detach)
+        self.assertTrue(wait_until(lambda: not boost.active, timeout=5.0))
+        self.assertLess(time.monotonic() - started, 4.0)
+        self.assertEqual(sys.getswitchinterval(), self.original)
 
     def test_a_command_leaves_the_interval_as_it_was(self):
         for _ in range(3):

@@ -214,6 +214,42 @@ class BootstrapTests(IsolationTestCase):
                 os.listdir(directory) if os.path.exists(directory) else None,
             )
 
+    def test_the_agent_starts_with_its_core_precompiled_and_commands_come_on_first_use(self):
+        target = self.target()
+        directory, details = self.attach(target, "core")
+        client = RawClient(details["socket"])
+        self.addCleanup(client.close)
+        client.handshake()
+        package = "_peeka_agent_core"
+        core = sorted(
+            [package]
+            + [
+                package + "." + name
+                for name in (
+                    "agent_threads",
+                    "builtin_commands",
+                    "commands",
+                    "connection",
+                    "gil_boost",
+                    "outbox",
+                    "peercred",
+                    "server",
+                    "streams",
+                    "version",
+                    "wire",
+                )
+            ]
+        )
+        self.assertEqual(agent_modules(target.ask(op="snapshot")), core)
+        info = client.call("info")["data"]
+        self.assertIn("watch", info["commands"])
+        self.assertEqual(agent_modules(target.ask(op="snapshot")), core)
+        # The first `thread` imports its module; the answer is the real one.
+        reply = client.call("thread")
+        self.assertTrue(reply["ok"], reply)
+        self.assertIn(package + ".thread_command", agent_modules(target.ask(op="snapshot")))
+        self.assertTrue(client.call("detach")["data"]["detached"])
+
     def test_second_bootstrap_reports_the_running_agent(self):
         target = self.target()
         directory, details = self.attach(target, "first")
