@@ -410,7 +410,11 @@ pub fn python_string(text: &str) -> String {
 /// Every file of `agent` in one: `PEEKA-BUNDLE 1\n`, then per file
 /// `<length> <relative path>\n` and its bytes (read by `bootstrap.py`).
 fn bundle(agent: &AgentFiles) -> Vec<u8> {
-    let size: usize = agent.files.iter().map(|(n, c)| n.len() + c.len() + 24).sum();
+    let size: usize = agent
+        .files
+        .iter()
+        .map(|(n, c)| n.len() + c.len() + 24)
+        .sum();
     let mut out = Vec::with_capacity(size + 16);
     out.extend_from_slice(b"PEEKA-BUNDLE 1\n");
     for (name, contents) in &agent.files {
@@ -494,7 +498,8 @@ mod tests {
         };
         let text = render_bootstrap(Path::new("/tmp/peeka-1"), "tok", "b.bundle", &agent);
         assert!(!text.contains("__PEEKA_"));
-        assert!(text.contains("_peeka_bootstrap('/tmp/peeka-1', 'tok', 'b.bundle', 'agent.py', 'start')"));
+        assert!(text
+            .contains("_peeka_bootstrap('/tmp/peeka-1', 'tok', 'b.bundle', 'agent.py', 'start')"));
     }
 
     #[test]
