@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::bootstrap::{AgentFiles, BootstrapStatus, NoReport, Staging};
 use crate::error::AttachError;
 use crate::method::{InjectRequest, Injector, Method, MethodChoice, Timeline};
-use crate::pep768::Pep768Injector;
+use crate::pep768::{Pep768Injector, Pep768UnlessIdle};
 use crate::python::PythonVersion;
 use crate::target::{Arch, RemoteDebug, Target};
 
@@ -86,9 +86,15 @@ pub fn plan(target: &Target, choice: MethodChoice) -> Result<Vec<Method>, Attach
     Ok(methods)
 }
 
-/// The backend of `method`, when this build has it.
-fn injector(method: Method) -> Option<Box<dyn Injector>> {
+/// The backend of `method`, when this build has it. `then` is the method
+/// `auto` would try next (`None` for an explicit method): PEP 768 gives
+/// way to the ptrace method's GIL-released route when no thread runs
+/// Python (see [`Pep768UnlessIdle`]).
+fn injector(method: Method, then: Option<Method>) -> Option<Box<dyn Injector>> {
     match method {
+        Method::Pep768 if then == Some(Method::Ptrace) => {
+            Some(Box::new(Pep768UnlessIdle::default()))
+        }
         Method::Pep768 => Some(Box::new(Pep768Injector)),
         #[cfg(target_os = "linux")]
         Method::Ptrace => Some(Box::new(crate::ptrace::PtraceInjector::default())),
@@ -102,11 +108,15 @@ fn injector(method: Method) -> Option<Box<dyn Injector>> {
 }
 
 /// Whether `auto` may go on to the next method after this error: only when
-/// the method could not even start (nothing was asked of the target).
+/// nothing the method did can still act in the target: it could not even
+/// start (nothing was asked of the target), or it asked and withdrew every
+/// request before any was taken ([`AttachError::NoTaker`]).
 fn may_try_next(error: &AttachError) -> bool {
     matches!(
         error,
-        AttachError::MethodUnavailable { .. } | AttachError::DebuggerMissing { .. }
+        AttachError::MethodUnavailable { .. }
+            | AttachError::DebuggerMissing { .. }
+            | AttachError::NoTaker { .. }
     )
 }
 
@@ -150,8 +160,13 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
         pid,
         why: "no attach method is available on this platform".into(),
     });
-    for method in methods {
-        let Some(backend) = injector(method) else {
+    let mut then = methods.iter().copied().skip(1);
+    for method in methods.iter().copied() {
+        let next = then.next();
+        let next = (options.method == MethodChoice::Auto)
+            .then_some(next)
+            .flatten();
+        let Some(backend) = injector(method, next) else {
             let why = format!("this build of Peeka has no {method} backend on this platform");
             skipped.push((method, why.clone()));
             outcome = Err(AttachError::MethodUnavailable { method, pid, why });
@@ -170,6 +185,19 @@ pub fn attach(pid: u32, options: &AttachOptions) -> Result<Attached, AttachError
             }
             Err(error) if options.method == MethodChoice::Auto && may_try_next(&error) => {
                 skipped.push((method, error.to_string()));
+                let mut error = error;
+                if let AttachError::NoTaker { steps, .. } = &mut error {
+                    // What it did belongs to this attach's story.
+                    timeline.extend(std::mem::take(steps));
+                    if let Some(next) = next {
+                        timeline.steps.push(crate::method::Step {
+                            name: format!(
+                                "{method} gave way to {next}: its requests were withdrawn"
+                            ),
+                            elapsed: Duration::ZERO,
+                        });
+                    }
+                }
                 outcome = Err(error);
             }
             Err(error) => {

@@ -9,7 +9,7 @@ use thiserror::Error;
 use crate::bootstrap::StageError;
 use crate::debug_offsets::DebugOffsetsError;
 use crate::memory::MemoryError;
-use crate::method::Method;
+use crate::method::{Method, Timeline};
 use crate::target::InspectError;
 use crate::untrusted_file::UntrustedFileError;
 
@@ -60,6 +60,26 @@ pub enum AttachError {
         waited: Duration,
         /// What to try.
         advice: String,
+    },
+    /// The method asked the target, but no thread of its interpreter ran
+    /// Python in the short time `auto` gives it before it moves on (every
+    /// thread was blocked in a system call): every request was withdrawn
+    /// and none had been taken, so nothing of this method is left pending
+    /// and `auto` tries the next method. Only `auto` sees it (see
+    /// [`Pep768UnlessIdle`](crate::pep768::Pep768UnlessIdle)); an explicit
+    /// `--method pep768` waits until the deadline.
+    #[error("no thread of process {pid} ran Python within {} ms of the {method} request; {why}; every request was withdrawn, nothing is left pending", waited.as_millis())]
+    NoTaker {
+        /// The pid.
+        pid: u32,
+        /// The method that gave way.
+        method: Method,
+        /// How long nobody ran Python while the request was pending.
+        waited: Duration,
+        /// What the threads were doing.
+        why: String,
+        /// The method's steps, for the attach's timeline.
+        steps: Timeline,
     },
     /// A seccomp filter in the target blocked a system call we needed.
     #[error("a seccomp filter in process {pid} blocked the {syscall} system call used to attach; run the target with a profile that allows it (e.g. docker --security-opt seccomp=unconfined) or use Python 3.14+ (PEP 768 needs no system call in the target)")]

@@ -134,7 +134,9 @@ pub struct InjectRequest<'a> {
 /// `staging.claimed()` or the deadline. Before it returns, in every case, it
 /// leaves nothing of its own in the target: no pending request that could
 /// fire later, no breakpoint, no changed register or byte of memory, no
-/// stopped thread. On the deadline it returns [`AttachError::Timeout`].
+/// stopped thread. On the deadline it returns [`AttachError::Timeout`]; a
+/// backend that `auto` lets give way early returns
+/// [`AttachError::NoTaker`] once it has withdrawn every request.
 pub trait Injector {
     /// Which method this is.
     fn method(&self) -> Method;

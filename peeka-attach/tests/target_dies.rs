@@ -9,9 +9,10 @@
 //!   agent's entry function takes long (a slow agent), so `attach()` waits
 //!   for the status file (3.8, 3.11, 3.12 by ptrace; 3.14 by PEP 768). The
 //!   killed target is left a zombie, not reaped, while `attach()` runs.
-//! - while no thread runs Python (3.14, `all_blocked.py`): every PEP 768
-//!   request stays pending and the backend waits for the claim. The killed
-//!   target is reaped at once, so `/proc/PID` disappears.
+//! - while no thread runs Python (3.14, `all_blocked.py`, `--method
+//!   pep768`): every PEP 768 request stays pending and the backend waits
+//!   for the claim. The killed target is reaped at once, so `/proc/PID`
+//!   disappears.
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use peeka_attach::attach::{attach, AttachOptions, Attached};
-use peeka_attach::{AgentFiles, AttachError};
+use peeka_attach::{AgentFiles, AttachError, Method, MethodChoice};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 
 /// How soon after the kill `attach()` must have returned.
@@ -174,6 +175,10 @@ fn a_target_killed_while_no_thread_runs_python_is_noticed_at_once() {
         let dir = private_dir(python, pid);
         let mut options = AttachOptions::new(slow_agent());
         options.timeout = ATTACH_TIMEOUT;
+        // PEP 768 named: `auto` would give way to the ptrace method's
+        // GIL-released route after 30 ms, and its sleeping worker thread
+        // would claim the attach.
+        options.method = MethodChoice::Only(Method::Pep768);
         let outcome = attach_in_background(pid, options);
         std::thread::sleep(Duration::from_millis(delay_ms));
         assert!(

@@ -28,3 +28,7 @@ pub const STAGING: &str = "staging";
 pub const GDB: &str = "gdb";
 /// lldb is installed, for the lldb method (macOS).
 pub const LLDB: &str = "lldb";
+/// Which route an attach would take now, and why: PEP 768, the ptrace
+/// method's pending call or GIL-released route, or none until a thread
+/// runs Python (from one look at the threads; nothing is stopped).
+pub const ROUTE: &str = "route";

@@ -2,6 +2,7 @@
 //! to work, and the questions a caller asks of them.
 
 use super::findings::{Finding, Severity};
+use super::route::RouteForecast;
 use crate::method::Method;
 
 /// Everything [`doctor`](super::doctor) found about one pid.
@@ -17,6 +18,10 @@ pub struct Diagnosis {
     pub usable_methods: Vec<Method>,
     /// Every other method, with the reason it cannot work.
     pub unusable_methods: Vec<(Method, String)>,
+    /// Which route an attach with `auto` would take now, and why (the
+    /// `route` finding); `None` when the process could not be examined or
+    /// no method can attach.
+    pub route: Option<RouteForecast>,
 }
 
 impl Diagnosis {

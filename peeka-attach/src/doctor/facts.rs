@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 
+use crate::pep768::PythonLook;
 use crate::permissions::PtraceAccess;
 use crate::procfs::ProcStatus;
+use crate::ptrace::tasks::{RoutePlan, ThreadLook};
 use crate::python::{Layout, PythonVersion};
 use crate::remote_debug_optout::OptOutEvidence;
 use crate::target::{Arch, InspectError, RemoteDebug};
@@ -64,6 +66,21 @@ pub(super) struct Inspected {
     pub(super) missing_symbols: Vec<&'static str>,
 }
 
+/// What the threads were doing, for the route an attach would take: read
+/// through `/proc` and, on 3.13+, the interpreter's memory; nothing is
+/// stopped.
+#[derive(Debug, Clone)]
+pub(super) struct RouteFacts {
+    /// One look at every live thread, or why it failed.
+    pub(super) looks: Result<Vec<ThreadLook>, String>,
+    /// The ptrace method's plan from that look (its first route, every
+    /// thread judged), or why there is none.
+    pub(super) ptrace: Result<RoutePlan, String>,
+    /// 3.13+: the interpreter's threads and who holds the GIL, or why they
+    /// were not read.
+    pub(super) python: Result<PythonLook, String>,
+}
+
 /// The facts about a live (or at least not reaped) process.
 #[derive(Debug)]
 pub(super) struct LiveFacts {
@@ -83,6 +100,8 @@ pub(super) struct LiveFacts {
     pub(super) opt_out: Option<OptOutEvidence>,
     /// Only when the target was inspected.
     pub(super) staging: Option<StagingFacts>,
+    /// Only when the target was inspected.
+    pub(super) route: Option<RouteFacts>,
 }
 
 #[derive(Debug)]

@@ -99,6 +99,7 @@ pub(super) fn healthy(minor: u8) -> Facts {
                 target_dir: format!("/tmp/peeka-{PID}").into(),
                 host_dir: format!("/proc/{PID}/root/tmp/peeka-{PID}").into(),
             }),
+            route: None,
         })),
     }
 }

@@ -9,12 +9,14 @@ use std::path::Path;
 
 use super::facts::{
     DebuggerCheck, Facts, Inspected, LiveFacts, NamespaceFacts, NsRelation, ProcessFacts,
-    StagingFacts,
+    RouteFacts, StagingFacts,
 };
 use crate::bootstrap::{check_existing_private_dir, StageError, Staging};
 use crate::debugger_process::find_program;
+use crate::pep768::look_at_python;
 use crate::permissions::PtraceAccess;
 use crate::procfs::ProcStatus;
+use crate::ptrace::tasks::{look_at_threads, RoutePlan, ThreadLook};
 use crate::remote_debug_optout::OptOutEvidence;
 use crate::target::{Arch, RemoteDebug, Target};
 
@@ -93,14 +95,15 @@ fn gather_process(pid: u32) -> ProcessFacts {
     });
     let target = Target::inspect(pid);
     let namespaces = gather_namespaces(pid, &status);
-    let (inspected, opt_out, staging) = match target {
+    let (inspected, opt_out, staging, route) = match target {
         Ok(target) => {
             let opt_out =
                 (target.remote_debug == RemoteDebug::Disabled).then(|| OptOutEvidence::read(pid));
             let staging = gather_staging(&target);
-            (Ok(summarize(&target)), opt_out, Some(staging))
+            let route = gather_route(&target);
+            (Ok(summarize(&target)), opt_out, Some(staging), Some(route))
         }
-        Err(error) => (Err(error), None, None),
+        Err(error) => (Err(error), None, None, None),
     };
     ProcessFacts::Alive(Box::new(LiveFacts {
         status,
@@ -113,7 +116,42 @@ fn gather_process(pid: u32) -> ProcessFacts {
         namespaces,
         opt_out,
         staging,
+        route,
     }))
+}
+
+/// One look at the threads, and what the ptrace method and PEP 768 would
+/// make of it: the attach's own functions, reading `/proc` and memory
+/// only.
+fn gather_route(target: &Target) -> RouteFacts {
+    let looks = look_at_threads(target.pid).map_err(|e| e.to_string());
+    let ptrace = match &looks {
+        Ok(looks) => plan_ptrace(target, looks.clone()),
+        Err(why) => Err(why.clone()),
+    };
+    let python = if target.python.version.minor >= 13 {
+        look_at_python(target)
+    } else {
+        Err(format!(
+            "Python {} keeps the GIL where Peeka does not read it (before 3.13)",
+            target.python.version
+        ))
+    };
+    RouteFacts {
+        looks,
+        ptrace,
+        python,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn plan_ptrace(target: &Target, looks: Vec<ThreadLook>) -> Result<RoutePlan, String> {
+    crate::ptrace::session::plan_route(target, looks).map_err(|e| e.to_string())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn plan_ptrace(_target: &Target, _looks: Vec<ThreadLook>) -> Result<RoutePlan, String> {
+    Err("the ptrace method exists for x86_64 only".into())
 }
 
 /// `/proc/PID/cmdline` with the arguments separated by spaces, or the

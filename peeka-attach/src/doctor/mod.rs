@@ -18,8 +18,12 @@
 //!
 //! The [`Diagnosis`] holds one [`Finding`] per check, each with a stable id
 //! (the constants of [`check`]), a [`Severity`], a summary and, when
-//! something is wrong, the fix; and the attach methods expected to work,
-//! with the reason each other method cannot. It prints as a report.
+//! something is wrong, the fix; the attach methods expected to work, with
+//! the reason each other method cannot; and the route an attach would take
+//! now ([`RouteForecast`], the [`check::ROUTE`] finding): one look at the
+//! threads through `/proc/PID/task/TID/syscall` (which never stops a
+//! thread) and, on 3.13+, at the GIL, judged by the attach's own
+//! functions. It prints as a report.
 //!
 //! # Example
 //!
@@ -46,12 +50,14 @@ mod findings;
 mod fixtures;
 mod gather;
 mod report;
+mod route;
 
 /// The stable ids of the checks, as [`Finding::check`] holds them.
 pub mod check;
 
 pub use diagnosis::Diagnosis;
 pub use findings::{Finding, Severity};
+pub use route::{RouteForecast, RouteKind, ThreadSeen};
 
 use facts::Facts;
 

@@ -43,13 +43,20 @@
 //! main thread is parked (`select`, `sleep`, `Event.wait`), and a process
 //! of any version where no thread runs Python at all.
 //!
-//! Which route: the pending call first, unless the version only lets the
-//! main thread run it and that thread is parked; if it is not claimed
-//! within the grace period (150 ms by default), the GIL-released route on
-//! each thread that qualifies, until the deadline (a parked main thread
-//! gets a pending call as well after the grace period, for the moment it
-//! wakes up). The bootstrap claims the attach with an atomic `mkdir`, so a
-//! second run does nothing.
+//! Which route (`tasks::first_route`, decided from one look at every
+//! thread through `/proc`, which stops none): the pending call first when
+//! a thread is running, since one that runs Python takes it at its next
+//! safe point; the GIL-released route at once when the version only lets
+//! the main thread run pending calls and that thread is parked, or when
+//! every thread is blocked in a system call and one waits where the route
+//! qualifies (nobody would take a pending call soon). If the pending call
+//! is not claimed within the grace period (150 ms by default), the
+//! GIL-released route on each thread that qualifies, until the deadline;
+//! when the GIL-released route came first, a pending call is queued as
+//! well after the grace period, for the moment a thread runs Python
+//! again. The bootstrap claims the attach with an atomic `mkdir`, so a
+//! second run does nothing. The doctor describes the same decision
+//! (`session::plan_route`).
 //!
 //! # The runner code
 //!
@@ -116,12 +123,15 @@ x86_64_only! {
     mod requests;
     mod runner;
     mod scratch_page;
-    mod session;
+    pub(crate) mod session;
     mod symbols;
-    mod tasks;
     mod threads;
     mod trampoline;
 }
+
+/// What `/proc` shows of a process's threads: every architecture (the
+/// `pep768` method looks at the threads too).
+pub(crate) mod tasks;
 
 use std::time::Duration;
 

@@ -15,7 +15,8 @@ use super::remote_call::{let_others_run, HijackedThread};
 use super::runner::RunnerCode;
 use super::symbols::{Functions, GilState, PendingCallQueue};
 use super::tasks::{
-    blocked_in, list_tasks, pick_thread, thread_activity, thread_is_gone_or_zombie, ThreadActivity,
+    first_route, judge_threads, list_tasks, pick_thread, route_threads, thread_is_gone_or_zombie,
+    FirstRoute, RoutePlan, RouteThread, ThreadActivity, ThreadLook,
 };
 use super::threads::TracedThreads;
 use crate::bootstrap::Staging;
@@ -216,13 +217,18 @@ impl Session<'_> {
     /// deadline passes.
     fn routes(&self, timeline: &mut Timeline, left: &mut Leftovers) -> Result<(), AttachError> {
         let pid = self.pid();
-        let main_thread_only = matches!(self.functions.queue, PendingCallQueue::MainThread { .. });
-        let main_parked =
-            main_thread_only && matches!(thread_activity(pid, pid), ThreadActivity::InSyscall(_));
         let gil = self.functions.gil_state;
-        // A pending call first, unless only a parked main thread could run
-        // it: a thread that runs Python takes it at its next safe point.
-        if !main_parked || gil.is_none() {
+        // A pending call first, when a thread runs: one that runs Python
+        // takes it at its next safe point. Not when only a parked main
+        // thread could run it, nor when every thread is blocked in a
+        // system call and one waits with the GIL released: nobody would
+        // take the call before the grace period is over.
+        let looked = Instant::now();
+        let threads = route_threads(pid, |number, args| {
+            eligible_call(number, args, &self.interpreter_data)
+        })?;
+        let first = first_route(pid, &threads, self.main_thread_only(), gil.is_some());
+        if first.queues_first() {
             left.queued = self.queue(timeline)?;
             let until = match gil {
                 Some(_) => self.deadline.min(Instant::now() + self.grace),
@@ -234,13 +240,22 @@ impl Session<'_> {
             if claimed {
                 return Ok(());
             }
+        } else {
+            push_step(
+                timeline,
+                format!(
+                    "choose the GIL-released route: {}",
+                    describe_first_route(&first, &threads)
+                ),
+                looked,
+            );
         }
         let Some(gil) = gil else {
             return Ok(());
         };
         // Then a thread that waits with the GIL released, as soon as one
-        // does; a parked main thread gets a pending call after the grace
-        // period as well, for the moment it wakes up.
+        // does; when this route came first, a pending call is queued after
+        // the grace period as well, for the moment a thread runs Python.
         let started = Instant::now();
         let mut tried: HashMap<u32, Instant> = HashMap::new();
         let mut looked = Instant::now();
@@ -385,6 +400,11 @@ impl Session<'_> {
         Ok(None)
     }
 
+    /// Whether only the main thread runs pending calls (before 3.12).
+    fn main_thread_only(&self) -> bool {
+        matches!(self.functions.queue, PendingCallQueue::MainThread { .. })
+    }
+
     /// Threads worth a try of the GIL-released route, best first: those
     /// `/proc` shows blocked in a system call that qualifies (the main
     /// thread first), then those running (they may soon make one: a busy
@@ -393,19 +413,13 @@ impl Session<'_> {
     fn candidates(&self, waits: &[(u64, u64)]) -> Result<Vec<u32>, AttachError> {
         let pid = self.pid();
         let mut ranked: Vec<(u8, u32)> = Vec::new();
-        for tid in list_tasks(pid)? {
-            if thread_is_gone_or_zombie(pid, tid) {
-                continue;
-            }
-            let rank = match thread_activity(pid, tid) {
-                ThreadActivity::InSyscall(_) => match blocked_in(pid, tid) {
-                    Some((number, args)) if eligible_call(number, args, waits).is_ok() => 0,
-                    _ => continue,
-                },
+        for thread in route_threads(pid, |number, args| eligible_call(number, args, waits))? {
+            let rank = match thread.look.activity {
+                ThreadActivity::InSyscall(_) if thread.qualifies() => 0,
                 ThreadActivity::Running => 1,
-                ThreadActivity::Other => continue,
+                _ => continue,
             };
-            ranked.push((rank, tid));
+            ranked.push((rank, thread.look.tid));
         }
         ranked.sort_by_key(|&(rank, tid)| (rank, tid != pid));
         Ok(ranked.into_iter().map(|(_, tid)| tid).collect())
@@ -560,6 +574,63 @@ impl Session<'_> {
             waited: self.started.elapsed(),
             advice,
         }
+    }
+}
+
+/// What the ptrace method would do first with `target` now, and what it
+/// saw of each thread: the same look at `/proc`, the same judgement of
+/// each wait and the same decision as an attach makes (see
+/// [`first_route`]). Read-only: nothing is stopped, traced or written
+/// (the doctor's use). `looks` is one look at every thread of the target
+/// ([`look_at_threads`](super::tasks::look_at_threads)).
+///
+/// # Errors
+/// [`AttachError::MethodUnavailable`] when the interpreter lacks a
+/// function the method calls.
+pub(crate) fn plan_route(
+    target: &Target,
+    looks: Vec<ThreadLook>,
+) -> Result<RoutePlan, AttachError> {
+    let functions = Functions::resolve(target)?;
+    let waits = interpreter_data(target);
+    let threads = judge_threads(looks, |number, args| eligible_call(number, args, &waits));
+    let main_thread_only = matches!(functions.queue, PendingCallQueue::MainThread { .. });
+    Ok(RoutePlan {
+        first: first_route(
+            target.pid,
+            &threads,
+            main_thread_only,
+            functions.gil_state.is_some(),
+        ),
+        threads,
+        main_thread_only,
+    })
+}
+
+/// Why the GIL-released route comes first, for the timeline: "every
+/// thread is blocked in a system call; thread 12 waits in `accept4`".
+fn describe_first_route(first: &FirstRoute, threads: &[RouteThread]) -> String {
+    let why = match first {
+        FirstRoute::GilReleasedMainParked => {
+            "only the main thread runs pending calls on this version, and it is parked in a system call"
+        }
+        _ => "no thread runs Python: every thread is blocked in a system call",
+    };
+    let waiting: Vec<String> = threads
+        .iter()
+        .filter_map(|t| match &t.wait {
+            Some(Ok(name)) => Some(format!("{} in `{name}`", t.look.tid)),
+            _ => None,
+        })
+        .take(4)
+        .collect();
+    if waiting.is_empty() {
+        why.to_owned()
+    } else {
+        format!(
+            "{why}; waiting with the GIL released: {}",
+            waiting.join(", ")
+        )
     }
 }
 

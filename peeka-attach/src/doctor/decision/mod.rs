@@ -9,6 +9,7 @@ mod methods;
 mod process;
 mod ptrace_access;
 mod remote_debug;
+mod route;
 mod seccomp;
 mod staging;
 mod yama;
@@ -65,6 +66,7 @@ impl Facts {
     pub(super) fn diagnose(&self) -> Diagnosis {
         let methods = self.method_verdicts();
         let mut findings = Vec::new();
+        let mut route = None;
         match &self.process {
             ProcessFacts::Missing => findings.push(Finding::blocker(
                 check::PROCESS,
@@ -84,7 +86,13 @@ impl Facts {
                     status.ppid
                 ),
             )),
-            ProcessFacts::Alive(live) => self.diagnose_live(live, &methods, &mut findings),
+            ProcessFacts::Alive(live) => {
+                self.diagnose_live(live, &methods, &mut findings);
+                if let Some((finding, forecast)) = self.route_finding(live, &methods) {
+                    findings.push(finding);
+                    route = Some(forecast);
+                }
+            }
         }
         let (usable_methods, unusable_methods) = split_methods(methods);
         Diagnosis {
@@ -92,6 +100,7 @@ impl Facts {
             findings,
             usable_methods,
             unusable_methods,
+            route,
         }
     }
 
