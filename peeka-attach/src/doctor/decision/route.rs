@@ -33,6 +33,25 @@ impl Seen<'_> {
         self.py.and_then(|p| p.gil)
     }
 
+    /// The thread that holds the GIL, when the GIL was read (3.13+).
+    fn gil_holder(&self) -> Option<u32> {
+        match self.gil() {
+            Some(Gil::Held { tid }) => tid,
+            _ => None,
+        }
+    }
+
+    /// The GIL's holder, when it is blocked in a system call: no thread
+    /// can run Python until it returns (the GIL-released route's program
+    /// finds it holding the GIL, and every other route needs the GIL).
+    fn blocked_holder(&self) -> Option<u32> {
+        let holder = self.gil_holder()?;
+        self.looks
+            .iter()
+            .any(|l| l.tid == holder && matches!(l.activity, ThreadActivity::InSyscall(_)))
+            .then_some(holder)
+    }
+
     /// "thread 12" or "the main thread 12".
     fn thread(&self, tid: u32) -> String {
         if tid == self.pid {
@@ -51,6 +70,7 @@ impl Seen<'_> {
         let mut waiting: Vec<(u32, &str)> = plan
             .threads
             .iter()
+            .filter(|t| Some(t.look.tid) != self.gil_holder())
             .filter_map(|t| match &t.wait {
                 Some(Ok(name)) => Some((t.look.tid, *name)),
                 _ => None,
@@ -299,6 +319,15 @@ fn ptrace_verdict(seen: &Seen<'_>, plan: Option<&RoutePlan>) -> Verdict {
             "the ptrace method's route could not be planned".into(),
         );
     };
+    if let Some(holder) = seen.blocked_holder() {
+        return Verdict::waiting(
+            Some(Method::Ptrace),
+            format!(
+                "{} holds the GIL while blocked in a system call, so no thread can run Python until it returns (the GIL-released route finds it holding the GIL, and a pending call needs the GIL too)",
+                seen.thread(holder)
+            ),
+        );
+    }
     let grace = PtraceInjector::DEFAULT_GRACE_PERIOD.as_millis();
     let version = seen.python.version;
     let running: Vec<u32> = plan
@@ -401,9 +430,16 @@ fn threads_seen(seen: &Seen<'_>, plan: Option<&RoutePlan>) -> Vec<ThreadSeen> {
                 main: look.tid == seen.pid,
                 state,
                 syscall,
-                gil_released: plan
+                gil_released: match plan
                     .and_then(|plan| plan.threads.iter().find(|t| t.look.tid == look.tid))
-                    .and_then(|t| t.wait.clone()),
+                    .and_then(|t| t.wait.clone())
+                {
+                    // What the route's program would find (PyGILState_Check).
+                    Some(Ok(_)) if holder == Some(look.tid) => {
+                        Some(Err("it holds the GIL while blocked".into()))
+                    }
+                    judged => judged,
+                },
                 holds_gil: holder == Some(look.tid),
             }
         })
@@ -555,6 +591,32 @@ mod tests {
         assert_eq!(severity(&diagnosis, check::ROUTE), Severity::Warning);
         assert!(text(&diagnosis, check::ROUTE).contains("holds the GIL while blocked"));
         assert_eq!(diagnosis.route.unwrap().kind, RouteKind::WaitForPython);
+    }
+
+    #[test]
+    fn a_3_13_thread_holding_the_gil_while_blocked_leaves_ptrace_no_route() {
+        let facts = with_threads(
+            healthy(13),
+            vec![
+                blocked(PID, 34, Ok("pause")),
+                blocked(4243, 23, Ok("select")),
+            ],
+            Some(Gil::Held { tid: Some(PID) }),
+        );
+        let diagnosis = facts.diagnose();
+        assert_eq!(severity(&diagnosis, check::ROUTE), Severity::Warning);
+        let text = text(&diagnosis, check::ROUTE);
+        assert!(
+            text.contains("none now: the main thread 4242 holds the GIL while blocked"),
+            "{text}"
+        );
+        let route = diagnosis.route.unwrap();
+        assert_eq!(route.kind, RouteKind::WaitForPython);
+        assert_eq!(
+            route.threads[0].gil_released,
+            Some(Err("it holds the GIL while blocked".into()))
+        );
+        assert_eq!(route.threads[1].gil_released, Some(Ok("select")));
     }
 
     #[test]
