@@ -62,7 +62,7 @@ try:
 
         import sys
 
-        # The GIL changes hands every 0.5 ms instead of 5 while the agent
+        # The GIL changes hands every 0.1 ms instead of 5 while the agent
         # loads: on a busy target every system call of the loader hands the
         # GIL to the application, and getting it back takes a switch
         # interval. The application's threads then hold the GIL for
@@ -71,7 +71,7 @@ try:
         # its first client is answered: it pops "previous") or the
         # application set its own meanwhile.
         boost = {"previous": sys.getswitchinterval()}
-        boost["interval"] = min(boost["previous"], 0.0005)
+        boost["interval"] = min(boost["previous"], 0.0001)
         sys.setswitchinterval(boost["interval"])
 
         def end_boost():

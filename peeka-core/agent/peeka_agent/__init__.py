@@ -67,7 +67,7 @@ if hasattr(globals().get("__loader__"), "precompile"):
             "version",
             "wire",
         ),
-        threads=min(8, max(2, threading.active_count())),
+        threads=min(8, threading.active_count() + 3),
         # Independent of each other: imported side by side (json and
         # socket cost milliseconds each where the application has neither).
         imports=("json", "socket"),

@@ -25,7 +25,7 @@ import sys
 import threading
 
 #: The switch interval while boosted, in seconds.
-BOOSTED_INTERVAL = 0.0005
+BOOSTED_INTERVAL = 0.0001
 
 
 def _microseconds(seconds):
