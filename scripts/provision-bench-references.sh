@@ -57,74 +57,32 @@ readonly PIP_TIMEOUT=600
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+PROVISION_NAME=provision-bench-references
+# shellcheck source-path=SCRIPTDIR source=lib/provision-common.sh
+source "$SCRIPT_DIR/lib/provision-common.sh"
 PYTHONS_MANIFEST=${PEEKA_PYTHONS_MANIFEST:-$REPO_ROOT/target/peeka-pythons.json}
 CACHE=${PEEKA_BENCH_REFS:-${XDG_CACHE_HOME:-$HOME/.cache}/peeka/bench-refs}
 PEEKA_PYTHON_ID=${PEEKA_BENCH_PEEKA_PYTHON:-3.14}
 CHROOT_REFS=/opt/peeka-bench-refs
 
-REINSTALL=0
-while (($#)); do
-    case $1 in
-        --reinstall) REINSTALL=1 ;;
-        -h | --help)
-            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-            exit 0
-            ;;
-        *)
-            echo "provision-bench-references: unknown argument: $1 (see --help)" >&2
-            exit 2
-            ;;
-    esac
-    shift
-done
-
-log() { printf 'provision-bench-references: %s\n' "$*" >&2; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+parse_flags --reinstall=REINSTALL -- "$@"
 
 mkdir -p "$CACHE"
-exec 8>"$CACHE/.lock"
-if ! flock -w 900 8; then
-    log "another run holds $CACHE/.lock"
-    exit 1
-fi
+take_lock "$CACHE/.lock" "another run holds $CACHE/.lock"
 
 # A host Python to read JSON with.
-HOST_PY=""
-for candidate in /usr/bin/python3 /usr/local/bin/python3 "$(command -v python3 || true)"; do
-    if [[ -n $candidate && -x $candidate ]] && "$candidate" -c 'import json' 2>/dev/null; then
-        HOST_PY=$candidate
-        break
-    fi
-done
-[[ -n $HOST_PY ]] || { log "no host python3"; exit 1; }
+find_host_python || { log "no host python3"; exit 1; }
 
-# One line per interpreter: id, root, argv items separated by \x1e.
-read_interpreters() {
-    [[ -f $PYTHONS_MANIFEST ]] || return 0
-    "$HOST_PY" -I - "$PYTHONS_MANIFEST" <<'PY'
-import json, sys
-with open(sys.argv[1]) as f:
-    manifest = json.load(f)
-for p in manifest["interpreters"]:
-    print("\x1f".join([p["id"], p["root"], "\x1e".join(p["argv"])]))
-PY
-}
-
-# The installer: the newest host interpreter of the manifest with a pip
-# (the manifest lists them oldest first), else python3 -m pip.
-PIP=()
-while IFS=$'\x1f' read -r id root argv_joined; do
-    [[ $root == / && $argv_joined != *$'\x1e'* ]] || continue
-    if "$argv_joined" -m pip --version >/dev/null 2>&1; then
-        PIP=("$argv_joined" -m pip)
-    fi
-done < <(read_interpreters)
-if ((${#PIP[@]} == 0)); then
-    if python3 -m pip --version >/dev/null 2>&1; then
-        PIP=(python3 -m pip)
-    else
-        log "no pip on this machine (no host interpreter of $PYTHONS_MANIFEST has one, nor python3)"
-        exit 1
-    fi
+# The installer: the newest host interpreter of the manifest with a pip,
+# else python3 -m pip.
+if find_host_pip; then
+    PIP=("${HOST_PIP[@]}")
+elif python3 -m pip --version >/dev/null 2>&1; then
+    PIP=(python3 -m pip)
+else
+    log "no pip on this machine (no host interpreter of $PYTHONS_MANIFEST has one, nor python3)"
+    exit 1
 fi
 PIP_OPTS=(--disable-pip-version-check --no-input --quiet)
 log "installer: ${PIP[*]} ($("${PIP[@]}" --version | awk '{print $2}'))"
@@ -148,16 +106,12 @@ fill() {
         shift
     done
     shift
-    if ((REINSTALL == 0)) && [[ -f $final/$STAMP_NAME && $(<"$final/$STAMP_NAME") == "$stamp" ]] &&
-        run_check "$final" "${check[@]}"; then
+    if ((REINSTALL == 0)) && stamp_matches "$final" "$stamp" && run_check "$final" "${check[@]}"; then
         log "up to date: $final"
         return 0
     fi
-    local parent tmp
-    parent=$(dirname "$final")
-    mkdir -p "$parent"
-    tmp=$(mktemp -d "$parent/.$(basename "$final").XXXXXX")
-    chmod 0755 "$tmp"
+    fresh_dir_beside "$final"
+    local tmp=$FRESH_DIR
     if ! timeout "$PIP_TIMEOUT" "${PIP[@]}" install "${PIP_OPTS[@]}" --no-compile --target "$tmp" "$@" \
         >"$tmp.log" 2>&1; then
         FILL_ERROR="pip install failed: $(grep -a -E 'ERROR|error' "$tmp.log" | tail -n 2 | tr '\n' ' ')"
@@ -167,9 +121,7 @@ fill() {
     fi
     rm -f "$tmp.log"
     printf '%s\n' "$stamp" >"$tmp/$STAMP_NAME"
-    [[ -e $final ]] && mv "$final" "$tmp.old"
-    mv "$tmp" "$final"
-    rm -rf "$tmp.old"
+    move_into_place "$tmp" "$final"
     if ! run_check "$final" "${check[@]}"; then
         FILL_ERROR="installed in $final, but its check failed: $CHECK_OUTPUT"
         return 1
@@ -203,19 +155,15 @@ fi
 # --- peeka (the Python implementation) --------------------------------------
 PEEKA_HOST_DIR=""
 PEEKA_TARGET_DIR=""
-peeka_line=$(read_interpreters | awk -F $'\x1f' -v id="$PEEKA_PYTHON_ID" '$1 == id' || true)
+peeka_line=$(read_interpreters id root argv | awk -F $'\x1f' -v id="$PEEKA_PYTHON_ID" '$1 == id' || true)
 if [[ -z $peeka_line ]]; then
     add_missing peeka "Python $PEEKA_PYTHON_ID is not in $PYTHONS_MANIFEST (run scripts/provision-pythons.sh)"
 else
     IFS=$'\x1f' read -r id root argv_joined <<<"$peeka_line"
     IFS=$'\x1e' read -r -a PEEKA_ARGV <<<"$argv_joined"
-    if [[ $root == / ]]; then
-        PEEKA_HOST_DIR=$CACHE/peeka-$PEEKA_VERSION-$id
-        PEEKA_TARGET_DIR=$PEEKA_HOST_DIR
-    else
-        PEEKA_TARGET_DIR=$CHROOT_REFS/peeka-$PEEKA_VERSION
-        PEEKA_HOST_DIR=${root%/}$PEEKA_TARGET_DIR
-    fi
+    place "$root" "$CACHE/peeka-$PEEKA_VERSION-$id" "$CHROOT_REFS/peeka-$PEEKA_VERSION"
+    PEEKA_HOST_DIR=$PLACED_ON_HOST
+    PEEKA_TARGET_DIR=$PLACED_IN_TARGET
     WHEELS=$CACHE/wheels
     mkdir -p "$WHEELS"
     wheel=$(compgen -G "$WHEELS/peeka-$PEEKA_VERSION-*.whl" | head -n 1 || true)
@@ -237,7 +185,7 @@ else
             add_missing peeka "$FILL_ERROR"
             PEEKA_HOST_DIR=""
         else
-            rm -rf "$PEEKA_HOST_DIR/bin" # console scripts with the installer's shebang
+            rm -rf "${PEEKA_HOST_DIR:?}/bin" # console scripts with the installer's shebang
         fi
     fi
 fi

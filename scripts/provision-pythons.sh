@@ -73,6 +73,9 @@ readonly PROBE_TIMEOUT=60
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+PROVISION_NAME=provision-pythons
+# shellcheck source-path=SCRIPTDIR source=lib/provision-common.sh
+source "$SCRIPT_DIR/lib/provision-common.sh"
 CACHE_DIR=${PEEKA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/peeka}
 SID_ROOT=$CACHE_DIR/sid-root
 MANIFEST=${PEEKA_PYTHONS_MANIFEST:-$REPO_ROOT/target/peeka-pythons.json}
@@ -97,28 +100,10 @@ script and in testkit/src/lib.rs.
 EOF
 }
 
-REQUIRE_ALL=0
-REBUILD_CHROOT=0
-while (($#)); do
-    case $1 in
-        --require-all) REQUIRE_ALL=1 ;;
-        --rebuild-chroot) REBUILD_CHROOT=1 ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *)
-            echo "provision-pythons: unknown argument: $1 (see --help)" >&2
-            exit 2
-            ;;
-    esac
-    shift
-done
+parse_flags --require-all=REQUIRE_ALL --rebuild-chroot=REBUILD_CHROOT -- "$@"
 if [[ ${CI:-} == true ]]; then
     REQUIRE_ALL=1
 fi
-
-log() { printf 'provision-pythons: %s\n' "$*" >&2; }
 
 START_SECONDS=$SECONDS
 
@@ -549,14 +534,10 @@ print_table() {
 
 main() {
     mkdir -p "$CACHE_DIR"
-    # One provisioning at a time per cache (parallel CI jobs share it). The
-    # descriptor is inherited by debootstrap and its children, so stragglers
-    # of a killed run also keep the next run from touching the chroot.
-    exec 9>"$CACHE_DIR/provision.lock"
-    if ! flock -w 900 9; then
-        log "another provision-pythons.sh holds $CACHE_DIR/provision.lock"
-        exit 1
-    fi
+    # One provisioning at a time per cache (parallel CI jobs share it);
+    # stragglers of a killed run (debootstrap and its children) also keep
+    # the next run from touching the chroot.
+    take_lock "$CACHE_DIR/provision.lock" "another provision-pythons.sh holds $CACHE_DIR/provision.lock"
 
     local minor
     for minor in "${HOST_MINORS[@]}"; do
@@ -575,16 +556,8 @@ main() {
         printf 'all of Python %s are provided\n' "${SUPPORTED_MINORS[*]}"
         return 0
     fi
-    {
-        printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
-        printf '!! WARNING: %d of the %d supported Python versions are NOT provided:\n' "${#absent[@]}" "${#SUPPORTED_MINORS[@]}"
-        local line
-        for line in "${MISSING_TEXT[@]}"; do
-            printf '!!   %s\n' "$line"
-        done
-        printf '!! Tests that need them will be SKIPPED (or FAIL when CI=true).\n'
-        printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
-    } >&2
+    warning_banner "${#absent[@]} of the ${#SUPPORTED_MINORS[@]} supported Python versions are NOT provided:" \
+        "Tests that need them will be SKIPPED (or FAIL when CI=true)." "${MISSING_TEXT[@]}"
     if ((REQUIRE_ALL)); then
         return 1
     fi

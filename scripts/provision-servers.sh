@@ -66,6 +66,9 @@ readonly PIP_TIMEOUT=600
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+PROVISION_NAME=provision-servers
+# shellcheck source-path=SCRIPTDIR source=lib/provision-common.sh
+source "$SCRIPT_DIR/lib/provision-common.sh"
 PYTHONS_MANIFEST=${PEEKA_PYTHONS_MANIFEST:-$REPO_ROOT/target/peeka-pythons.json}
 SERVERS_MANIFEST=${PEEKA_SERVERS_MANIFEST:-$REPO_ROOT/target/peeka-servers.json}
 HOST_SITES=$REPO_ROOT/target/peeka-servers
@@ -95,28 +98,10 @@ CI. The manifest schema is documented at the top of this script.
 EOF
 }
 
-REQUIRE_ALL=0
-REINSTALL=0
-while (($#)); do
-    case $1 in
-        --require-all) REQUIRE_ALL=1 ;;
-        --reinstall) REINSTALL=1 ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *)
-            echo "provision-servers: unknown argument: $1 (see --help)" >&2
-            exit 2
-            ;;
-    esac
-    shift
-done
+parse_flags --require-all=REQUIRE_ALL --reinstall=REINSTALL -- "$@"
 if [[ ${CI:-} == true ]]; then
     REQUIRE_ALL=1
 fi
-
-log() { printf 'provision-servers: %s\n' "$*" >&2; }
 
 START_SECONDS=$SECONDS
 
@@ -146,14 +131,7 @@ pins() {
 }
 
 # A host Python to read and write JSON with (any 3.x).
-HOST_PY=""
-for candidate in /usr/bin/python3 /usr/local/bin/python3 "$(command -v python3 || true)"; do
-    if [[ -n $candidate && -x $candidate ]] && "$candidate" -c 'import json' 2>/dev/null; then
-        HOST_PY=$candidate
-        break
-    fi
-done
-if [[ -z $HOST_PY ]]; then
+if ! find_host_python; then
     log "no host python3 to read $PYTHONS_MANIFEST with"
     exit 1
 fi
@@ -162,18 +140,6 @@ if [[ ! -f $PYTHONS_MANIFEST ]]; then
     log "no interpreter manifest at $PYTHONS_MANIFEST: run scripts/provision-pythons.sh first"
     exit 1
 fi
-
-# One line per interpreter: id, minor, version, root, argv (each argv item
-# separated by \x1e), separated by \x1f.
-read_interpreters() {
-    "$HOST_PY" -I - "$PYTHONS_MANIFEST" <<'PY'
-import json, sys
-with open(sys.argv[1]) as f:
-    manifest = json.load(f)
-for p in manifest["interpreters"]:
-    print("\x1f".join([p["id"], p["minor"], p["version"], p["root"], "\x1e".join(p["argv"])]))
-PY
-}
 
 # The import check, run by the interpreter under test with the directory as
 # it sees it: every package imports from there. Prints one line: "OK",
@@ -215,25 +181,6 @@ check_site() {
         CHECK_ERROR="import check failed (exit $rc): $(tail -n 1 <<<"$out")"
         return 1
     fi
-}
-
-# The host installer for interpreters without pip: the newest host
-# interpreter (root /) of the manifest whose `-m pip` works.
-HOST_PIP=()
-HOST_PIP_VERSION=""
-find_host_pip() {
-    ((${#HOST_PIP[@]})) && return 0
-    local id minor version root argv_joined best=""
-    while IFS=$'\x1f' read -r id minor version root argv_joined; do
-        [[ $root == / ]] || continue
-        [[ $argv_joined == *$'\x1e'* ]] && continue # a launcher prefix: not a plain host python
-        if "$argv_joined" -m pip --version >/dev/null 2>&1; then
-            best=$argv_joined # the manifest lists minors oldest first
-        fi
-    done < <(read_interpreters)
-    [[ -n $best ]] || return 1
-    HOST_PIP=("$best" -m pip)
-    HOST_PIP_VERSION=$("${HOST_PIP[@]}" --version | awk '{print $2}')
 }
 
 # A pure-Python wheel of markupsafe VERSION in $WHEELHOUSE, built from the
@@ -285,19 +232,13 @@ provide() {
     local id=$1 minor=$2 version=$3 root=$4
     shift 4
     local argv=("$@")
-    local target_dir host_dir
-    if [[ $root == / ]]; then
-        host_dir=$HOST_SITES/$id
-        target_dir=$host_dir
-    else
-        target_dir=$CHROOT_SITES/$id
-        host_dir=${root%/}$target_dir
-    fi
+    place "$root" "$HOST_SITES/$id" "$CHROOT_SITES/$id"
+    local host_dir=$PLACED_ON_HOST target_dir=$PLACED_IN_TARGET
     local pinned
     pinned=$(pins "$minor")
     local stamp="peeka-servers v$STAMP_VERSION id=$id version=$version pins=$pinned"
 
-    if ((REINSTALL == 0)) && [[ -f $host_dir/$STAMP_NAME && $(<"$host_dir/$STAMP_NAME") == "$stamp" ]]; then
+    if ((REINSTALL == 0)) && stamp_matches "$host_dir" "$stamp"; then
         if check_site "${argv[@]}" -- "$target_dir"; then
             add_site "$id" "$version" "$host_dir" "$target_dir" "$(<"$host_dir/.peeka-servers-installer")"
             log "$id: up to date ($host_dir)"
@@ -312,9 +253,8 @@ provide() {
     mkdir -p "$parent"
     # Leftovers of a run killed midway (we hold the lock: nobody else's).
     find "$parent" -mindepth 1 -maxdepth 1 -name ".$id.*" -exec rm -rf {} +
-    local tmp_host
-    tmp_host=$(mktemp -d "$parent/.$id.XXXXXX")
-    chmod 0755 "$tmp_host" # readable by targets started as another user
+    fresh_dir_beside "$host_dir"
+    local tmp_host=$FRESH_DIR
     local tmp_target=$tmp_host
     [[ $root == / ]] || tmp_target=$CHROOT_SITES/$(basename "$tmp_host")
     local pip_log=$tmp_host.log
@@ -381,11 +321,7 @@ provide() {
     printf '%s\n' "$installer" >"$tmp_host/.peeka-servers-installer"
     printf '%s\n' "$stamp" >"$tmp_host/$STAMP_NAME"
     rm -f "$pip_log"
-    if [[ -e $host_dir ]]; then
-        mv "$host_dir" "$tmp_host.old"
-    fi
-    mv "$tmp_host" "$host_dir"
-    rm -rf "$tmp_host.old"
+    move_into_place "$tmp_host" "$host_dir"
     check_site "${argv[@]}" -- "$target_dir" || {
         add_missing "$id" "installed, then $CHECK_ERROR"
         return 0
@@ -448,18 +384,13 @@ with open(sys.argv[1], "w") as f:
 
 main() {
     mkdir -p "$HOST_SITES"
-    # One provisioning at a time.
-    exec 8>"$HOST_SITES/.lock"
-    if ! flock -w 900 8; then
-        log "another provision-servers.sh holds $HOST_SITES/.lock"
-        exit 1
-    fi
+    take_lock "$HOST_SITES/.lock" "another provision-servers.sh holds $HOST_SITES/.lock"
     local id minor version root argv_joined argv count=0
     while IFS=$'\x1f' read -r id minor version root argv_joined; do
         IFS=$'\x1e' read -r -a argv <<<"$argv_joined"
         provide "$id" "$minor" "$version" "$root" "${argv[@]}"
         count=$((count + 1))
-    done < <(read_interpreters)
+    done < <(read_interpreters id minor version root argv)
     write_manifest
 
     local row pkgs kind where
@@ -473,16 +404,12 @@ main() {
     if ((${#MISSING[@]} == 0)); then
         return 0
     fi
-    {
-        printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
-        printf '!! WARNING: waitress/gunicorn/flask are NOT installed for %d interpreter(s):\n' "${#MISSING[@]}"
-        local line
-        for line in "${MISSING[@]}"; do
-            printf '!!   Python %s: %s\n' "${line%%$'\x1f'*}" "${line#*$'\x1f'}"
-        done
-        printf '!! The idle-server tests will be SKIPPED for them (or FAIL when CI=true).\n'
-        printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
-    } >&2
+    local line lines=()
+    for line in "${MISSING[@]}"; do
+        lines+=("Python ${line%%$'\x1f'*}: ${line#*$'\x1f'}")
+    done
+    warning_banner "waitress/gunicorn/flask are NOT installed for ${#MISSING[@]} interpreter(s):" \
+        "The idle-server tests will be SKIPPED for them (or FAIL when CI=true)." "${lines[@]}"
     if ((REQUIRE_ALL)); then
         return 1
     fi

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{
     assert_alive_and_quiet, marker_agent, marker_runs, spawn_target,
-    spawn_with_remote_debug_disabled,
+    spawn_with_remote_debug_disabled, step_names,
 };
 use peeka_attach::attach::{attach, AttachOptions};
 use peeka_attach::{
@@ -50,12 +50,7 @@ fn auto_picks_the_right_method_and_reports_every_step() {
             python.id,
             attached.status
         );
-        let names: Vec<&str> = attached
-            .timeline
-            .steps
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
+        let names = step_names(&attached.timeline);
         assert!(
             names.contains(&"inspect target") && names.contains(&"wait for the agent"),
             "{names:?}"

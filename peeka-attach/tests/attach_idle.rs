@@ -25,8 +25,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_loaded_exactly_once, assert_running_untraced, marker_agent, read_only_anonymous_pages,
-    spawn_target_with,
+    assert_loaded_exactly_once, assert_running_untraced, marker_agent, pages_mapped_since,
+    read_only_anonymous_pages, spawn_target_with, step_names,
 };
 use peeka_attach::attach::{attach, AttachOptions};
 use peeka_attach::{BootstrapStatus, Method, Target};
@@ -207,12 +207,7 @@ fn attach_to_an_idle_target(python: &Interpreter) -> Duration {
             .map(|s| format!("{} ({:.1?})", s.name, s.elapsed))
             .collect::<Vec<_>>()
     );
-    let steps: Vec<&str> = attached
-        .timeline
-        .steps
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let steps = step_names(&attached.timeline);
     assert!(
         matches!(attached.status, BootstrapStatus::Loaded(_)),
         "{what}: {:?}",
@@ -268,10 +263,7 @@ fn attach_to_an_idle_target(python: &Interpreter) -> Duration {
         &what,
     );
     assert_running_untraced(&mut target, &what);
-    let new_pages: Vec<_> = read_only_anonymous_pages(pid)
-        .into_iter()
-        .filter(|p| !pages_before.contains(p))
-        .collect();
+    let new_pages = pages_mapped_since(pid, &pages_before);
     assert!(
         new_pages.is_empty(),
         "{what}: pages were left mapped: {new_pages:x?} ({steps:?})"

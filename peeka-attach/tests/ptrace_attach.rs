@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_alive_and_quiet, assert_running_untraced, keeps_working, read_only_anonymous_pages,
-    spawn_target, wait_until_main_blocks_in, PreparedTarget,
+    assert_alive_and_quiet, assert_running_untraced, keeps_working, pages_mapped_since,
+    read_only_anonymous_pages, spawn_target, step_names, wait_until_main_blocks_in, PreparedTarget,
 };
 use peeka_attach::ptrace::PtraceInjector;
 use peeka_attach::{AttachError, Injector};
@@ -33,14 +33,11 @@ fn attach_once(python: &Interpreter, script: &str) -> Duration {
         "{what}: the target stopped making progress"
     );
     prepared.assert_code_restored();
-    let steps: Vec<&str> = timeline.steps.iter().map(|s| s.name.as_str()).collect();
+    let steps = step_names(&timeline);
     if steps.iter().any(|s| s.starts_with("leave the runner page")) {
         eprintln!("{what}: runner page left (disabled): {steps:?}");
     } else {
-        let new_pages: Vec<_> = read_only_anonymous_pages(pid)
-            .into_iter()
-            .filter(|p| !pages_before.contains(p))
-            .collect();
+        let new_pages = pages_mapped_since(pid, &pages_before);
         assert!(
             new_pages.is_empty(),
             "{what}: a read-only page was left mapped: {new_pages:x?} ({steps:?})"
@@ -106,15 +103,12 @@ fn attaches_to_a_process_where_no_thread_runs_python() {
         // Back in pause(), restarted: no EINTR reached the loop (it would
         // have run once more and printed nothing, so look at the state).
         wait_until_main_blocks_in(pid, PAUSE_SYSCALL);
-        let steps: Vec<&str> = timeline.steps.iter().map(|s| s.name.as_str()).collect();
+        let steps = step_names(&timeline);
         assert!(
             steps.iter().any(|s| s.contains("with the GIL released")),
             "{what}: {steps:?}"
         );
-        let new_pages: Vec<_> = read_only_anonymous_pages(pid)
-            .into_iter()
-            .filter(|p| !pages_before.contains(p))
-            .collect();
+        let new_pages = pages_mapped_since(pid, &pages_before);
         assert!(
             new_pages.is_empty() || steps.iter().any(|s| s.starts_with("leave the runner page")),
             "{what}: pages were left mapped: {new_pages:x?} ({steps:?})"

@@ -82,7 +82,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use peeka_testkit::{Interpreter, Manifest, TargetProcess};
+use peeka_testkit::{all_threads_sleep, Interpreter, Manifest, TargetProcess};
 use serde_json::Value;
 
 /// Any timed or cleanup command must end within this (then it is killed
@@ -496,19 +496,6 @@ fn target_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("benches/targets")
         .join(name)
-}
-
-/// Whether every thread of `pid` sleeps (state `S`).
-fn all_threads_sleep(pid: u32) -> bool {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.flatten().all(|task| {
-        fs::read_to_string(task.path().join("stat"))
-            .ok()
-            .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('S')))
-            .unwrap_or(false)
-    })
 }
 
 /// A fresh target of `shape`, ready to be attached: busy threads running,

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{run, state_dir, Run};
-use peeka_testkit::{skip_test, Interpreter, Manifest, TargetProcess};
+use peeka_testkit::{all_threads_sleep, skip_test, Interpreter, Manifest, TargetProcess};
 use serde_json::Value;
 
 /// A `peeka-cli` command must end within this.
@@ -381,19 +381,6 @@ fn stat_field(pid: u32, index: usize) -> Option<String> {
         .split_whitespace()
         .nth(index)
         .map(str::to_owned)
-}
-
-/// Whether every thread of `pid` sleeps (state `S`).
-fn all_threads_sleep(pid: u32) -> bool {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.flatten().all(|task| {
-        fs::read_to_string(task.path().join("stat"))
-            .ok()
-            .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('S')))
-            .unwrap_or(false)
-    })
 }
 
 /// Waits until every thread of `pid` sleeps: the process is idle.

@@ -101,7 +101,7 @@ pub use error::Error;
 pub use interpreter::{Interpreter, Layout};
 pub use manifest::{Manifest, Missing, MANIFEST_ENV, SCHEMA};
 pub use policy::{require_all, skip_test, REQUIRE_ALL_ENV};
-pub use target_process::{TargetProcess, READY_TIMEOUT};
+pub use target_process::{all_threads_sleep, TargetProcess, READY_TIMEOUT};
 
 /// Every CPython minor version Peeka supports, oldest first.
 pub const SUPPORTED_MINORS: [&str; 8] =

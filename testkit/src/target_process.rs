@@ -141,6 +141,21 @@ impl TargetProcess {
     }
 }
 
+/// Whether every thread of process `pid` sleeps (state `S` in
+/// `/proc/PID/task/TID/stat`): the process is idle, each thread waiting
+/// for something. `false` when the process is gone.
+pub fn all_threads_sleep(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('S')))
+            .unwrap_or(false)
+    })
+}
+
 /// Waits for the `ready` line on another thread, bounded by [`READY_TIMEOUT`].
 fn wait_ready(
     stdout: Option<BufReader<ChildStdout>>,

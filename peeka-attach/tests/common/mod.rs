@@ -481,6 +481,21 @@ pub(crate) fn read_only_anonymous_pages(pid: u32) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// The read-only anonymous pages of `pid` (see [`read_only_anonymous_pages`])
+/// that are not among `before`: what an attach left mapped since `before`
+/// was taken.
+pub(crate) fn pages_mapped_since(pid: u32, before: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    read_only_anonymous_pages(pid)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect()
+}
+
+/// The names of the steps of an attach, in order.
+pub(crate) fn step_names(timeline: &Timeline) -> Vec<&str> {
+    timeline.steps.iter().map(|s| s.name.as_str()).collect()
+}
+
 /// The smallest, median and largest of some durations.
 pub(crate) fn min_median_max(mut values: Vec<Duration>) -> (Duration, Duration, Duration) {
     values.sort();
