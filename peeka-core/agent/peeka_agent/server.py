@@ -31,7 +31,9 @@ Standard-library modules the agent imported stay loaded: the application may
 have started using them since, and removing them would be unsafe.
 
 If the process exits while attached, an ``atexit`` hook removes the socket
-and the private directory, so nothing is left in /tmp.
+and the private directory, so nothing is left in /tmp. A child forked from
+the process inherits that hook, and it does nothing there: the socket and
+the directory are the parent's.
 
 Interfaces for commands
 -----------------------
@@ -584,7 +586,14 @@ class Agent(object):
                     pass
 
     def _at_exit(self):
-        """Interpreter exit while attached: leave no file behind."""
+        """Interpreter exit while attached: leave no file behind.
+
+        Only in the process that started the agent: a child forked from it
+        inherits this hook (and a copy of this object), and when it exits
+        it must not remove its parent's socket and directory.
+        """
+        if os.getpid() != self.pid:
+            return
         self.stopping.set()
         try:
             self._cleanup_files()

@@ -15,6 +15,8 @@ Each input line is a command; each answer is one JSON line on stdout:
   ``directory/peeka_agent`` as the bootstrap would and calls start();
 - ``{"op": "spin"}``: starts a CPU-bound thread (the target being busy);
 - ``{"op": "native_ids"}``: the OS thread ids of the ``peeka-*`` threads;
+- ``{"op": "fork_exit"}``: forks a child that exits normally (its atexit
+  handlers run), and waits for it;
 - ``{"op": "exit"}``: exits normally (atexit handlers run).
 """
 
@@ -146,6 +148,15 @@ def main():
                         if thread.name.startswith("peeka-")
                     )
                 )
+            elif op == "fork_exit":
+                # A child that exits the normal way (atexit hooks run), as a
+                # prefork server's worker does.
+                child = os.fork()
+                if child == 0:
+                    sys.stdin.close()
+                    raise SystemExit(0)
+                _, status = os.waitpid(child, 0)
+                answer({"child": child, "status": status})
             elif op == "exit":
                 answer({"exiting": True})
                 return 0

@@ -250,6 +250,23 @@ class BootstrapTests(IsolationTestCase):
         self.assertIn(package + ".thread_command", agent_modules(target.ask(op="snapshot")))
         self.assertTrue(client.call("detach")["data"]["detached"])
 
+    def test_a_forked_child_that_exits_leaves_the_parents_agent_alone(self):
+        target = self.target()
+        directory, details = self.attach(target, "forks")
+        for _ in range(2):
+            outcome = target.ask(op="fork_exit")
+            self.assertEqual(outcome["status"], 0, outcome)
+        # The child ran the inherited atexit hook: the parent's socket and
+        # directory are still there, and its agent still serves.
+        self.assertTrue(os.path.exists(details["socket"]))
+        client = RawClient(details["socket"])
+        self.addCleanup(client.close)
+        client.handshake()
+        self.assertEqual(client.call("ping")["data"]["pid"], target.pid)
+        self.assertTrue(client.call("detach")["data"]["detached"])
+        target.wait_snapshot(lambda s: not peeka_names(s))
+        self.assertFalse(os.path.exists(directory))
+
     def test_second_bootstrap_reports_the_running_agent(self):
         target = self.target()
         directory, details = self.attach(target, "first")
