@@ -26,6 +26,8 @@ from .commands import CommandError, RequestContext
 from .outbox import Outbox
 from .streams import new_lock
 from .wire import (
+    MAX_FRAME_LEN,
+    MAX_HELLO_LEN,
     ErrorCode,
     FrameReader,
     ProtocolError,
@@ -173,7 +175,7 @@ class Connection(object):
         self.close(0.0)
 
     def _serve(self):
-        reader = FrameReader(self.sock)
+        reader = FrameReader(self.sock, max_len=MAX_HELLO_LEN)
         try:
             # The listener took a boost for this connection (see gil_boost):
             # it lasts until the first request is answered, or until a
@@ -201,9 +203,19 @@ class Connection(object):
             self.agent.gil_boost.release()
 
     def _serve_messages(self, reader):
+        # A client says hello at once: one that does not within the agent's
+        # hello_timeout, or sends a frame larger than a hello can be, is
+        # closed (it costs a thread and a buffer while it stays).
+        if not reader.wait_frame(self.agent.hello_timeout):
+            self.agent.record_error(
+                "connection %d closed: no hello within %.1f s"
+                % (self.number, self.agent.hello_timeout)
+            )
+            return
         hello = reader.read()
         if hello is None:
             return
+        reader.max_len = MAX_FRAME_LEN
         if hello["type"] != "hello":
             raise ProtocolError("the first message must be hello, not %s" % hello["type"])
         rejection = answer_hello(hello)

@@ -73,6 +73,10 @@ DEFAULT_MAX_CONNECTIONS = 32
 #: Upper bound of the time detach waits for flushes and threads.
 DETACH_TIMEOUT = 1.0
 
+#: How long a new connection may take to send its hello before it is
+#: closed (seconds).
+HELLO_TIMEOUT = 5.0
+
 #: How long the agent keeps the bootstrap's switch-interval boost while no
 #: client has connected (seconds; see gil_boost).
 FIRST_CLIENT_WAIT = 1.0
@@ -199,6 +203,7 @@ class Agent(object):
         queue_limit=DEFAULT_QUEUE_LIMIT,
         max_connections=DEFAULT_MAX_CONNECTIONS,
         registry=None,
+        hello_timeout=HELLO_TIMEOUT,
     ):
         self.directory = os.path.abspath(directory)
         self.token = token
@@ -207,6 +212,8 @@ class Agent(object):
         self.package_name = package_name
         self.queue_limit = queue_limit
         self.max_connections = max_connections
+        #: How long a new connection may take to say hello (seconds).
+        self.hello_timeout = hello_timeout
         self.version = AGENT_VERSION
         self.pid = os.getpid()
         self.commands = (registry if registry is not None else DEFAULT_REGISTRY).copy()

@@ -27,6 +27,7 @@ Message builders (:func:`welcome`, :func:`rejected`, :func:`response_ok`,
 import json
 import socket
 import sys
+import time
 
 #: The protocol version this agent speaks.
 PROTOCOL_MAJOR = 1
@@ -38,6 +39,11 @@ BATCH_MINOR = 1
 
 #: Largest payload accepted or produced, in bytes (8 MiB, the default of both sides).
 MAX_FRAME_LEN = 8 * 1024 * 1024
+
+#: The largest frame a client may send before its handshake is done (a
+#: hello is a few hundred bytes): a connection costs no more than this
+#: until it has said hello.
+MAX_HELLO_LEN = 64 * 1024
 
 #: Deepest nesting of arrays and objects in a message, the message itself included.
 MAX_NESTING = 128
@@ -295,7 +301,8 @@ class FrameReader(object):
 
     def __init__(self, sock, max_len=MAX_FRAME_LEN):
         self._sock = sock
-        self._max_len = max_len
+        #: The longest frame accepted (bytes); may be changed between frames.
+        self.max_len = max_len
         self._buffer = bytearray()
         self._start = 0  # the buffered bytes not consumed yet begin here
 
@@ -327,9 +334,9 @@ class FrameReader(object):
         size = int.from_bytes(header, "big")
         if size == 0:
             raise ProtocolError("frame of length 0")
-        if size > self._max_len:
+        if size > self.max_len:
             raise ProtocolError(
-                "frame of %d bytes exceeds the limit of %d bytes" % (size, self._max_len)
+                "frame of %d bytes exceeds the limit of %d bytes" % (size, self.max_len)
             )
         return size
 
@@ -344,6 +351,31 @@ class FrameReader(object):
         self._sock.settimeout(timeout)
         try:
             self._fill()
+        except socket.timeout:
+            return False
+        finally:
+            self._sock.settimeout(None)
+        return True
+
+    def wait_frame(self, timeout):
+        """Waits until a whole frame is buffered or the stream ends, for at
+        most ``timeout`` seconds in all; whether it came (False: time is up).
+
+        A frame longer than the limit is refused (ProtocolError) as soon as
+        its length is known, before its payload is read.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.has_frame():
+                if self._available() >= 4:
+                    start = self._start
+                    self._frame_size(bytes(self._buffer[start : start + 4]))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._sock.settimeout(remaining)
+                if not self._fill():
+                    return True  # the end of the stream: read() reports it
         except socket.timeout:
             return False
         finally:

@@ -721,6 +721,69 @@ class OutboxTests(AgentTestCase):
         self.assertEqual(self.failures, [False])
 
 
+class HelloLimitTests(AgentTestCase):
+    """Before its hello a connection costs little, and not for long."""
+
+    agent_options = {"hello_timeout": 0.5}
+
+    def raw(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.settimeout(5.0)
+        sock.connect(self.socket_path)
+        return sock
+
+    def closed_by_agent(self, sock):
+        try:
+            return sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def test_a_frame_larger_than_a_hello_is_refused_before_its_payload(self):
+        sock = self.raw()
+        started = time.monotonic()
+        # An 8 MiB hello (the limit for any later frame), of which 1 MiB is
+        # sent: the agent hangs up on the length alone, maybe mid-send.
+        try:
+            sock.sendall((8 * 1024 * 1024).to_bytes(4, "big") + b"{" * (1024 * 1024))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        else:
+            self.assertTrue(self.closed_by_agent(sock))
+        self.assertLess(time.monotonic() - started, 2.0)
+        messages = [entry["message"] for entry in self.agent.errors()]
+        self.assertTrue(any("exceeds the limit" in m for m in messages), messages)
+        # The operator still gets in.
+        self.assertTrue(self.client().call("ping")["ok"])
+
+    def test_a_connection_that_never_says_hello_is_closed(self):
+        silent = [self.raw() for _ in range(3)]
+        started = time.monotonic()
+        for sock in silent:
+            self.assertTrue(self.closed_by_agent(sock))
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.assertTrue(wait_until(lambda: not self.agent.connections(), timeout=2.0))
+        messages = [entry["message"] for entry in self.agent.errors()]
+        self.assertTrue(any("no hello within" in m for m in messages), messages)
+        self.assertTrue(self.client().call("ping")["ok"])
+
+    def test_a_hello_that_comes_in_pieces_in_time_is_answered(self):
+        client = RawClient(self.socket_path)
+        self.addCleanup(client.close)
+        hello = json.dumps(
+            {
+                "type": "hello",
+                "protocol": {"major": 1, "minor": 1},
+                "client": "slow-test",
+            }
+        ).encode()
+        frame = len(hello).to_bytes(4, "big") + hello
+        client.sock.sendall(frame[:3])
+        time.sleep(0.1)
+        client.sock.sendall(frame[3:])
+        self.assertEqual(client.recv()["type"], "welcome")
+
+
 class ForeignDirectoryTests(unittest.TestCase):
     """A private directory not named ``peeka-...`` loses only what Peeka put there."""
 
