@@ -28,10 +28,11 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::{
-    beating, catches_the_signals, command, private_dir, run, send, signal_name, state_dir,
+    beating, catches_the_signals, command, exited_within, last_json_line, private_dir, run,
+    seed_from_env, send, signal_name, state_dir,
 };
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 use serde_json::Value;
@@ -43,16 +44,7 @@ struct Random(u64);
 
 impl Random {
     fn new() -> Self {
-        let seed = std::env::var("PEEKA_SIGNAL_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
+        let seed = seed_from_env("PEEKA_SIGNAL_SEED");
         eprintln!("random delays: PEEKA_SIGNAL_SEED={seed}");
         Self(seed)
     }
@@ -120,28 +112,14 @@ fn interrupt(state: &Path, args: &[&str], dir: &Path, signals: &[(Duration, i32)
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
         send(pid, signal);
     }
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "peeka-cli {args:?} did not end within {LIMIT:?} after {signals:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let status = exited_within(&mut child, LIMIT).unwrap_or_else(|| {
+        panic!("peeka-cli {args:?} did not end within {LIMIT:?} after {signals:?}")
+    });
     let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
     Ended {
         status,
         caught_before_signal,
-        last,
+        last: last_json_line(&output.stdout),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }

@@ -74,9 +74,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{command, private_dir, run, send, signal_name, state_dir};
+use common::{
+    command, exited_within, last_json_line, private_dir, run, seed_from_env, send, signal_name,
+    state_dir,
+};
 use peeka_attach::elf::{page_size, ElfFile};
 use peeka_attach::memory::RemoteMemory;
 use peeka_attach::procfs::MapEntry;
@@ -115,19 +118,6 @@ impl Random {
         self.0 ^= self.0 << 17;
         self.0 % bound
     }
-}
-
-/// The run's seed: `PEEKA_KILL_SEED`, else the clock.
-fn seed() -> u64 {
-    std::env::var("PEEKA_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
 }
 
 /// A hash of a cell's name (FNV-1a).
@@ -883,29 +873,18 @@ fn interrupt(state: &Path, args: &[&str], signal: i32, delay: Duration) -> Ended
     if !finished_first {
         send(pid, signal);
     }
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let status = exited_within(&mut child, LIMIT).unwrap_or_else(|| {
+        panic!(
             "peeka-cli {args:?} did not end within {LIMIT:?} after {}",
             signal_name(signal)
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    };
+        )
+    });
     let output = child.wait_with_output().unwrap();
-    let last = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
     Ended {
         status,
         finished_first,
         sent_at,
-        last,
+        last: last_json_line(&output.stdout),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
@@ -1290,7 +1269,7 @@ fn killing_the_cli_at_any_moment_of_an_attach_never_harms_the_target() {
     let Some(manifest) = Manifest::load_or_skip() else {
         return;
     };
-    let seed = seed();
+    let seed = seed_from_env("PEEKA_KILL_SEED");
     let rounds = env_number("PEEKA_KILL_ROUNDS", 3);
     let hogs = env_number("PEEKA_KILL_HOGS", 0);
     let workers = env_number("PEEKA_KILL_JOBS", 2);

@@ -21,9 +21,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{catches_the_signals, private_dir, run, state_dir};
+use common::{beating, catches_the_signals, private_dir, run, seed_from_env, state_dir};
 use peeka_testkit::{Interpreter, Manifest, TargetProcess};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -118,26 +118,6 @@ fn peeka_child(shell: u32) -> Option<u32> {
     })
 }
 
-fn heartbeat(target: &TargetProcess) -> Option<u64> {
-    fs::read_to_string(target.host_dir().join("heartbeat.txt"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn beating(target: &TargetProcess) -> bool {
-    let before = heartbeat(target);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        if heartbeat(target) > before {
-            return true;
-        }
-    }
-    false
-}
-
 /// How `peeka` is interrupted in a round.
 #[derive(Debug, Clone, Copy)]
 enum Interruption {
@@ -171,16 +151,7 @@ fn signals_and_ctrl_c_while_the_tui_attaches_leave_target_and_terminal_intact() 
     ]);
     tmux.wait_for("the shell prompt", |s| s.contains("shell$"));
     let shell: u32 = tmux.format("#{pane_pid}").parse().unwrap();
-    let mut seed = std::env::var("PEEKA_SIGNAL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let mut seed = seed_from_env("PEEKA_SIGNAL_SEED");
     eprintln!("random delays: PEEKA_SIGNAL_SEED={seed}");
     let mut below = |bound: u64| {
         seed ^= seed << 13;

@@ -6,7 +6,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -85,27 +85,61 @@ pub(crate) fn run(state: &Path, args: &[&str], limit: Duration) -> Run {
 
 /// Waits for `child` (spawned with piped stdout and stderr) within `limit`.
 pub(crate) fn finish(mut child: Child, limit: Duration, what: &[&str]) -> Run {
-    let started = Instant::now();
+    let Some(status) = exited_within(&mut child, limit) else {
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        panic!(
+            "peeka-cli {what:?} did not end within {limit:?}; stdout: {}; stderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        lines: parse_lines(&String::from_utf8_lossy(&output.stdout)),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Waits for `child` to exit, `limit` at most: its status, or `None` when
+/// it still runs at the limit (it is left running).
+pub(crate) fn exited_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let output = child.wait_with_output().unwrap();
-            return Run {
-                code: status.code().unwrap_or(-1),
-                lines: parse_lines(&String::from_utf8_lossy(&output.stdout)),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            };
+            return Some(status);
         }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "peeka-cli {what:?} did not end within {limit:?}; stdout: {}; stderr: {}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+        if Instant::now() >= deadline {
+            return None;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// The last line of `stdout` as JSON (`Null` when there is none or it is
+/// not JSON): a command's outcome.
+pub(crate) fn last_json_line(stdout: &[u8]) -> Value {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// A seed for a test's random choices: the number in the environment
+/// variable `var` (to replay a run), else one from the clock (odd, never 0).
+pub(crate) fn seed_from_env(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
 }
 
 /// A streaming `peeka-cli` left running, its lines collected as they come.
