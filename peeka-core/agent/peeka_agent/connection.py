@@ -180,7 +180,7 @@ class Connection(object):
             # The listener took a boost for this connection (see gil_boost):
             # it lasts until the first request is answered, or until a
             # client that says nothing has had BOOST_WAIT to speak.
-            if not reader.prefetch(BOOST_WAIT):
+            if not reader.wait_frame(BOOST_WAIT):
                 self._end_boost()
             self._serve_messages(reader)
         except ProtocolError as exc:
@@ -240,7 +240,7 @@ class Connection(object):
                 drain()
                 # The boost lasts until the first request is answered, if
                 # it comes within BOOST_WAIT.
-                if self._boosted and (requests or not reader.prefetch(BOOST_WAIT)):
+                if self._boosted and (requests or not reader.wait_frame(BOOST_WAIT)):
                     self._end_boost()
             message = reader.read()
             if message is None:

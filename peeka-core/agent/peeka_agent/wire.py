@@ -340,23 +340,6 @@ class FrameReader(object):
             )
         return size
 
-    def prefetch(self, timeout):
-        """Waits up to ``timeout`` seconds for bytes (or the end of the stream).
-
-        Whether something arrived; the bytes are kept for :meth:`read`. A
-        timeout leaves the reader as it was, and the socket blocking again.
-        """
-        if self._available():
-            return True
-        self._sock.settimeout(timeout)
-        try:
-            self._fill()
-        except socket.timeout:
-            return False
-        finally:
-            self._sock.settimeout(None)
-        return True
-
     def wait_frame(self, timeout):
         """Waits until a whole frame is buffered or the stream ends, for at
         most ``timeout`` seconds in all; whether it came (False: time is up).
