@@ -5,6 +5,11 @@
 //!   a request served, `detach`, a request served;
 //! - an idle gunicorn sync worker (`-w 1 -k sync`): the same on the worker,
 //!   and the master still fine (same worker, nothing in its log);
+//! - a gunicorn master recycling its two workers (`--max-requests 4`),
+//!   attached, with a `watch` on the function that forks them: the new
+//!   workers hold none of the agent's sockets and run no probe, the watch
+//!   sees every fork, and the master stays attachable and detachable
+//!   (issue 15);
 //! - a stdlib target whose threads wait with 1 s timeouts (select, poll,
 //!   nanosleep, select through libc, a Condition): after an attach and a
 //!   detach in the middle of their waits, no wait ended early and no EINTR
@@ -609,6 +614,146 @@ fn idle_gunicorn_worker_is_attached_and_keeps_serving() {
             assert!(!log.contains(bad), "{what}: {bad:?} in the log:\n{log}");
         }
         Some(timing)
+    });
+}
+
+/// The inodes of the sockets process `pid` has open.
+fn socket_inodes(pid: u32) -> std::collections::BTreeSet<u64> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    link.strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A gunicorn master recycling its workers, on every interpreter: attached,
+/// with a watch on `Arbiter.spawn_worker` (the call that forks), while
+/// requests make it replace its workers. The new workers hold none of the
+/// agent's sockets (the master's sockets that came with the attach), the
+/// watch sees the forks, and the master stays attachable and detachable.
+#[test]
+fn gunicorn_master_recycling_workers_stays_attachable() {
+    let Some(servers) = load_servers() else {
+        return;
+    };
+    every_interpreter("gunicorn master recycling workers", |python| {
+        let site = site_for(&servers, python)?;
+        let what = format!("{} gunicorn recycling", python.id);
+        let state = State::new(&format!("recycling-gunicorn-{}", python.id));
+        let master = TargetProcess::spawn(
+            python,
+            &script("idle_server.py"),
+            &["gunicorn-recycling"],
+            &[("PYTHONPATH", &site.target_dir)],
+        )
+        .unwrap_or_else(|e| panic!("{what}: cannot start idle_server.py: {e}"));
+        let mut server = Gunicorn::new(master);
+        let master_pid = server.master().pid();
+        let pid_text = master_pid.to_string();
+        let port = server_port(server.master(), &what);
+        let deadline = Instant::now() + START_LIMIT;
+        while children(master_pid).len() < 2 {
+            assert!(Instant::now() < deadline, "{what}: two workers never booted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let first_workers = children(master_pid);
+        for &worker in &first_workers {
+            server.remember_worker(worker);
+        }
+        let before_attach = socket_inodes(master_pid);
+
+        let timing = attach(&state, master_pid, &what);
+        let mut watch = common::Streaming::start(
+            &state,
+            &[
+                "watch",
+                "gunicorn.arbiter.Arbiter.spawn_worker",
+                "--pid",
+                &pid_text,
+            ],
+        );
+        // The probe is in place once `reset --list` shows it.
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let listed = run(&state, &["reset", "--list", "--pid", &pid_text], LIMIT);
+            if listed.last().to_string().contains("spawn_worker") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the watch never showed in reset --list: {:#?}",
+                watch.lines()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let agent_sockets: Vec<u64> = socket_inodes(master_pid)
+            .difference(&before_attach)
+            .copied()
+            .collect();
+        assert!(!agent_sockets.is_empty(), "{what}: no agent socket seen");
+
+        // 24 requests: each worker is replaced after 4 of them.
+        for round in 0..24 {
+            assert_serves(port, &format!("r{round}"), None, &what);
+        }
+        let forks = watch.observations(3, LIMIT);
+        assert!(forks >= 3, "{what}: the watch saw {forks} forks, not 3");
+        // The new workers, once settled: the same two for a second (a child
+        // holds its parent's descriptors for the moment between the fork
+        // and its fork hook).
+        let deadline = Instant::now() + START_LIMIT;
+        let workers = loop {
+            let seen = children(master_pid);
+            std::thread::sleep(Duration::from_secs(1));
+            let workers = children(master_pid);
+            if workers == seen
+                && workers.len() == 2
+                && !workers.iter().any(|w| first_workers.contains(w))
+            {
+                break workers;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the workers were not replaced: {first_workers:?} -> {workers:?}"
+            );
+        };
+        for &worker in &workers {
+            server.remember_worker(worker);
+            let held = socket_inodes(worker);
+            let inherited: Vec<&u64> = agent_sockets.iter().filter(|s| held.contains(s)).collect();
+            assert!(
+                inherited.is_empty(),
+                "{what}: worker {worker} holds the agent's sockets {inherited:?} (of {agent_sockets:?}; \
+                 the master had {before_attach:?} before the attach, the worker holds {held:?})"
+            );
+        }
+
+        // The master: still served, still attachable, detachable.
+        let listed = run(&state, &["reset", "--list", "--pid", &pid_text], LIMIT);
+        assert_eq!(listed.code, 0, "{what}: reset --list: {:#?}", listed.lines);
+        assert_eq!(listed.last()["type"], "result", "{what}: {:#?}", listed.lines);
+        let reattached = run(&state, &["attach", &pid_text], LIMIT);
+        ok(&reattached, &format!("{what}: attach again"));
+        assert_eq!(reattached.last()["data"]["reused"], true, "{what}");
+        detach(&state, python, master_pid, &what);
+        let _ = watch.exit_code(LIMIT);
+        assert_serves(port, "detached", None, &what);
+        assert!(server.master().is_alive(), "{what}: the master died");
+        let log = server.master().stderr();
+        for bad in ["WORKER TIMEOUT", "Traceback", "was sent"] {
+            assert!(!log.contains(bad), "{what}: {bad:?} in the log:\n{log}");
+        }
+        Some(format!("{timing}; {forks}+ forks watched"))
     });
 }
 

@@ -34,6 +34,7 @@ agent_sources!(
     "condition_inline.py",
     "connection.py",
     "expr.py",
+    "fork_guard.py",
     "gil_boost.py",
     "heap.py",
     "inspect_command.py",

@@ -8,6 +8,9 @@
 # `python idle_server.py gunicorn`: a gunicorn master with one sync worker
 #     (-w 1 -k sync). The worker waits in select() on the listening socket
 #     (15 s timeout), the master in select() with a 1 s timeout.
+# `python idle_server.py gunicorn-recycling`: a gunicorn master with two
+#     sync workers, each replaced by a new one after 4 requests
+#     (--max-requests 4, no jitter): the master forks all the time.
 #
 # `ready` is printed as soon as the interpreter runs this file (before the
 # slow imports). Then, next to this file, written atomically:
@@ -50,7 +53,7 @@ def serve_waitress():
     server.run()
 
 
-def serve_gunicorn():
+def serve_gunicorn(workers=1, max_requests=0):
     from gunicorn.app.base import BaseApplication
 
     def when_ready(arbiter):
@@ -63,7 +66,9 @@ def serve_gunicorn():
         def load_config(self):
             settings = {
                 "bind": "127.0.0.1:0",
-                "workers": 1,
+                "workers": workers,
+                "max_requests": max_requests,
+                "max_requests_jitter": 0,
                 "worker_class": "sync",
                 # A SIGTERM at the end of the test stops the worker quickly.
                 "graceful_timeout": 3,
@@ -83,4 +88,8 @@ def serve_gunicorn():
     Application().run()
 
 
-{"waitress": serve_waitress, "gunicorn": serve_gunicorn}[sys.argv[1]]()
+{
+    "waitress": serve_waitress,
+    "gunicorn": serve_gunicorn,
+    "gunicorn-recycling": lambda: serve_gunicorn(workers=2, max_requests=4),
+}[sys.argv[1]]()

@@ -21,6 +21,7 @@ are removed): probes belong to the client that made them.
 import socket
 import threading
 
+from . import fork_guard
 from .agent_threads import AgentThread
 from .commands import CommandError, RequestContext
 from .outbox import Outbox
@@ -136,6 +137,11 @@ class Connection(object):
             pass
         self._closed.set()
         self.agent._connection_closed(self)
+
+    def forget_in_child(self):
+        """In a forked child: closes this process's copy of the socket, takes no lock."""
+        self._closing = True
+        fork_guard.close_inherited(self.sock)
 
     def on_reader(self):
         """Whether the calling thread is this connection's reader."""

@@ -101,6 +101,22 @@ class GilBoost(object):
         except BaseException:
             pass
 
+    def forget_in_child(self):
+        """In a forked child: gives the interval back if a boost holds it, takes no lock.
+
+        The child has none of the threads that held the boosts.
+        """
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._adopted = False
+        saved, self._saved = self._saved, None
+        if saved is not None:
+            try:
+                if _microseconds(sys.getswitchinterval()) == _microseconds(self.interval):
+                    sys.setswitchinterval(saved)
+            except BaseException:
+                pass
+
     @property
     def active(self):
         """Whether some boost is held."""

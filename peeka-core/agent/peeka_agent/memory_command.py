@@ -342,6 +342,12 @@ def _guard(agent, generation):
             _stop_locked()
 
 
+def forget_in_child():
+    """In a forked child: the tracing Peeka started is stopped, without a lock."""
+    _tracing.lock = threading.Lock()
+    _stop_locked()
+
+
 def _stop_ours():
     with _tracing.lock:
         _stop_locked()

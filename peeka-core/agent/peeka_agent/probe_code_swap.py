@@ -814,6 +814,18 @@ class CodeSwapBackend(object):
                 if not site.handlers:
                     monitoring.clear_clone(site.original)
 
+    def forget_in_child(self):
+        """In a forked child: every function gets its code back, without a lock.
+
+        The monitoring backend (the cover, 3.12+) forgets its part itself.
+        """
+        self._lock = threading.RLock()
+        sites = list(self._sites.values())
+        self._sites.clear()
+        for site in sites:
+            site.handlers = ()
+            site.swap_out()
+
     def active_functions(self):
         """The functions currently swapped (for tests and ``info``)."""
         with self._lock:

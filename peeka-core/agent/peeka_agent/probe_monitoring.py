@@ -217,6 +217,16 @@ class MonitoringBackend(object):
                 if self._sites:
                     self._select_callbacks()
 
+    def forget_in_child(self):
+        """In a forked child: the tool's events and callbacks off, its id freed, without a lock."""
+        self._lock = threading.RLock()
+        self._handlers.clear()
+        self._covers.clear()
+        self._clones.clear()
+        self._originals.clear()
+        if self.tool_id is not None:
+            self._release()
+
     def _add(self, table, handler):
         code = handler.target.code
         with self._lock:

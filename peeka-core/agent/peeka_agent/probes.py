@@ -107,6 +107,15 @@ TRACE_DEFAULT_BACKEND = "monitoring" if hasattr(sys, "monitoring") else "code_sw
 PREFERRED_BACKEND = None
 
 
+def forget_in_child():
+    """In a forked child: every probe's instrumentation off, without a lock (see :mod:`.fork_guard`)."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    _probes.clear()
+    for found in list(_backends.values()):
+        found.forget_in_child()
+
+
 def backend(name=None):
     """The instrumentation backend ``name`` (default: the preferred one), created once."""
     name = name or PREFERRED_BACKEND or DEFAULT_BACKEND

@@ -32,8 +32,12 @@ have started using them since, and removing them would be unsafe.
 
 If the process exits while attached, an ``atexit`` hook removes the socket
 and the private directory, so nothing is left in /tmp. A child forked from
-the process inherits that hook, and it does nothing there: the socket and
-the directory are the parent's.
+the process forgets the agent the moment it is born (:mod:`.fork_guard`):
+its probes and other instrumentation are turned off, its copies of the
+agent's sockets closed, the switch interval given back, the ``atexit`` hook
+unregistered and the agent's modules forgotten. Nothing the child does can
+reach the parent's agent, socket or directory; the child can be attached
+on its own.
 
 Interfaces for commands
 -----------------------
@@ -58,6 +62,7 @@ import time
 
 from .agent_threads import AgentThread, agent_thread_names
 from .commands import DEFAULT_REGISTRY, CommandError
+from . import fork_guard
 from .connection import Connection
 from .gil_boost import GilBoost
 from .peercred import admits, describe_refusal, peer_credentials
@@ -260,6 +265,7 @@ class Agent(object):
             self._state = _RUNNING
         thread.start()
         atexit.register(self._at_exit)
+        fork_guard.point_at(self._after_fork_in_child)
         return self.details()
 
     def _bind(self):
@@ -518,6 +524,7 @@ class Agent(object):
             atexit.unregister(self._at_exit)
         except BaseException:
             pass
+        fork_guard.release(self._after_fork_in_child)
         current = threading.current_thread()
         threads = [self._listener_thread]
         for connection in connections:
@@ -604,5 +611,33 @@ class Agent(object):
         self.stopping.set()
         try:
             self._cleanup_files()
+        except BaseException:
+            pass
+
+    def _after_fork_in_child(self):
+        """In a child forked from this process: forget the agent (see :mod:`.fork_guard`).
+
+        Runs on the child's only thread, right after the fork: takes no
+        lock, never raises. Every agent module that changes the process
+        defines ``forget_in_child()``, called here (probes, tracing,
+        tracemalloc...).
+        """
+        try:
+            self._state = "forked"
+            prefix = (self.package_name or "") + "."
+            for key, module in list(sys.modules.items()):
+                if self.package_name and key.startswith(prefix):
+                    forget = getattr(module, "forget_in_child", None)
+                    if forget is not None:
+                        try:
+                            forget()
+                        except BaseException:
+                            pass
+            fork_guard.close_inherited(self._listener)
+            for connection in list(self._connections.values()):
+                connection.forget_in_child()
+            self.gil_boost.forget_in_child()
+            atexit.unregister(self._at_exit)
+            self._forget_modules()
         except BaseException:
             pass

@@ -58,6 +58,15 @@ def engine():
         return _engine
 
 
+def forget_in_child():
+    """In a forked child: every traced call stops recording, the engine is closed, no lock taken."""
+    global _lock
+    _lock = threading.Lock()
+    found = _engine
+    if found is not None:
+        found.forget_in_child()
+
+
 class _Engine(object):
     name = "?"
 
@@ -67,6 +76,15 @@ class _Engine(object):
         self.active = {}
         self.users = 0
         self.tool_id = None
+
+    def forget_in_child(self):
+        # A recorder's profiler (3.8-3.11) removes itself at its next event.
+        self.lock = threading.Lock()
+        for recorder in list(self.active.values()):
+            recorder.cancelled = True
+        self.active.clear()
+        self.users = 0
+        self._close()
 
     def acquire(self):
         """A trace stream opened (may raise CommandError(limit_exceeded))."""

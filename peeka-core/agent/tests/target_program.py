@@ -16,7 +16,9 @@ Each input line is a command; each answer is one JSON line on stdout:
 - ``{"op": "spin"}``: starts a CPU-bound thread (the target being busy);
 - ``{"op": "native_ids"}``: the OS thread ids of the ``peeka-*`` threads;
 - ``{"op": "fork_exit"}``: forks a child that exits normally (its atexit
-  handlers run), and waits for it;
+  handlers run), and waits for it; the answer has what the child saw of
+  the agent (``child``: see :func:`child_view`);
+- ``{"op": "hot", "calls": N}``: calls :func:`hot` N times, answers the time taken;
 - ``{"op": "exit"}``: exits normally (atexit handlers run).
 """
 
@@ -50,12 +52,56 @@ def answer(value):
     sys.stdout.flush()
 
 
+def hot(value):
+    """The function the fork tests watch."""
+    return value + 1
+
+
+HOT_CODE = hot.__code__
+
+
+def call_hot(calls):
+    started = time.perf_counter()
+    for value in range(calls):
+        hot(value)
+    return time.perf_counter() - started
+
+
+def socket_inodes():
+    """The inodes of this process's open sockets."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            found.append(int(link[8:-1]))
+    return sorted(found)
+
+
+def child_view():
+    """What a forked child sees of the agent, right after the fork."""
+    monitoring = getattr(sys, "monitoring", None)
+    return {
+        "sockets": socket_inodes(),
+        "peeka_modules": sorted(name for name in sys.modules if name.startswith("peeka")),
+        "meta_path": [repr(finder) for finder in sys.meta_path],
+        "switch_interval": sys.getswitchinterval(),
+        "hot_is_original": hot.__code__ is HOT_CODE,
+        "tools": [monitoring.get_tool(tool) for tool in range(6)] if monitoring else [],
+        "hot_seconds": call_hot(20000),
+        "peeka_threads": [t.name for t in threading.enumerate() if t.name.startswith("peeka-")],
+    }
+
+
 def snapshot():
     return {
         "threads": sorted(thread.name for thread in threading.enumerate()),
         "modules": sorted(sys.modules),
         "meta_path": [repr(finder) for finder in sys.meta_path],
         "switch_interval": sys.getswitchinterval(),
+        "fork_slot": repr(getattr(sys, "_peeka_fork_slot", "absent")),
     }
 
 
@@ -151,12 +197,25 @@ def main():
             elif op == "fork_exit":
                 # A child that exits the normal way (atexit hooks run), as a
                 # prefork server's worker does.
+                read_end, write_end = os.pipe()
+                interval_at_fork = sys.getswitchinterval()
                 child = os.fork()
                 if child == 0:
+                    os.close(read_end)
                     sys.stdin.close()
+                    with os.fdopen(write_end, "w") as pipe:
+                        pipe.write(json.dumps(child_view()))
                     raise SystemExit(0)
+                os.close(write_end)
+                with os.fdopen(read_end) as pipe:
+                    view = json.loads(pipe.read() or "null")
                 _, status = os.waitpid(child, 0)
-                answer({"child": child, "status": status})
+                answer({"child": child, "status": status, "view": view,
+                        "parent_sockets": socket_inodes(),
+                        "interval_at_fork": interval_at_fork,
+                        "parent_seconds": call_hot(20000)})
+            elif op == "hot":
+                answer({"seconds": call_hot(command["calls"])})
             elif op == "exit":
                 answer({"exiting": True})
                 return 0

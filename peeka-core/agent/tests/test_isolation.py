@@ -230,6 +230,7 @@ class BootstrapTests(IsolationTestCase):
                     "builtin_commands",
                     "commands",
                     "connection",
+                    "fork_guard",
                     "gil_boost",
                     "outbox",
                     "peercred",
@@ -266,6 +267,58 @@ class BootstrapTests(IsolationTestCase):
         self.assertTrue(client.call("detach")["data"]["detached"])
         target.wait_snapshot(lambda s: not peeka_names(s))
         self.assertFalse(os.path.exists(directory))
+
+    def test_a_forked_child_forgets_the_agent_its_probes_and_sockets(self):
+        target = self.target()
+        directory, details = self.attach(target, "forkwatch")
+        client = RawClient(details["socket"])
+        self.addCleanup(client.close)
+        client.handshake()
+        stream = client.request("watch", {"pattern": "__main__.hot"})
+        response = client.recv()
+        self.assertTrue(response["ok"], response)
+        target.ask(op="hot", calls=3)
+        for round_number in range(2):
+            outcome = target.ask(op="fork_exit")
+            self.assertEqual(outcome["status"], 0, outcome)
+            view = outcome["view"]
+            self.assertTrue(outcome["parent_sockets"], outcome)
+            self.assertEqual(view["sockets"], [], "the child kept the agent's sockets: %r" % view)
+            self.assertTrue(view["hot_is_original"], "the child still runs the probe: %r" % view)
+            self.assertEqual(view["peeka_modules"], [], view)
+            self.assertFalse([f for f in view["meta_path"] if "peeka" in f.lower()], view)
+            self.assertEqual(view["peeka_threads"], [], view)
+            self.assertFalse([tool for tool in view["tools"] if tool], view)
+        # The parent's watch goes on, and its agent still serves and detaches.
+        target.ask(op="hot", calls=2)
+        seen = 0
+        while seen < 5:
+            message = client.recv()
+            self.assertNotEqual(message["type"], "stream_end", message)
+            if message["type"] == "observation" and message["stream"] == stream:
+                seen += 1
+        client.cancel(stream)
+        while client.recv()["type"] != "stream_end":
+            pass
+        self.assertEqual(client.call("ping")["data"]["pid"], target.pid)
+        self.assertTrue(client.call("detach")["data"]["detached"])
+        after = target.wait_snapshot(lambda s: not peeka_names(s))
+        self.assertFalse(os.path.exists(directory))
+        # What an attach leaves: the fork hook's empty slot (see fork_guard).
+        self.assertEqual(after["fork_slot"], "[None]")
+
+    def test_the_switch_interval_comes_back_in_a_child_forked_while_boosted(self):
+        target = self.target()
+        before = target.ask(op="snapshot")["switch_interval"]
+        directory, details = self.attach(target, "forkboost")
+        # No client yet: the agent holds the bootstrap's boost (FIRST_CLIENT_WAIT).
+        outcome = target.ask(op="fork_exit")
+        self.assertLess(outcome["interval_at_fork"], before, "the fork came after the boost")
+        self.assertEqual(outcome["view"]["switch_interval"], before, outcome)
+        client = RawClient(details["socket"])
+        self.addCleanup(client.close)
+        client.handshake()
+        self.assertTrue(client.call("detach")["data"]["detached"])
 
     def test_second_bootstrap_reports_the_running_agent(self):
         target = self.target()
