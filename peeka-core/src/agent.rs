@@ -26,6 +26,7 @@ macro_rules! agent_sources {
 
 agent_sources!(
     "__init__.py",
+    "admission.py",
     "agent_threads.py",
     "builtin_commands.py",
     "capture.py",

@@ -1,9 +1,10 @@
 """One client connection: handshake, request dispatch, cancels, and its streams.
 
-Each admitted connection runs one or two agent threads:
+The listener reads a connection's hello (see :mod:`.admission`); from
+then on each admitted connection runs one or two agent threads:
 
 - ``peeka-conn-<n>`` reads frames (blocking ``recv``), answers the
-  ``hello``, dispatches requests to command handlers and applies ``cancel``;
+  ``hello`` (already read by the listener), dispatches requests to command handlers and applies ``cancel``;
   until the writer runs, it also writes what it queued (the welcome and the
   responses) before it would block reading again (frames that arrived
   together are answered together, in one write);
@@ -20,6 +21,7 @@ are removed): probes belong to the client that made them.
 
 import socket
 import threading
+import time
 
 from . import fork_guard
 from .agent_threads import AgentThread
@@ -50,7 +52,7 @@ BOOST_WAIT = 0.1
 class Connection(object):
     """An admitted client connection (see the module documentation)."""
 
-    def __init__(self, agent, sock, number, peer, refuse_reason=None):
+    def __init__(self, agent, sock, number, peer, refuse_reason=None, reader=None, boosted=True):
         self.agent = agent
         self.sock = sock
         self.number = number
@@ -69,9 +71,13 @@ class Connection(object):
             self._thread_failed,
         )
         self._refuse_reason = refuse_reason
+        #: What the listener read of the connection (its hello), or None.
+        self._reader = reader
         #: Whether this connection holds one of the agent's GIL boosts
         #: (taken by the listener when it accepted the connection).
-        self._boosted = True
+        self._boosted = boosted
+        #: time.monotonic() of the last message received (see idle()).
+        self.last_active = time.monotonic()
         self._streams = {}
         self._inflight = set()
         self._closing = False
@@ -138,6 +144,15 @@ class Connection(object):
         self._closed.set()
         self.agent._connection_closed(self)
 
+    def idle(self):
+        """Whether the client has said hello and has no stream and no request in flight."""
+        return (
+            self.client is not None
+            and not self._closing
+            and not self._streams
+            and not self._inflight
+        )
+
     def forget_in_child(self):
         """In a forked child: closes this process's copy of the socket, takes no lock."""
         self._closing = True
@@ -181,7 +196,8 @@ class Connection(object):
         self.close(0.0)
 
     def _serve(self):
-        reader = FrameReader(self.sock, max_len=MAX_HELLO_LEN)
+        reader = self._reader or FrameReader(self.sock, max_len=MAX_HELLO_LEN)
+        self._reader = None
         try:
             # The listener took a boost for this connection (see gil_boost):
             # it lasts until the first request is answered, or until a
@@ -222,6 +238,7 @@ class Connection(object):
         if hello is None:
             return
         reader.max_len = MAX_FRAME_LEN
+        reader.budget = self.agent.input_budget
         if hello["type"] != "hello":
             raise ProtocolError("the first message must be hello, not %s" % hello["type"])
         rejection = answer_hello(hello)
@@ -251,6 +268,7 @@ class Connection(object):
             message = reader.read()
             if message is None:
                 return
+            self.last_active = time.monotonic()
             kind = message["type"]
             if kind == "request":
                 requests += 1

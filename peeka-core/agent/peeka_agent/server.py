@@ -5,11 +5,17 @@ Life cycle
 ``Agent(directory, token).start()`` checks the private directory (it must be
 a real directory, mode 0700, owned by the target's effective uid), binds
 ``<directory>/agent.sock`` (mode 0600), and starts the listener thread
-``peeka-agent``, which blocks in ``accept()``: an idle agent has no timer,
-no polling and no periodic wake-up, so it costs a CPU-bound target nothing
-but memory. Every accepted connection has its peer credentials checked
-(:mod:`peeka_agent.peercred`) before a single byte is read; refused peers are
-closed at once and counted.
+``peeka-agent`` (:mod:`.admission`), which waits in ``poll()``: an idle
+agent has no timer, no polling and no periodic wake-up, so it costs a
+CPU-bound target nothing but memory. Every accepted connection has its
+peer credentials checked (:mod:`peeka_agent.peercred`) before a single byte
+is read (refused peers are closed at once and counted), and says hello to
+the listener itself, within a deadline and in a small frame: only then
+does it get a thread (:meth:`Agent.admit`). At most ``max_connections``
+clients are served; at the limit, the one idle the longest makes room for
+a new one, so the operator always gets in unless every client is busy.
+The large frames of all clients together are bounded
+(:class:`~.wire.InputBudget`, :data:`INPUT_BUDGET`).
 
 ``Agent.detach()`` puts the process back as it was:
 
@@ -51,7 +57,6 @@ thread; long waits should use ``agent.stopping.wait(seconds)``),
 
 import atexit
 import collections
-import errno
 import itertools
 import os
 import socket
@@ -63,11 +68,11 @@ import time
 from .agent_threads import AgentThread, agent_thread_names
 from .commands import DEFAULT_REGISTRY, CommandError
 from . import fork_guard
+from .admission import Admission
 from .connection import Connection
 from .gil_boost import GilBoost
-from .peercred import admits, describe_refusal, peer_credentials
 from .version import AGENT_VERSION
-from .wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, python_info
+from .wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, InputBudget, python_info
 
 #: Name of the socket inside the private directory.
 SOCKET_NAME = "agent.sock"
@@ -75,6 +80,8 @@ SOCKET_NAME = "agent.sock"
 DEFAULT_QUEUE_LIMIT = 8192
 #: Clients served at once; more are answered ``rejected`` (limit_exceeded).
 DEFAULT_MAX_CONNECTIONS = 32
+#: Bytes all clients' large frames may take at once (see wire.InputBudget).
+INPUT_BUDGET = 32 * 1024 * 1024
 #: Upper bound of the time detach waits for flushes and threads.
 DETACH_TIMEOUT = 1.0
 
@@ -82,9 +89,6 @@ DETACH_TIMEOUT = 1.0
 #: closed (seconds).
 HELLO_TIMEOUT = 5.0
 
-#: How long the agent keeps the bootstrap's switch-interval boost while no
-#: client has connected (seconds; see gil_boost).
-FIRST_CLIENT_WAIT = 1.0
 #: Longest path bind() accepts for an AF_UNIX socket (sun_path minus the NUL).
 MAX_SOCKET_PATH = 107
 
@@ -234,9 +238,12 @@ class Agent(object):
         self._numbers = itertools.count(1)
         self._listener = None
         self._listener_thread = None
+        self._admission = None
         self._spawned = []
         self._errors = collections.deque(maxlen=50)
         self._capabilities = set()
+        #: What all connections may buffer at once for large frames.
+        self.input_budget = InputBudget(INPUT_BUDGET)
         #: Shortens the switch interval while connections are admitted.
         self.gil_boost = GilBoost()
         if hasattr(sys, "monitoring"):
@@ -256,7 +263,8 @@ class Agent(object):
             with self._lock:
                 self._state = "new"
             raise
-        thread = AgentThread("peeka-agent", self._accept_loop, on_error=self._listener_failed)
+        self._admission = Admission(self, self._listener)
+        thread = AgentThread("peeka-agent", self._admission.run, on_error=self._listener_failed)
         # Lets a second copy of the agent module find this agent's details.
         thread.peeka_details = self.details()
         self._listener_thread = thread
@@ -292,7 +300,7 @@ class Agent(object):
             listener.bind(path)
             # The 0700 directory keeps everyone else out while the mode is fixed.
             os.chmod(path, 0o600)
-            listener.listen(16)
+            listener.listen(64)
         except BaseException:
             listener.close()
             try:
@@ -317,74 +325,29 @@ class Agent(object):
             "thread": "peeka-agent",
         }
 
-    # -- the listener --------------------------------------------------------
+    # -- admission -----------------------------------------------------------
 
-    def _accept_loop(self):
-        listener = self._listener
-        boost = self.gil_boost
-        try:
-            while True:
-                # The bootstrap's boost lasts until the first client comes,
-                # FIRST_CLIENT_WAIT at most.
-                listener.settimeout(FIRST_CLIENT_WAIT if boost.adopted else None)
-                try:
-                    sock, _address = listener.accept()
-                except socket.timeout:
-                    boost.release_adopted()
-                    continue
-                except OSError as exc:
-                    if self.stopping.is_set():
-                        return
-                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
-                        continue
-                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        # Out of resources: wait a little (only in this error case).
-                        self.record_error("accept() failed", exc)
-                        self.stopping.wait(0.2)
-                        continue
-                    self.record_error("the listener stopped: accept() failed", exc)
-                    return
-                if self.stopping.is_set():
-                    sock.close()
-                    return
-                # Until the connection has answered its first request (see
-                # gil_boost); the connection releases it.
-                boost.acquire()
-                boost.release_adopted()
-                if not self._admit(sock):
-                    boost.release()
-        finally:
-            boost.release_adopted()
-            try:
-                listener.close()
-            except OSError:
-                pass
+    def admit(self, sock, reader, credentials, boosted):
+        """Serves a connection that said hello (called by the listener, see admission).
 
-    def _admit(self, sock):
-        """Serves ``sock`` on a new connection; whether one was started."""
-        try:
-            credentials = peer_credentials(sock)
-        except OSError as exc:
-            self.refused_connections += 1
-            self.record_error("refused a connection: its credentials are unreadable", exc)
-            sock.close()
-            return False
-        if not admits(credentials.uid):
-            self.refused_connections += 1
-            self.record_error(describe_refusal(credentials))
-            sock.close()
-            return False
+        ``reader`` holds what was read of it (the hello, maybe more);
+        ``boosted``: it holds one of the GIL boosts. At the limit of
+        ``max_connections``, the client idle the longest (no stream, no
+        request in flight) is closed to make room; with none idle, the new
+        one is answered ``rejected`` (limit_exceeded).
+        """
         number = next(self._numbers)
-        with self._lock:
-            busy = len(self._connections) >= self.max_connections
         refuse_reason = None
-        if busy:
+        if not self._make_room():
             refuse_reason = (
-                "this agent already serves %d clients, its limit; close one of them and retry"
+                "this agent already serves %d clients, its limit, and every one of them is busy "
+                "(a stream or a request in flight); end one of them (`peeka-cli reset`) and retry"
                 % self.max_connections
             )
         try:
-            connection = Connection(self, sock, number, credentials, refuse_reason)
+            connection = Connection(
+                self, sock, number, credentials, refuse_reason, reader=reader, boosted=boosted
+            )
             with self._lock:
                 self._connections[number] = connection
             connection.start()
@@ -393,7 +356,30 @@ class Agent(object):
                 self._connections.pop(number, None)
             self.record_error("could not serve connection %d" % number, exc)
             sock.close()
+            if boosted:
+                self.gil_boost.release()
+
+    def _make_room(self):
+        """Below the connection limit, closing the idlest client if need be; whether there is room."""
+        with self._lock:
+            connections = list(self._connections.values())
+        if len(connections) < self.max_connections:
+            return True
+        idle = [c for c in connections if c.idle()]
+        if not idle:
             return False
+        victim = min(idle, key=lambda c: c.last_active)
+        self.record_error(
+            "connection %d (%s, idle %.1f s) was closed to make room for a new client: this "
+            "agent serves %d at most"
+            % (
+                victim.number,
+                victim.client or "no client name",
+                time.monotonic() - victim.last_active,
+                self.max_connections,
+            )
+        )
+        victim.close(0.0)
         return True
 
     def _listener_failed(self, exc):
@@ -634,6 +620,8 @@ class Agent(object):
                         except BaseException:
                             pass
             fork_guard.close_inherited(self._listener)
+            if self._admission is not None:
+                self._admission.forget_in_child()
             for connection in list(self._connections.values()):
                 connection.forget_in_child()
             self.gil_boost.forget_in_child()

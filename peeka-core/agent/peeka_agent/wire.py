@@ -27,6 +27,7 @@ Message builders (:func:`welcome`, :func:`rejected`, :func:`response_ok`,
 import json
 import socket
 import sys
+import threading
 import time
 
 #: The protocol version this agent speaks.
@@ -280,6 +281,44 @@ def check_client_message(message):
     raise ProtocolError("a client may not send %r messages" % (kind,))
 
 
+class InputBudget(object):
+    """The bytes all of an agent's connections may buffer at once for large frames.
+
+    Each connection's reader reserves a frame longer than
+    ``FrameReader.CHUNK`` before reading its payload and releases it once
+    the frame is read: many clients sending large frames at once wait
+    their turn (the kernel's socket buffers hold the rest) instead of
+    making the target's memory grow with their number.
+    """
+
+    def __init__(self, total, wait=10.0):
+        self.total = total
+        #: How long a reservation may wait (seconds).
+        self.wait = wait
+        self._available = total
+        self._changed = threading.Condition(threading.Lock())
+
+    def reserve(self, size):
+        """Takes ``size`` bytes, waiting for them at most ``wait`` seconds; whether it got them."""
+        size = min(size, self.total)
+        deadline = time.monotonic() + self.wait
+        with self._changed:
+            while self._available < size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            self._available -= size
+        return True
+
+    def release(self, size):
+        """Gives back what :meth:`reserve` took."""
+        size = min(size, self.total)
+        with self._changed:
+            self._available += size
+            self._changed.notify_all()
+
+
 class FrameReader(object):
     """Reads messages from a blocking stream socket.
 
@@ -299,10 +338,13 @@ class FrameReader(object):
     #: Bytes asked of one recv().
     CHUNK = 65536
 
-    def __init__(self, sock, max_len=MAX_FRAME_LEN):
+    def __init__(self, sock, max_len=MAX_FRAME_LEN, budget=None):
         self._sock = sock
         #: The longest frame accepted (bytes); may be changed between frames.
         self.max_len = max_len
+        #: The agent's :class:`InputBudget`, from which a frame longer than
+        #: CHUNK is reserved before its payload is read (None: unbounded).
+        self.budget = budget
         self._buffer = bytearray()
         self._start = 0  # the buffered bytes not consumed yet begin here
 
@@ -340,6 +382,16 @@ class FrameReader(object):
             )
         return size
 
+    def feed(self, data):
+        """Appends bytes received elsewhere (the listener reads hellos itself, see admission)."""
+        self._buffer += data
+
+    def check_length(self):
+        """Raises ProtocolError if the next frame's length, once known, is over the limit."""
+        if self._available() >= 4:
+            start = self._start
+            self._frame_size(bytes(self._buffer[start : start + 4]))
+
     def wait_frame(self, timeout):
         """Waits until a whole frame is buffered or the stream ends, for at
         most ``timeout`` seconds in all; whether it came (False: time is up).
@@ -350,9 +402,7 @@ class FrameReader(object):
         deadline = time.monotonic() + timeout
         try:
             while not self.has_frame():
-                if self._available() >= 4:
-                    start = self._start
-                    self._frame_size(bytes(self._buffer[start : start + 4]))
+                self.check_length()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -382,7 +432,22 @@ class FrameReader(object):
         if len(header) < 4:
             raise TruncatedFrame("stream ended inside a frame header")
         size = self._frame_size(header)
-        payload = self._take(size)
+        budget = self.budget if size > self.CHUNK else None
+        if budget is not None and not budget.reserve(size):
+            raise ProtocolError(
+                "a frame of %d bytes waited %.0f s in vain for the agent's input memory (%d bytes "
+                "for all clients, held by others); send smaller requests"
+                % (size, budget.wait, budget.total)
+            )
+        try:
+            payload = self._take(size)
+            if budget is not None:
+                # Give the large buffer back rather than keep its capacity.
+                self._buffer = bytearray(self._buffer[self._start :])
+                self._start = 0
+        finally:
+            if budget is not None:
+                budget.release(size)
         if len(payload) < size:
             raise TruncatedFrame(
                 "stream ended inside a frame (%d of %d bytes)" % (len(payload), size)

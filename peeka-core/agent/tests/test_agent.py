@@ -280,15 +280,32 @@ class RequestTests(AgentTestCase):
         self.assertEqual((first["id"], second["id"]), (ping_id, slow_id))
         self.assertEqual(second["data"], {"late": True})
 
-    def test_too_many_clients(self):
+    def test_at_the_limit_the_client_idle_the_longest_makes_room(self):
+        self.agent.max_connections = 2
+        oldest = self.client()
+        recent = self.client()
+        self.assertTrue(oldest.call("ping")["ok"])  # now `recent` is the idlest
+        newcomer = RawClient(self.socket_path)
+        self.addCleanup(newcomer.close)
+        self.assertEqual(newcomer.handshake()["type"], "welcome")
+        self.assertTrue(newcomer.call("ping")["ok"])
+        self.assertTrue(recent.at_eof())
+        self.assertTrue(oldest.call("ping")["ok"])
+        messages = [entry["message"] for entry in self.agent.errors()]
+        self.assertTrue(any("to make room for a new client" in m for m in messages), messages)
+
+    def test_at_the_limit_with_every_client_busy_a_new_one_is_rejected(self):
         self.agent.max_connections = 1
-        self.client()
+        busy = self.client()
+        busy.request("test.stream", {"emit": 1})
+        self.assertEqual(busy.recv()["type"], "response")
         second = RawClient(self.socket_path)
         self.addCleanup(second.close)
         rejected = second.handshake()
         self.assertEqual(rejected["type"], "rejected")
         self.assertEqual(rejected["code"], "limit_exceeded")
         self.assertTrue(second.at_eof())
+        self.assertEqual(busy.recv()["type"], "observation")
 
 
 class StreamTests(AgentTestCase):
@@ -729,8 +746,8 @@ class HelloLimitTests(AgentTestCase):
     def raw(self):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.addCleanup(sock.close)
-        sock.settimeout(5.0)
         sock.connect(self.socket_path)
+        sock.settimeout(5.0)
         return sock
 
     def closed_by_agent(self, sock):
@@ -766,6 +783,17 @@ class HelloLimitTests(AgentTestCase):
         messages = [entry["message"] for entry in self.agent.errors()]
         self.assertTrue(any("no hello within" in m for m in messages), messages)
         self.assertTrue(self.client().call("ping")["ok"])
+
+    def test_silent_connections_cost_no_thread_and_the_operator_gets_in(self):
+        threads = len(peeka_threads())
+        pending_limit = sys.modules[self.module.__name__ + ".admission"].MAX_PENDING
+        silent = [self.raw() for _ in range(3 * pending_limit)]
+        # The oldest are closed as newer ones come: at most MAX_PENDING wait.
+        closed = [sock for sock in silent[:pending_limit] if self.closed_by_agent(sock)]
+        self.assertEqual(len(closed), pending_limit)
+        self.assertEqual(len(peeka_threads()), threads)
+        self.assertTrue(self.client().call("ping")["ok"])
+        self.assertLessEqual(len(peeka_threads()), threads + 1)
 
     def test_a_hello_that_comes_in_pieces_in_time_is_answered(self):
         client = RawClient(self.socket_path)

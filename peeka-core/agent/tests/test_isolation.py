@@ -226,6 +226,7 @@ class BootstrapTests(IsolationTestCase):
             + [
                 package + "." + name
                 for name in (
+                    "admission",
                     "agent_threads",
                     "builtin_commands",
                     "commands",

@@ -248,3 +248,31 @@ class MessageTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class InputBudgetTests(unittest.TestCase):
+    """Large frames of all connections together take at most the budget."""
+
+    def test_a_large_frame_waits_for_the_budget_and_gives_it_back(self):
+        budget = wire.InputBudget(300000, wait=0.2)
+        self.assertTrue(budget.reserve(200000))
+        self.assertFalse(budget.reserve(200000))  # waited 0.2 s in vain
+        budget.release(200000)
+        self.assertTrue(budget.reserve(300000))
+        budget.release(300000)
+
+    def test_a_reader_reserves_a_large_frame_while_reading_it(self):
+        budget = wire.InputBudget(150000, wait=0.2)
+        ours, theirs = socket_pair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        reader = wire.FrameReader(ours, budget=budget)
+        payload = json.dumps({"type": "cancel", "stream": 1, "pad": "x" * 100000}).encode()
+        theirs.sendall(len(payload).to_bytes(4, "big") + payload)
+        self.assertEqual(reader.read()["stream"], 1)
+        # Given back: the whole budget can be reserved again.
+        self.assertTrue(budget.reserve(150000))
+        theirs.sendall(len(payload).to_bytes(4, "big") + payload)
+        with self.assertRaises(wire.ProtocolError) as raised:
+            reader.read()
+        self.assertIn("input memory", str(raised.exception))
