@@ -66,6 +66,7 @@ agent_sources!(
     "version.py",
     "watch_command.py",
     "wire.py",
+    "writer_budget.py",
 );
 
 /// The agent as the attach layer loads it.

@@ -69,6 +69,7 @@ class Connection(object):
             agent.record_error,
             "peeka-send-%d" % number,
             self._thread_failed,
+            agent.writer_budget,
         )
         self._refuse_reason = refuse_reason
         #: What the listener read of the connection (its hello), or None.

@@ -58,26 +58,18 @@ Items are plain tuples, to keep the producer cheap:
 
 The writer's budget
 -------------------
-A probe on a hot function can produce far more observations than any client
-can take, and rendering one (capture, JSON) costs the writer 100 times what
-producing it cost the target, with the GIL held. Left alone, the writer
-would take a large share of the GIL from the target's threads under such a
-flood (measured: 12-20 % of a CPU on a busy 2-core machine). So the writer keeps to a budget: a token bucket
-of its own CPU time (``time.thread_time``) filling at :data:`WRITER_SHARE`
-of one CPU (10 %) up to :data:`WRITER_BURST` (20 ms). A stream may ask for
-another share, up to :data:`MAX_WRITER_SHARE` (``send_budget``, a percentage,
-of ``watch``, ``stack`` and ``trace``): the operator who wants every row of a
-flood and accepts its cost says so; the writer keeps to the largest share
-its connection's open streams asked for, or to the default. A batch that leaves
-it in debt is followed by a sleep until the debt is repaid and
-:data:`WRITER_RESUME` (10 ms) more is available; meanwhile the
-queue fills to its bound and producers drop and count, as they do whenever
-the queue is full. After such a pause the writer sheds the backlog down to
-:data:`SHED_KEEP` observations, oldest first, unrendered and counted as
-drops (a gap in ``seq``, included in ``stream_end.dropped``): what it
-renders next is recent, and a ``stream_end`` queued behind a flood is not
-delayed by rendering it. Light traffic never reaches the budget. The reader's
-inline :meth:`~Outbox.drain` (responses to short commands) is not budgeted.
+Rendering observations costs CPU with the GIL held, so the writers of all
+connections keep to one budget, the agent's
+(:class:`~.writer_budget.WriterBudget`, given by the connection): a writer
+charges each batch it wrote and, when the budget is in debt, sleeps until
+it is repaid. Meanwhile the queue fills to its bound and producers drop
+and count, as they do whenever the queue is full. After such a pause the
+writer sheds the backlog down to :data:`SHED_KEEP` observations, oldest
+first, unrendered and counted as drops (a gap in ``seq``, included in
+``stream_end.dropped``): what it renders next is recent, and a
+``stream_end`` queued behind a flood is not delayed by rendering it. The
+reader's inline :meth:`~Outbox.drain` (responses to short commands) is not
+budgeted.
 
 Sequence numbers
 ----------------
@@ -120,6 +112,7 @@ except ImportError:  # pragma: no cover - builds without the C module
     from queue import SimpleQueue
 
 from .agent_threads import AgentThread
+from .writer_budget import WriterBudget
 from .wire import (
     FrameTooLarge,
     encode_frame,
@@ -152,18 +145,6 @@ BATCH_BYTES = 4 << 20
 #: thread, while large batches amortise the wait for the GIL that follows
 #: each sendall() when the target keeps the GIL busy.
 BATCH_SECONDS = 0.004
-#: The writer's CPU budget under a flood (see "The writer's budget"): the
-#: share of one CPU it may use for rendering, encoding and writing...
-WRITER_SHARE = 0.1
-#: ... after a burst of this much CPU time (seconds) at full speed.
-WRITER_BURST = 0.02
-#: A writer in debt sleeps until it has this much CPU time (seconds) to
-#: spend again: the pauses are long enough that the shedding after each
-#: one (see below) stays a small part of the budget.
-WRITER_RESUME = 0.01
-#: The largest share a stream may ask for instead (``send_budget``, see
-#: "The writer's budget"): the target's threads keep at least the rest.
-MAX_WRITER_SHARE = 0.5
 #: Observations left queued after a pause; older ones are dropped unrendered.
 SHED_KEEP = 512
 #: Most observations in one ``observations`` batch (protocol 1.1)...
@@ -215,8 +196,12 @@ class Outbox(object):
     ``on_thread_error``.
     """
 
-    def __init__(self, sock, limit, on_failure, record_error, writer_name, on_thread_error):
+    def __init__(
+        self, sock, limit, on_failure, record_error, writer_name, on_thread_error, budget=None
+    ):
         self.queue = SimpleQueue()
+        #: The CPU budget the writer keeps to, shared with the agent's other writers.
+        self.budget = budget if budget is not None else WriterBudget()
         self.limit = limit
         self._sock = sock
         self._on_failure = on_failure
@@ -229,8 +214,6 @@ class Outbox(object):
         self.sent_frames = 0
         self.sent_bytes = 0
         self.failed = False
-        #: The writer's share of a CPU asked for by each stream that asked (see :meth:`share`).
-        self.shares = {}
         #: Whether observations go out in ``observations`` batches (the
         #: client's hello said protocol 1.1 or later; set before any stream).
         self.batching = False
@@ -267,15 +250,14 @@ class Outbox(object):
         """Encodes ``message`` now (raising on failure) and queues the frame."""
         self.queue.put((OP_FRAME, encode_frame(message), None))
 
+    @property
+    def shares(self):
+        """The CPU share asked for by each open stream that asked (the budget's, agent-wide)."""
+        return self.budget.shares
+
     def share(self):
-        """The writer's CPU share now: the largest its open streams asked for, or the default."""
-        shares = self.shares
-        if not shares:
-            return WRITER_SHARE
-        try:
-            return max(shares.values())
-        except (RuntimeError, ValueError):  # changed or emptied meanwhile
-            return WRITER_SHARE
+        """The writers' CPU share now: the largest any open stream asked for, or the default."""
+        return self.budget.share()
 
     # -- consumers -----------------------------------------------------------
 
@@ -331,38 +313,32 @@ class Outbox(object):
     def run(self):
         """The writer thread: the consumer for good; blocks in ``get()`` (no polling).
 
-        Keeps to its CPU budget (see "The writer's budget" above): a batch
-        that leaves it in debt is followed by a sleep until the debt is
-        repaid and ``WRITER_RESUME`` more is available, then by shedding the
-        stale backlog.
+        Keeps to the agent's CPU budget (see "The writer's budget" above):
+        after a batch that leaves the budget in debt it sleeps until the
+        debt is repaid, then sheds the stale backlog.
         """
         cpu = _thread_clock()
-        clock = time.monotonic
         sleep = time.sleep
-        burst = WRITER_BURST
-        resume = min(WRITER_RESUME, burst)
+        charge = self.budget.charge
         with self._consumer:
             get = self.queue.get
             qsize = self.queue.qsize
-            credit = burst
-            last = clock()
             while not self.stopped:
                 item = get()
                 used = cpu()
                 self._write_batch(item, BATCH_ITEMS)
-                used = cpu() - used
-                now = clock()
-                share = self.share()
-                credit = min(burst, credit + (now - last) * share) - used
-                last = now
-                if credit < 0.0:
-                    self.paused += 1
-                    sleep((resume - credit) / share)
-                    backlog = qsize()
-                    if backlog > SHED_KEEP:
-                        used = cpu()
-                        self.shed += self._shed(backlog - SHED_KEEP)
-                        credit -= cpu() - used
+                wait = charge(cpu() - used)
+                if wait <= 0.0:
+                    continue
+                self.paused += 1
+                while wait > 0.0:
+                    sleep(wait)
+                    wait = charge(0.0)
+                backlog = qsize()
+                if backlog > SHED_KEEP:
+                    used = cpu()
+                    self.shed += self._shed(backlog - SHED_KEEP)
+                    charge(cpu() - used)
         self._report_failure()
 
     def _shed(self, most):

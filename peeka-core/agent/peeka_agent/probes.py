@@ -83,9 +83,9 @@ import time
 from .capture import _exception_text
 from .commands import CommandError
 from .expr import ExpressionError, compile_condition
-from .outbox import MAX_WRITER_SHARE
 from .patterns import CO_VARARGS, CO_VARKEYWORDS, resolve
 from .wire import ErrorCode
+from .writer_budget import MAX_WRITER_SHARE
 
 _registry_lock = threading.Lock()
 _probes = {}

@@ -73,6 +73,7 @@ from .connection import Connection
 from .gil_boost import GilBoost
 from .version import AGENT_VERSION
 from .wire import PROTOCOL_MAJOR, PROTOCOL_MINOR, ErrorCode, InputBudget, python_info
+from .writer_budget import WriterBudget
 
 #: Name of the socket inside the private directory.
 SOCKET_NAME = "agent.sock"
@@ -242,6 +243,8 @@ class Agent(object):
         self._spawned = []
         self._errors = collections.deque(maxlen=50)
         self._capabilities = set()
+        #: The CPU budget all connections' writers share (see writer_budget).
+        self.writer_budget = WriterBudget()
         #: What all connections may buffer at once for large frames.
         self.input_budget = InputBudget(INPUT_BUDGET)
         #: Shortens the switch interval while connections are admitted.

@@ -74,13 +74,13 @@ from .outbox import (
     OP_DISCARD,
     OP_END,
     OP_EVENT,
-    MAX_WRITER_SHARE,
     RUN_START,
     W_PENDING,
     counter_value,
     end_error_body,
 )
 from .wire import END_REASONS
+from .writer_budget import MAX_WRITER_SHARE
 
 #: Extra room events get in the queue beyond the observation limit.
 EVENT_HEADROOM = 1024

@@ -239,6 +239,7 @@ class BootstrapTests(IsolationTestCase):
                     "streams",
                     "version",
                     "wire",
+                    "writer_budget",
                 )
             ]
         )

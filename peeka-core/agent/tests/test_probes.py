@@ -575,7 +575,7 @@ class OwnershipTests(ProbeTestCase):
         client.cancel(trace)
         self.end_of(client, trace)
         self.assertEqual(writer.shares, {})
-        self.assertEqual(writer.share(), importlib.import_module(self.module.__name__ + ".outbox").WRITER_SHARE)
+        self.assertEqual(writer.share(), importlib.import_module(self.module.__name__ + ".writer_budget").WRITER_SHARE)
 
     def test_detach_removes_every_probe(self):
         client = self.client()

@@ -15,13 +15,26 @@ def burn(seconds):
         pass
 
 
+def thread_cpu(thread):
+    """CPU seconds an agent thread used (from /proc), or None where unknown."""
+    if thread is None or not getattr(thread, "native_id", None):
+        return None
+    try:
+        with open("/proc/self/task/%d/stat" % thread.native_id) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class WriterBudgetTests(AgentTestCase):
     def setUp(self):
         AgentTestCase.setUp(self)
         self.outbox_module = importlib.import_module(self.module.__name__ + ".outbox")
+        self.budget_module = importlib.import_module(self.module.__name__ + ".writer_budget")
         # A small budget and backlog so that a short flood exercises both.
-        self.outbox_module.WRITER_SHARE = 0.2
-        self.outbox_module.WRITER_BURST = 0.005
+        self.budget_module.WRITER_SHARE = 0.2
+        self.budget_module.WRITER_BURST = 0.005
         self.outbox_module.SHED_KEEP = 8
 
     def render(self, value):
@@ -78,3 +91,35 @@ class WriterBudgetTests(AgentTestCase):
         # Each render costs 0.5 ms: the default 20 % allows at most
         # elapsed * 0.2 / 0.0005 of them (plus the burst); 50 % allows 2.5 times that.
         self.assertGreater(len(observations), (elapsed * 0.2 + 0.005) / 0.0005 * 1.2)
+
+    def test_many_clients_share_one_budget(self):
+        clients = 5
+        opened = []
+        for _ in range(clients):
+            client = self.client()
+            stream_id = self.open_stream(client)
+            opened.append((client, stream_id, self.streams[stream_id]))
+        emitted = 0
+        started = time.perf_counter()
+        deadline = started + 1.0
+        while time.perf_counter() < deadline:
+            for index in range(100):
+                for _client, _stream_id, stream in opened:
+                    stream.emit_lazy(self.render, emitted + index)
+            emitted += 100
+            time.sleep(0.001)
+        elapsed = time.perf_counter() - started
+        used = [thread_cpu(stream.connection.outbox.writer) for _c, _s, stream in opened]
+        delivered = []
+        for client, stream_id, stream in opened:
+            client.cancel(stream_id)
+            messages = self.read_until_end(client, stream_id)
+            observations = [m for m in messages if m["type"] == "observation"]
+            self.assertEqual(len(observations) + messages[-1]["dropped"], emitted)
+            delivered.append(len(observations))
+        # Each client got a fair part of the one budget...
+        self.assertGreater(min(delivered), max(delivered) / 4.0, delivered)
+        if None not in used:
+            # ... and all together used one budget (20 %, plus a burst and a
+            # batch each, with room for clock ticks), not one each.
+            self.assertLess(sum(used), elapsed * 0.2 + clients * 0.01 + 0.1, used)
