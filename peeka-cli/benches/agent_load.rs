@@ -4,11 +4,11 @@
 //! processes of each interpreter given (default 3.11 and 3.14), one
 //! Markdown table per measurement on stdout, progress on stderr:
 //!
-//! 1. **Flooding clients.** A target calling a small function in a loop on
-//!    one thread as fast as it can (`benches/targets/agent_load.py hot`,
-//!    which prints its call count every 100 ms), attached; then 0 (the
-//!    baseline: the agent attached, no client), 1, 5 and 20 concurrent
-//!    `peeka-cli watch __main__.handle --pid PID` processes, each consuming
+//! 1. **Flooding clients.** A target calling one function in a loop on
+//!    one thread as fast as it can (`benches/targets/agent_load.py hot
+//!    FUNCTION`, which prints its call count every 100 ms), attached; then 0
+//!    (the baseline: the agent attached, no client), 1, 5 and 20 concurrent
+//!    `peeka-cli watch __main__.FUNCTION --pid PID` processes, each consuming
 //!    its stream as fast as it can (the bench counts the lines and throws
 //!    them away). After the streams started and a 1 s warm-up, the target's
 //!    calls per second over a 5 s window (`common/windows.rs`), its main
@@ -18,7 +18,10 @@
 //!    counts run on the same target, in an order rotated each round, a
 //!    fresh target per round and interpreter; the ratio to the baseline is
 //!    taken within each round, and the table shows medians. The issue's
-//!    goal: 20 clients cost no more than 1. "20 streams on one connection"
+//!    goal: 20 clients cost no more than 1. Two functions, one table
+//!    each: `checkout`, the size of a small request handler (a few
+//!    microseconds), and `handle`, which only adds 1 (the probe's own cost
+//!    per call dominates: the worst case). "20 streams on one connection"
 //!    is not measured: `peeka-cli` opens one connection per stream.
 //! 2. **300 idle connections.** On an attached target calling its function
 //!    every millisecond (`agent_load.py paced`), 300 Unix connections to the
@@ -770,16 +773,16 @@ fn target_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `agent_load.py MODE` (`hot` or `paced`).
-fn start_target(python: &Interpreter, mode: &str) -> Result<TargetProcess, String> {
+/// `agent_load.py MODE [FUNCTION]` (`hot` or `paced`).
+fn start_target(python: &Interpreter, args: &[&str]) -> Result<TargetProcess, String> {
     TargetProcess::spawn_with(
         python,
         &target_script("agent_load.py"),
-        &[mode],
+        args,
         &[],
         die_with_parent,
     )
-    .map_err(|e| format!("cannot start agent_load.py {mode}: {e}"))
+    .map_err(|e| format!("cannot start agent_load.py {}: {e}", args.join(" ")))
 }
 
 // ---------------------------------------------------------------------------
@@ -801,16 +804,18 @@ struct Flood {
 fn flood_window(
     scratch: &Scratch,
     target: &mut TargetProcess,
+    function: &str,
     clients: usize,
     window: Duration,
     notes: &mut Vec<String>,
 ) -> Result<Flood, String> {
     let pid = target.pid();
     let pid_text = pid.to_string();
+    let pattern = format!("__main__.{function}");
     let mut watchers = Vec::new();
     let mut failure = None;
     for _ in 0..clients {
-        match Watcher::spawn(scratch, &["watch", "__main__.handle", "--pid", &pid_text]) {
+        match Watcher::spawn(scratch, &["watch", &pattern, "--pid", &pid_text]) {
             Ok(w) => watchers.push(w),
             Err(e) => {
                 failure = Some(e);
@@ -906,7 +911,27 @@ fn ratio_text(ratio: f64) -> String {
     }
 }
 
-fn part_flood(scratch: &Scratch, pythons: &[&Interpreter], rounds: usize, window: Duration) {
+/// The functions part 1 floods: (name in `agent_load.py`, what it is).
+const FLOOD_FUNCTIONS: [(&str, &str); 2] = [
+    (
+        "checkout",
+        "a request-sized function (a few microseconds: reads a small order, \
+         computes its total, builds the answer)",
+    ),
+    (
+        "handle",
+        "a function that only adds 1 (tens of nanoseconds: the probe's own cost dominates)",
+    ),
+];
+
+fn part_flood(
+    scratch: &Scratch,
+    pythons: &[&Interpreter],
+    rounds: usize,
+    window: Duration,
+    function: (&str, &str),
+) {
+    let (function, described) = function;
     let mut cells: Vec<Vec<FloodCell>> = pythons
         .iter()
         .map(|_| CLIENTS.iter().map(|_| FloodCell::default()).collect())
@@ -929,7 +954,7 @@ fn part_flood(scratch: &Scratch, pythons: &[&Interpreter], rounds: usize, window
                     cell.failures.push(why.clone());
                 }
             };
-            let mut target = match start_target(python, "hot") {
+            let mut target = match start_target(python, &["hot", function]) {
                 Ok(t) => t,
                 Err(e) => {
                     failed_all(e);
@@ -949,7 +974,9 @@ fn part_flood(scratch: &Scratch, pythons: &[&Interpreter], rounds: usize, window
                 let clients = CLIENTS[slot];
                 eprintln!("  {clients} clients");
                 let cell = &mut cells[index][slot];
-                match flood_window(scratch, &mut target, clients, window, &mut cell.notes) {
+                let flooded =
+                    flood_window(scratch, &mut target, function, clients, window, &mut cell.notes);
+                match flooded {
                     Ok(flood) => cell.rounds.push(Some(flood)),
                     Err(e) => {
                         eprintln!("  {clients} clients failed: {e}");
@@ -968,11 +995,12 @@ fn part_flood(scratch: &Scratch, pythons: &[&Interpreter], rounds: usize, window
         }
     }
 
-    println!("### 1. Target throughput under flooding `watch` clients");
+    println!("### 1. Target throughput under flooding `watch` clients: `{function}()`");
     println!();
     println!(
-        "A target calling `handle()` in a loop on one thread (`agent_load.py hot`), attached; \
-         N concurrent `peeka-cli watch __main__.handle --pid PID` processes (default send \
+        "A target calling `{function}()`, {described}, in a loop on one thread \
+         (`agent_load.py hot {function}`), attached; \
+         N concurrent `peeka-cli watch __main__.{function} --pid PID` processes (default send \
          budget), their output read and thrown away as fast as it comes. After every stream \
          started and {WARMUP:?} of warm-up, a {window:?} window; {rounds} round(s), each on a \
          fresh target with the four counts in a rotated order. Calls/s: median (min-max) of \
@@ -1127,7 +1155,7 @@ fn part_idle_connections(scratch: &Scratch, pythons: &[&Interpreter]) {
             cells[8] = format!("**failed**: {}", short(why));
             row(&cells);
         };
-        let target = match start_target(python, "paced") {
+        let target = match start_target(python, &["paced"]) {
             Ok(t) => t,
             Err(e) => {
                 failed(&e);
@@ -1308,7 +1336,7 @@ fn part_big_hellos(scratch: &Scratch, pythons: &[&Interpreter]) {
             cells[7] = format!("**failed**: {}", short(why));
             row(&cells);
         };
-        let target = match start_target(python, "paced") {
+        let target = match start_target(python, &["paced"]) {
             Ok(t) => t,
             Err(e) => {
                 failed(&e);
@@ -1472,7 +1500,7 @@ fn one_cycle(scratch: &Scratch, python: &Interpreter, pid: u32, result: &mut Cyc
 }
 
 fn run_cycles(scratch: &Scratch, python: &Interpreter, cycles: usize) -> Result<Cycles, String> {
-    let target = start_target(python, "paced")?;
+    let target = start_target(python, &["paced"])?;
     let pid = target.pid();
     let mut result = Cycles::default();
     std::thread::sleep(Duration::from_millis(300));
@@ -2227,7 +2255,11 @@ fn main() {
     let started = Instant::now();
     for part in &parts {
         match part {
-            1 => part_flood(&scratch, &pythons, rounds, window),
+            1 => {
+                for function in FLOOD_FUNCTIONS {
+                    part_flood(&scratch, &pythons, rounds, window, function);
+                }
+            }
             2 => part_idle_connections(&scratch, &pythons),
             3 => part_big_hellos(&scratch, &pythons),
             4 => part_cycles(&scratch, &pythons, cycles),

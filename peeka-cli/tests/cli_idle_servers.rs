@@ -663,7 +663,10 @@ fn gunicorn_master_recycling_workers_stays_attachable() {
         let port = server_port(server.master(), &what);
         let deadline = Instant::now() + START_LIMIT;
         while children(master_pid).len() < 2 {
-            assert!(Instant::now() < deadline, "{what}: two workers never booted");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: two workers never booted"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let first_workers = children(master_pid);
@@ -741,7 +744,12 @@ fn gunicorn_master_recycling_workers_stays_attachable() {
         // The master: still served, still attachable, detachable.
         let listed = run(&state, &["reset", "--list", "--pid", &pid_text], LIMIT);
         assert_eq!(listed.code, 0, "{what}: reset --list: {:#?}", listed.lines);
-        assert_eq!(listed.last()["type"], "result", "{what}: {:#?}", listed.lines);
+        assert_eq!(
+            listed.last()["type"],
+            "result",
+            "{what}: {:#?}",
+            listed.lines
+        );
         let reattached = run(&state, &["attach", &pid_text], LIMIT);
         ok(&reattached, &format!("{what}: attach again"));
         assert_eq!(reattached.last()["data"]["reused"], true, "{what}");

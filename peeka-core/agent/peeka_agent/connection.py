@@ -71,6 +71,8 @@ class Connection(object):
             self._thread_failed,
             agent.writer_budget,
         )
+        self.outbox.on_pause = self._park_producers
+        self.outbox.on_resume = self._resume_producers
         self._refuse_reason = refuse_reason
         #: What the listener read of the connection (its hello), or None.
         self._reader = reader
@@ -188,6 +190,26 @@ class Connection(object):
         self._inflight.discard(request_id)
 
     # -- threads -------------------------------------------------------------
+
+    def _park_producers(self):
+        """The writer pauses: parks the probes of this connection's streams (see outbox)."""
+        parked = []
+        for stream in self.streams():
+            stream._w_settle_parked()
+            parker = stream.parker
+            if parker is not None and not stream.closed:
+                handlers = parker.park()
+                if handlers:
+                    parked.append((stream, parker, handlers))
+        return parked
+
+    def _resume_producers(self, parked):
+        """The writer resumes: the parked probes run again; their missed calls are drops.
+
+        On the writer thread, which owns the stream's writer-side counts.
+        """
+        for stream, parker, handlers in parked:
+            stream._w_add_parked(parker.unpark(handlers))
 
     def _writer_failed(self):
         self.close()

@@ -67,8 +67,14 @@ and count, as they do whenever the queue is full. After such a pause the
 writer sheds the backlog down to :data:`SHED_KEEP` observations, oldest
 first, unrendered and counted as drops (a gap in ``seq``, included in
 ``stream_end.dropped``): what it renders next is recent, and a
-``stream_end`` queued behind a flood is not delayed by rendering it. The
-reader's inline :meth:`~Outbox.drain` (responses to short commands) is not
+``stream_end`` queued behind a flood is not delayed by rendering it. For
+a pause of :data:`MIN_PARKED_PAUSE` or more, the writer also *parks* its
+streams' producers (``on_pause``, set by the connection; see
+``Probe.park``): a ``watch`` whose every call is one observation is taken
+out of its function's dispatch until the pause ends, and the calls it
+missed meanwhile are counted as its drops (a ``seq`` gap, like shedding).
+A flooded function's calls then cost about the same whether one client
+watches it or twenty. The reader's inline :meth:`~Outbox.drain` (responses to short commands) is not
 budgeted.
 
 Sequence numbers
@@ -145,6 +151,9 @@ BATCH_BYTES = 4 << 20
 #: thread, while large batches amortise the wait for the GIL that follows
 #: each sendall() when the target keeps the GIL busy.
 BATCH_SECONDS = 0.004
+#: The shortest pause for which the writer parks its streams' producers
+#: (seconds): parking and resuming them costs a little.
+MIN_PARKED_PAUSE = 0.005
 #: Observations left queued after a pause; older ones are dropped unrendered.
 SHED_KEEP = 512
 #: Most observations in one ``observations`` batch (protocol 1.1)...
@@ -230,6 +239,10 @@ class Outbox(object):
         self._writer_lock = threading.Lock()
         #: The writer thread, once started (see "Consumers" above).
         self.writer = None
+        #: Called by the writer when it pauses for the budget, and with what
+        #: that returned when it resumes (see "The writer's budget").
+        self.on_pause = None
+        self.on_resume = None
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         except OSError:
@@ -331,15 +344,37 @@ class Outbox(object):
                 if wait <= 0.0:
                     continue
                 self.paused += 1
+                used = cpu()
+                parked = self._pause_producers(wait)
+                wait = charge(cpu() - used)
                 while wait > 0.0:
                     sleep(wait)
                     wait = charge(0.0)
+                used = cpu()
                 backlog = qsize()
                 if backlog > SHED_KEEP:
-                    used = cpu()
                     self.shed += self._shed(backlog - SHED_KEEP)
-                    charge(cpu() - used)
+                self._resume_producers(parked)
+                charge(cpu() - used)
         self._report_failure()
+
+    def _pause_producers(self, wait):
+        """``on_pause()`` for a pause of ``wait`` seconds or more than MIN_PARKED_PAUSE; its token."""
+        if self.on_pause is None or wait < MIN_PARKED_PAUSE:
+            return None
+        try:
+            return self.on_pause()
+        except Exception as exc:
+            self._record_error("%s: parking the producers failed" % self._writer_name, exc)
+            return None
+
+    def _resume_producers(self, token):
+        if token is None or self.on_resume is None:
+            return
+        try:
+            self.on_resume(token)
+        except Exception as exc:
+            self._record_error("%s: resuming the producers failed" % self._writer_name, exc)
 
     def _shed(self, most):
         """Drops (and counts) ``most`` queued observations, oldest first; returns how many.
@@ -465,6 +500,7 @@ class Outbox(object):
             stream = item[1]
             if stream._w_state == W_DONE:
                 return False
+            stream._w_settle_parked()
             stream._w_state = W_DONE
             stream._w_early = []
             chunks.append(encode_frame(stream_end(stream.id, item[2], stream.dropped, item[3])))

@@ -94,6 +94,7 @@ comparison. The objects it reads (the stream, its queue's methods, the
 condition) are constants of that code.
 """
 
+import itertools
 import sys
 import threading
 import time
@@ -505,8 +506,11 @@ def _finish(exits, args, kwargs, ident, t0, t1, result, exc):
             _failed()
 
 
-def _make_dispatch(kind, clone, entries, exits):
+def _make_dispatch(kind, clone, entries, exits, count=None):
     """The hook's ``call`` (or ``open``/``close``) for the current handlers.
+
+    ``count`` (plain functions only): called once per call that ends, while
+    some handler is parked (see ``_Site.park``).
 
     Entry handlers are called from the dispatch function itself (never
     through a helper), which keeps ``sys._getframe(CALLER_DEPTH)`` right.
@@ -608,6 +612,19 @@ def _make_dispatch(kind, clone, entries, exits):
 
     else:
         leave = None
+    if count is not None:
+        observed = leave
+        if observed is None:
+
+            def leave(record):
+                count()
+
+        else:
+
+            def leave(record):
+                count()
+                observed(record)
+
     return {"enter": enter, "leave": leave}
 
 
@@ -649,6 +666,9 @@ class _Site(object):
         self.clone = clone
         self.hook = _Hook(clone)
         self.handlers = ()
+        #: Handlers parked (see park()), and for each the call counters of
+        #: the dispatchers built while it was.
+        self.parked = {}
         self.wrapper = make_wrapper_code(self.original, kind, self.hook)
         self.current = self.wrapper
         self.swapped = False
@@ -657,9 +677,19 @@ class _Site(object):
         self.rebuild()
 
     def rebuild(self):
-        entries = tuple(h.enter for h in self.handlers if h.enter is not None)
-        exits = tuple(h.exit for h in self.handlers if h.exit is not None)
-        for name, fn in _make_dispatch(self.kind, self.clone, entries, exits).items():
+        parked = self.parked
+        active = tuple(h for h in self.handlers if h not in parked)
+        entries = tuple(h.enter for h in active if h.enter is not None)
+        exits = tuple(h.exit for h in active if h.exit is not None)
+        count = None
+        if parked:
+            # The calls the parked handlers miss from now on, counted by the
+            # dispatchers built here (the previous ones count into theirs).
+            counter = itertools.count()
+            for counters in parked.values():
+                counters.append(counter)
+            count = counter.__next__
+        for name, fn in _make_dispatch(self.kind, self.clone, entries, exits, count).items():
             if name in ("call", "open", "close"):
                 hidden_codes.add(fn.__code__)
             setattr(self.hook, name, fn)
@@ -674,9 +704,44 @@ class _Site(object):
                 hidden_codes.discard(previous)
                 wrapper_codes.discard(previous)
 
+    def parkable(self, handler):
+        """Whether ``handler`` may be parked: a plain function's ``watch`` whose
+        every call is one observation (no entry, no condition, every end)."""
+        inline = handler.inline
+        probe = handler.probe
+        return (
+            self.kind == KIND_FUNCTION
+            and handler in self.handlers
+            and handler.enter is None
+            and inline is not None
+            and inline.condition is None
+            and inline.on_success
+            and inline.on_exception
+            and getattr(probe, "command", None) == "watch"
+            and getattr(probe.stream, "max_items", 1) is None
+        )
+
+    def park(self, handler):
+        """Stops calling ``handler`` (its stream is flooded) and starts counting the calls it misses.
+
+        The counters go to ``handler.missed``, which stays with the handler
+        when it is removed while parked.
+        """
+        if handler not in self.parked:
+            handler.missed = []
+            self.parked[handler] = handler.missed
+            self.rebuild()
+
+    def unpark(self, handler):
+        """Calls ``handler`` again (its counters stay in ``handler.missed``)."""
+        if self.parked.pop(handler, None) is not None:
+            self.rebuild()
+
     def _choose(self):
         """The wrapper for the current handlers (see the class documentation)."""
         handlers = self.handlers
+        if self.parked:
+            return self.wrapper  # counts the calls the parked handlers miss
         if self.kind != KIND_FUNCTION or len(handlers) != 1:
             return self.wrapper
         handler = handlers[0]
@@ -803,6 +868,7 @@ class CodeSwapBackend(object):
             if site is None or handler not in site.handlers:
                 return
             site.handlers = tuple(h for h in site.handlers if h is not handler)
+            site.parked.pop(handler, None)
             if site.handlers:
                 site.rebuild()
             else:
@@ -813,6 +879,34 @@ class CodeSwapBackend(object):
                 monitoring.remove_cover(handler)
                 if not site.handlers:
                     monitoring.clear_clone(site.original)
+
+    def park(self, handler):
+        """Stops calling ``handler`` while its stream is flooded; whether it was parked.
+
+        Only a ``watch`` whose every call is one observation is parked (see
+        ``_Site.parkable``): the calls it misses are then exactly its drops.
+        """
+        with self._lock:
+            site = self._sites.get(id(handler.target.function))
+            if site is None or not site.parkable(handler):
+                return False
+            site.park(handler)
+            return True
+
+    def unpark(self, handler):
+        """Calls a parked ``handler`` again (if it is still installed); returns the
+        counters of the calls it missed while parked.
+
+        Read them a little later, not at once: a call that had read the
+        previous dispatchers just before they were replaced may still be
+        about to count (see ``Stream._w_settle_parked``).
+        """
+        with self._lock:
+            site = self._sites.get(id(handler.target.function))
+            if site is not None and site.function is handler.target.function:
+                site.unpark(handler)
+            counters, handler.missed = handler.missed, None
+        return counters or []
 
     def forget_in_child(self):
         """In a forked child: every function gets its code back, without a lock.

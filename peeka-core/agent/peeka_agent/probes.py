@@ -196,7 +196,7 @@ class Handler(object):
     every other path calls.
     """
 
-    __slots__ = ("probe", "target", "enter", "exit", "needs_args", "inline")
+    __slots__ = ("probe", "target", "enter", "exit", "needs_args", "inline", "missed")
 
     def __init__(self, probe, target, enter=None, exit=None, needs_args=True, inline=None):
         self.probe = probe
@@ -205,6 +205,8 @@ class Handler(object):
         self.exit = exit
         self.needs_args = needs_args
         self.inline = inline
+        #: While parked (see ``Probe.park``): counters of the calls it misses.
+        self.missed = None
 
 
 class InlineExit(object):
@@ -317,6 +319,27 @@ class Probe(object):
     def removed(self):
         return self._removed
 
+    def park(self):
+        """Stops calling the handlers that can be stopped while the stream is flooded; returns them.
+
+        Called by the stream's writer when it pauses (see :mod:`.writer_budget`):
+        N clients flooding one function then cost its calls about what one
+        does. Only the code swapping backend parks (see
+        ``probe_code_swap._Site.parkable``).
+        """
+        park = getattr(self.backend, "park", None)
+        if park is None or self._removed:
+            return []
+        return [handler for handler in list(self.handlers) if park(handler)]
+
+    def unpark(self, handlers):
+        """Calls ``handlers`` (from :meth:`park`) again; returns the counters of the calls
+        they missed, which are the stream's drops (``Stream._w_add_parked``)."""
+        counters = []
+        for handler in handlers:
+            counters.extend(self.backend.unpark(handler))
+        return counters
+
     def fail(self, exc):
         """A handler failed: record it, end the stream with ``error`` (removes the probe)."""
         if isinstance(exc, KeyboardInterrupt):
@@ -417,6 +440,7 @@ def install_probe(ctx, pattern, make_handler, max_items=None, labels=None, defau
         stream.labels.update(labels)
     probe.install(make_handler)
     stream.on_close(probe.remove)
+    stream.parker = probe
     data = {
         "matched": [target.describe() for target in targets],
         "backend": probe_backend.name,

@@ -218,6 +218,10 @@ class Stream(object):
         self.max_items = max_items
         self.labels = {}
         self.created = time.time()
+        #: What stops the stream's producers while its writer pauses: an
+        #: object with ``park() -> token`` and ``unpark(token) -> calls
+        #: missed`` (the probe), or None.
+        self.parker = None
         #: Why the stream ended (None while it runs).
         self.end_reason = None
         self._lock = connection.lock
@@ -243,10 +247,39 @@ class Stream(object):
         self._w_early = []
         self._w_encode_error_reported = False
         self._w_run_cap = RUN_START  # observations in its next batch (see outbox)
+        # Counters of the calls its parked probe missed: [counter, counted, settles].
+        self._w_parked = []
         # The hot paths are closures bound to this stream's queue (faster
         # than methods); they shadow the documented methods below.
         self.emit = _make_emit(self, self._fifo, outbox.limit, max_items)
         self.emit_lazy = _make_emit_lazy(self, self._fifo, outbox.limit, max_items)
+
+    def _w_add_parked(self, counters):
+        """The writer resumed this stream's parked probe: ``counters`` count the calls it missed."""
+        self._w_parked.extend([counter, 0, 0] for counter in counters)
+        self._w_settle_parked()
+
+    def _w_settle_parked(self):
+        """Counts the calls the parked probe missed as drops (a ``seq`` gap), writer thread.
+
+        A counter is read at the resume and at the next two pauses (or the
+        stream's end): a call that had read the previous dispatchers just
+        before the resume counts a moment later, when its thread next runs.
+        """
+        if not self._w_parked:
+            return
+        kept = []
+        for entry in self._w_parked:
+            value = counter_value(entry[0])
+            missed = value - entry[1]
+            if missed:
+                entry[1] = value
+                self._w_drops += missed
+                self._w_seq += missed
+            entry[2] += 1
+            if entry[2] < 3:
+                kept.append(entry)
+        self._w_parked = kept
 
     # The two methods below document the interface; each instance replaces
     # them with the closures built in __init__ (and with _ended once ended).

@@ -123,3 +123,58 @@ class WriterBudgetTests(AgentTestCase):
             # ... and all together used one budget (20 %, plus a burst and a
             # batch each, with room for clock ticks), not one each.
             self.assertLess(sum(used), elapsed * 0.2 + clients * 0.01 + 0.1, used)
+
+
+class ParkedProbeTests(AgentTestCase):
+    """A flooded ``watch`` is parked while its writer pauses; its missed calls are drops."""
+
+    def setUp(self):
+        AgentTestCase.setUp(self)
+        budget = importlib.import_module(self.module.__name__ + ".writer_budget")
+        budget.WRITER_SHARE = 0.05  # long pauses: the probes are parked most of the time
+        budget.WRITER_BURST = 0.005
+        importlib.import_module(self.module.__name__ + ".probes").PREFERRED_BACKEND = "code_swap"
+
+    def test_flooding_clients_are_parked_and_every_call_is_accounted_for(self):
+        from tests import probe_targets
+
+        original = probe_targets.add.__code__
+        clients = []
+        for _ in range(3):
+            client = self.client()
+            stream_id = client.request("watch", {"pattern": "tests.probe_targets.add"})
+            response = client.recv()
+            self.assertTrue(response["ok"], response)
+            clients.append((client, stream_id))
+        streams = [s for c in self.agent.connections() for s in c.streams()]
+        calls = 0
+        deadline = time.perf_counter() + 1.0
+        add = probe_targets.add
+        while time.perf_counter() < deadline:
+            for value in range(1000):
+                add(value)
+            calls += 1000
+        # What reached the probes' own code: queued or dropped by the emitter.
+        reached = [s.labels.get("observations", 0) for s in streams]
+        emitter_drops = [self.module_value(s) for s in streams]
+        for client, stream_id in clients:
+            client.cancel(stream_id)
+        for index, (client, stream_id) in enumerate(clients):
+            messages = self.read_until_end(client, stream_id)
+            observations = [m for m in messages if m["type"] == "observation"]
+            end = messages[-1]
+            self.assertEqual(len(observations) + end["dropped"], calls, (index, end))
+            seqs = [m["seq"] for m in observations]
+            self.assertEqual(seqs, sorted(set(seqs)))
+            self.assertLess(seqs[-1] if seqs else 0, calls)
+        # The probes were parked for part of the flood: fewer calls reached
+        # them than were made.
+        self.assertTrue(
+            any(r + d < calls for r, d in zip(reached, emitter_drops)),
+            (calls, reached, emitter_drops),
+        )
+        self.assertIs(probe_targets.add.__code__, original)
+
+    def module_value(self, stream):
+        outbox = importlib.import_module(self.module.__name__ + ".outbox")
+        return outbox.counter_value(stream._drops)
