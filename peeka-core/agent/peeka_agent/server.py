@@ -31,7 +31,10 @@ The large frames of all clients together are bounded
    named ``peeka-...`` is treated), and the ``atexit`` hook is unregistered;
 6. the agent's threads are joined (bounded), the agent's modules are
    removed from ``sys.modules``, and the bootstrap's finder that imported
-   them from memory from ``sys.meta_path``.
+   them from memory from ``sys.meta_path``;
+7. the thread that detached, once it has answered, runs the garbage
+   collector: the agent's objects are cycles it alone frees (bounded, see
+   :func:`~peeka_agent.agent_threads.collect_agent_garbage`).
 
 Standard-library modules the agent imported stay loaded: the application may
 have started using them since, and removing them would be unsafe.
@@ -525,6 +528,10 @@ class Agent(object):
             if thread is not None and thread is not current and thread.ident is not None:
                 thread.join(max(0.05, deadline - time.monotonic()))
         self._forget_modules()
+        if isinstance(current, AgentThread):
+            # Once it has answered: the agent's garbage is freed at once
+            # (agent_threads.collect_agent_garbage).
+            current.collect_on_exit = True
         with self._lock:
             self._state = "stopped"
         self.stopped.set()

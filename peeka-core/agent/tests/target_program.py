@@ -18,6 +18,8 @@ Each input line is a command; each answer is one JSON line on stdout:
 - ``{"op": "fork_exit"}``: forks a child that exits normally (its atexit
   handlers run), and waits for it; the answer has what the child saw of
   the agent (``child``: see :func:`child_view`);
+- ``{"op": "agent_modules_alive"}``: how many module objects of agent
+  copies are still in memory (collected or not);
 - ``{"op": "hot", "calls": N}``: calls :func:`hot` N times, answers the time taken;
 - ``{"op": "exit"}``: exits normally (atexit handlers run).
 """
@@ -214,6 +216,15 @@ def main():
                         "parent_sockets": socket_inodes(),
                         "interval_at_fork": interval_at_fork,
                         "parent_seconds": call_hot(20000)})
+            elif op == "agent_modules_alive":
+                import gc
+
+                alive = [
+                    o.__name__
+                    for o in gc.get_objects()
+                    if type(o) is type(sys) and o.__name__.startswith("_peeka_agent_")
+                ]
+                answer({"alive": sorted(alive)})
             elif op == "hot":
                 answer({"seconds": call_hot(command["calls"])})
             elif op == "exit":

@@ -322,6 +322,24 @@ class BootstrapTests(IsolationTestCase):
         client.handshake()
         self.assertTrue(client.call("detach")["data"]["detached"])
 
+    def test_detached_agents_are_freed_at_once(self):
+        # Their modules, threads and connections are cycles: left to the
+        # program's own collections, the agents of many attaches piled up
+        # (and the allocators kept that memory). The detach collects them.
+        target = self.target()
+        for round_number in range(3):
+            directory, details = self.attach(target, "freed%d" % round_number)
+            client = RawClient(details["socket"])
+            client.handshake()
+            client.call("thread")
+            client.call("detach")
+            client.close()
+            target.wait_snapshot(lambda s: not peeka_names(s), timeout=5.0)
+        time.sleep(0.2)
+        alive = target.ask(op="agent_modules_alive")["alive"]
+        # At most the last agent's agent_threads module, freed by the next collection.
+        self.assertLessEqual(len(alive), 2, alive)
+
     def test_second_bootstrap_reports_the_running_agent(self):
         target = self.target()
         directory, details = self.attach(target, "first")
