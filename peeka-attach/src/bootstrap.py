@@ -187,12 +187,10 @@ try:
                     done.acquire()
 
             def find_spec(self, fullname, path=None, target=None):
-                from importlib.machinery import ModuleSpec
-
                 entry = self.modules.get(fullname)
                 if entry is None:
                     return None
-                spec = ModuleSpec(fullname, self, origin=entry[0], is_package=entry[2])
+                spec = machinery().ModuleSpec(fullname, self, origin=entry[0], is_package=entry[2])
                 spec.has_location = True
                 return spec
 
@@ -229,17 +227,24 @@ try:
                 )
             return modules
 
+        def machinery():
+            # The import system's own module, always loaded: ModuleSpec and
+            # module_from_spec without importing the importlib package
+            # (about ten modules that would stay after detach).
+            found = sys.modules.get("_frozen_importlib")
+            if found is None:
+                import importlib.util as found
+            return found
+
         def load():
             try:
-                import importlib.util
-
                 name = "_peeka_agent_" + token
                 step("loader thread running")
                 files = read_bundle()
                 step("read the bundle")
                 finder = Finder(name, modules_of(name, files))
                 spec = finder.find_spec(name)
-                module = importlib.util.module_from_spec(spec)
+                module = machinery().module_from_spec(spec)
                 sys.meta_path.append(finder)
                 sys.modules[name] = module
                 try:

@@ -38,7 +38,6 @@ Rules the connection applies around a handler:
   by the writer and sent right after the response.
 """
 
-import importlib
 import threading
 
 from .outbox import OP_FRAME
@@ -129,7 +128,9 @@ class LazyCommand(object):
         self.module = module
 
     def __call__(self, ctx):
-        importlib.import_module("." + self.module, __package__)
+        # __import__ rather than importlib.import_module: the importlib
+        # package is not loaded for it (it would stay after detach).
+        __import__("%s.%s" % (__package__, self.module))
         handler = DEFAULT_REGISTRY.get(self.name)
         if handler is None or isinstance(handler, LazyCommand):
             raise CommandError(
