@@ -128,6 +128,21 @@ pub(crate) struct SendBudgetArgs {
     pub(crate) send_budget: Option<u8>,
 }
 
+/// `--call-repr` of the commands that capture values (`watch`, `stack`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CallReprArgs {
+    /// Show values that are not expanded (objects beyond the depth or
+    /// without fields, dict keys, exceptions) with their own __repr__.
+    /// RISK: that runs the application's code, unbounded in time: with -b
+    /// on the application's thread, inside the watched call (a __repr__
+    /// that sleeps, locks or queries delays the call by as much), else on
+    /// the agent's writer thread, with the GIL. Off by default: capture then
+    /// runs none of the application's code and shows such a value as
+    /// <module.Class object at 0x...>.
+    #[arg(long = "call-repr")]
+    pub(crate) call_repr: bool,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
     /// The function: module.function or module.Class.method.
@@ -160,6 +175,8 @@ pub(crate) struct WatchArgs {
     #[arg(long, value_name = "EXPR")]
     pub(crate) condition: Option<String>,
     #[command(flatten)]
+    pub(crate) repr: CallReprArgs,
+    #[command(flatten)]
     pub(crate) budget: SendBudgetArgs,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
@@ -183,6 +200,8 @@ pub(crate) struct StackArgs {
     /// Only calls for which this safe expression is true.
     #[arg(long, value_name = "EXPR")]
     pub(crate) condition: Option<String>,
+    #[command(flatten)]
+    pub(crate) repr: CallReprArgs,
     #[command(flatten)]
     pub(crate) budget: SendBudgetArgs,
     #[command(flatten)]
@@ -310,6 +329,27 @@ mod tests {
         );
         assert!(w.before && w.exception && w.success && w.finish);
         assert_eq!(w.condition.as_deref(), Some("cost > 1"));
+    }
+
+    #[test]
+    fn call_repr_is_off_unless_asked_for_on_the_capturing_probes() {
+        for command in ["watch", "stack"] {
+            let parse = |extra: &[&str]| {
+                let mut line = vec!["peeka-cli", command, "m.f"];
+                line.extend_from_slice(extra);
+                match Cli::try_parse_from(line).unwrap().command {
+                    Command::Watch(w) => w.repr.call_repr,
+                    Command::Stack(s) => s.repr.call_repr,
+                    other => panic!("{command}: {other:?}"),
+                }
+            };
+            assert!(!parse(&[]), "{command}");
+            assert!(parse(&["--call-repr"]), "{command}");
+        }
+        // The others capture no values.
+        for command in ["monitor", "trace"] {
+            assert!(Cli::try_parse_from(["peeka-cli", command, "m.f", "--call-repr"]).is_err());
+        }
     }
 
     #[test]

@@ -264,6 +264,7 @@ fn session(python: &Interpreter) {
     );
 
     // Hostile values: placeholders in the observation, the target unharmed.
+    // By default no __repr__ runs; with --call-repr they run, guarded.
     let hostile = watch(
         &state,
         pid,
@@ -274,7 +275,30 @@ fn session(python: &Interpreter) {
     assert_eq!(observation["returnObj"], 6, "{id}");
     let rendered = observation["params"].to_string();
     assert!(
-        rendered.contains("repr failed") || rendered.contains("RuntimeError"),
+        rendered.contains("<__main__.RaisingRepr object at 0x")
+            && rendered.contains("<__main__.HugeRepr object at 0x")
+            && !rendered.contains("repr failed"),
+        "{id}: {rendered:.300}"
+    );
+    assert!(rendered.len() < 70_000, "{id}: {} bytes", rendered.len());
+    let guarded = watch(
+        &state,
+        pid,
+        &[
+            "__main__.handle_hostile",
+            "-n",
+            "1",
+            "-x",
+            "4",
+            "--call-repr",
+        ],
+        &format!("{id} hostile, --call-repr"),
+    );
+    let observation = &guarded.observations()[0];
+    assert_eq!(observation["returnObj"], 6, "{id}");
+    let rendered = observation["params"].to_string();
+    assert!(
+        rendered.contains("repr failed: RuntimeError") && rendered.contains("<truncated, "),
         "{id}: {rendered:.300}"
     );
     assert!(rendered.len() < 70_000, "{id}: {} bytes", rendered.len());

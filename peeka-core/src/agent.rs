@@ -53,6 +53,7 @@ agent_sources!(
     "probes.py",
     "reset_command.py",
     "run_program.py",
+    "safe_repr.py",
     "safe_values.py",
     "search_command.py",
     "server.py",

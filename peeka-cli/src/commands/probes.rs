@@ -40,7 +40,7 @@ pub(crate) fn watch_request(args: &WatchArgs) -> WatchRequest {
     if let Some(percent) = args.budget.send_budget {
         request = request.send_budget(percent);
     }
-    request
+    request.call_repr(args.repr.call_repr)
 }
 
 pub(crate) fn stack(args: &StackArgs, out: &Output) -> Result<ExitCode, CliError> {
@@ -69,7 +69,7 @@ pub(crate) fn stack_request(args: &StackArgs) -> StackRequest {
     if let Some(percent) = args.budget.send_budget {
         request = request.send_budget(percent);
     }
-    request
+    request.call_repr(args.repr.call_repr)
 }
 
 pub(crate) fn monitor(args: &MonitorArgs, out: &Output) -> Result<ExitCode, CliError> {

@@ -1,23 +1,46 @@
 """Bounded, never-raising conversion of arbitrary Python values to JSON data.
 
 Probes call this on the target's threads to turn arguments, return values,
-exceptions and ``self`` into the ``data`` of observations. Two promises:
+exceptions and ``self`` into the ``data`` of observations. Three promises:
 
+- **It runs none of the target's code** (unless asked to, below): no
+  ``__repr__``, ``__str__``, property, descriptor, ``__getattr__``,
+  ``__getattribute__``, ``__len__``, ``__iter__``, ``__getitem__``,
+  ``__eq__`` or ``__hash__`` of a value, its class or its metaclass. Objects
+  are read through the C getters of ``type`` and ``object``
+  (:mod:`.introspect`): the instance ``__dict__`` and ``__slots__``
+  members; subclasses of builtins through the builtin's own methods
+  (``dict.items``, ``list.__getitem__``, ``str.__getitem__``...); caches
+  of classes are keyed by ``id`` so that no metaclass ``__hash__`` runs.
+  A value that is not expanded is shown by :func:`.safe_repr.value_text`,
+  written by the agent (``"<mod.Class object at 0x...>"``, an exception
+  from its ``args``...). This matters because ``AtEnter`` rows are
+  captured on the application's thread, inside the call: a ``__repr__``
+  that sleeps, takes a lock, queries a database or recurses would run on
+  the request path. (What is left: looking a name up in a class's or a
+  module's namespace, such as ``__slots__`` or ``_fields``, compares it
+  with the keys of the same hash; a non-string key planted there with a
+  colliding hash would have its ``__eq__`` run, as it would by Python's own
+  attribute lookup.)
 - **It never raises into the target** (except ``KeyboardInterrupt``, which
-  belongs to the application) and never expands without bound: a
-  ``__repr__`` that raises, recurses forever or returns a huge string or a
-  non-string, a property or ``__getattr__`` that raises (neither is ever
-  called), cycles, very deep structures, objects whose ``__class__`` lies
-  (the real ``type()`` is always used), NaN and infinities, huge ints, bytes,
-  sets, dicts with non-string keys, containers mutated by another thread
-  while being read: each becomes a value or a placeholder.
+  belongs to the application) and never expands without bound: cycles,
+  very deep structures, objects whose ``__class__`` lies (the real
+  ``type()`` is always used), NaN and infinities, huge ints, bytes, sets,
+  dicts with non-string keys, containers mutated by another thread while
+  being read: each becomes a value or a placeholder.
 - **Its work is bounded** by :class:`CaptureLimits`: expansion depth
   (``-x``, default 1, at most 4), characters per string (255), items per
   collection (100), fields per object (20) and an approximate byte budget
   per observation (64 KiB), after which values become ``"<budget
-  exhausted>"``. The one cost it cannot bound is a user-defined
-  ``__repr__``, which it calls (guarded) only for objects it does not expand;
-  ``CaptureLimits(call_repr=False)`` avoids even that.
+  exhausted>"``.
+
+The opt-in: ``CaptureLimits(call_repr=True)`` (the ``call_repr`` param of
+``watch`` and ``stack``, CLI ``--call-repr``) shows a value that is not
+expanded, and whose class defines ``__repr__``, by calling ``repr()``
+(guarded: an exception, a recursion or a non-string becomes a
+placeholder, a long text is truncated). That runs the target's code, and
+its cost cannot be bounded: on the application's thread for ``AtEnter``
+rows, on the connection's writer thread (with the GIL) for the others.
 
 Output shapes
 -------------
@@ -38,16 +61,18 @@ dict (any keys)              a JSON object; non-string keys as text (``1``
                              -> ``"1"``, ``(1, 2)`` -> ``"(1, 2)"``), clashes
                              get ``#2``...; over 100 items, key ``"@more"``
 named tuple                  ``{"@type": "mod.Point", "x": 1, "y": 2}``
-enum member                  ``"Color.RED"``
-exception                    its repr, e.g. ``"ValueError('bad id')"``
+enum member                  ``"Color.RED"`` (from its ``_name_``)
+exception                    ``"ValueError('bad id')"``, from its ``args``
 class                        ``"<class 'mod.Name'>"``
 other object, expanded       ``{"@type": "mod.Class", field: value, ...}``
                              from its instance ``__dict__`` and ``__slots__``
                              only (no property, no ``__getattr__``); over 20
                              fields, key ``"@more"``
-other object, not expanded   its repr, truncated, or
-(beyond the depth, or        ``"<mod.Class object at 0x...>"`` when its class
-without any field)           has no ``__repr__`` of its own
+other object, not expanded   ``"<mod.Class object at 0x...>"``, or for some
+(beyond the depth, or        builtin and standard library types a repr the
+without any field)           agent writes or trusts (see :mod:`.safe_repr`:
+                             functions, modules, ``Decimal``, dates...);
+                             with ``call_repr``, the object's own repr
 container beyond the depth   ``"<list len=3>"``, ``"<dict len=2>"``...
 a container already being    ``"<cycle: list>"``
 expanded (a cycle)
@@ -93,8 +118,11 @@ from .introspect import (
     class_name,
     class_namespace,
     class_qualname,
+    type_cache_get,
+    type_cache_put,
     type_name,
 )
+from .safe_repr import exact_str, exception_text, value_text
 
 DEFAULT_DEPTH = 1
 MAX_DEPTH = 4
@@ -133,7 +161,6 @@ _type_qualname = class_qualname
 _type_name_attr = class_name
 _GetSet = types.GetSetDescriptorType
 _Member = types.MemberDescriptorType
-_object_repr = object.__repr__
 _Enum = enum.Enum
 _islice = itertools.islice
 _deque = collections.deque
@@ -161,14 +188,12 @@ _secret_cache = {}
 
 def is_secret_name(name):
     """Whether ``name`` looks like the name of a secret (see the module documentation)."""
+    if type(name) is not str:
+        return False
     try:
         return _secret_cache[name]
     except KeyError:
         pass
-    except TypeError:
-        return False
-    if type(name) is not str:
-        return False
     folded = name.lower().replace("_", "").replace("-", "")
     found = False
     for word in _SECRET_WORDS:
@@ -194,10 +219,9 @@ def _mangle(klass, name):
 
 def _layout(tp):
     """(instance-__dict__ getter or None, [(field name, slot descriptor)]) of a class."""
-    try:
-        return _layout_cache[tp]
-    except KeyError:
-        pass
+    cached = type_cache_get(_layout_cache, tp)
+    if cached is not None:
+        return cached
     dict_getter = None
     slots = []
     seen = set()
@@ -213,7 +237,7 @@ def _layout(tp):
                 continue
             if type(declared) is str:
                 declared = (declared,)
-            elif type(declared) not in (tuple, list):
+            elif type(declared) is not tuple and type(declared) is not list:
                 continue
             for name in declared:
                 if type(name) is not str or name in ("__dict__", "__weakref__"):
@@ -227,7 +251,7 @@ def _layout(tp):
                     slots.append((name, member))
     except Exception:
         pass
-    return bounded_store(_layout_cache, tp, (dict_getter, slots))
+    return type_cache_put(_layout_cache, tp, (dict_getter, slots))
 
 
 def _defines_repr(tp):
@@ -253,6 +277,7 @@ K_FROZENSET = 7
 K_DEQUE = 8
 K_BYTES = 9
 K_BYTEARRAY = 10
+K_COMPLEX = 11
 K_OBJECT = 20  # kinds from here on are rendered by render_object
 K_ENUM = 21
 K_NAMEDTUPLE = 22
@@ -299,32 +324,26 @@ def _classify(tp):
             kind = K_BYTES
         elif issubclass(tp, bytearray):
             kind = K_BYTEARRAY
+        elif issubclass(tp, complex):
+            kind = K_COMPLEX
         else:
             kind = K_OBJECT
     except Exception:
         kind = K_REPR
-    return bounded_store(_kind_cache, tp, kind)
+    return type_cache_put(_kind_cache, tp, kind)
 
 
 def defines_repr(tp):
     """Whether a class (or a base other than ``object``) defines ``__repr__`` (cached)."""
-    try:
-        return _repr_cache[tp]
-    except KeyError:
-        pass
-    return bounded_store(_repr_cache, tp, _defines_repr(tp))
+    found = type_cache_get(_repr_cache, tp)
+    if found is not None:
+        return found
+    return type_cache_put(_repr_cache, tp, _defines_repr(tp))
 
 
-def _exception_text(exc):
-    try:
-        text = BaseException.__str__(exc)
-        if type(text) is not str:
-            text = ""
-    except Exception:
-        text = ""
-    if len(text) > 200:
-        text = text[:200] + "..."
-    return "%s: %s" % (type_name(type(exc)), text) if text else type_name(type(exc))
+#: ``module.Type: message`` of an exception, without running its code (the
+#: ``throwExp`` of observations; see :func:`.safe_repr.exception_text`).
+_exception_text = exception_text
 
 
 class CaptureLimits(object):
@@ -348,7 +367,7 @@ class CaptureLimits(object):
         max_fields=DEFAULT_MAX_FIELDS,
         max_bytes=DEFAULT_MAX_BYTES,
         redact=True,
-        call_repr=True,
+        call_repr=False,
     ):
         for name, value, low in (
             ("depth", depth, 0),
@@ -400,7 +419,9 @@ class Capturer(object):
     def capture(self, value, budget=None):
         """One value as JSON data; never raises (KeyboardInterrupt aside)."""
         if budget is None:
-            if type(value) in _SCALARS:
+            tp = type(value)
+            # Not `tp in a_set`: that would hash the class with its metaclass's code.
+            if tp is str or tp is int or tp is float or tp is bool or value is None:
                 budget = _SCALAR_BUDGET
             else:
                 budget = Budget(self.limits.max_bytes)
@@ -448,7 +469,7 @@ class Capturer(object):
         result = {}
         try:
             for name, value in dict.items(fields):
-                key = name if type(name) is str else str(name)
+                key = name if type(name) is str else _field_name(name)
                 if redact and is_secret_name(key):
                     result[key] = REDACTED
                 else:
@@ -460,7 +481,13 @@ class Capturer(object):
         return result
 
 
-_SCALARS = frozenset((str, int, float, bool, type(None)))
+def _field_name(name):
+    """A field's name as a ``str`` (a ``str`` subclass copied, never its ``__str__``)."""
+    if issubclass(type(name), str):
+        return exact_str(name)
+    return value_text(name)
+
+
 # Scalars never look at the budget; they may share this one (it cannot run out).
 _SCALAR_BUDGET = Budget(1 << 62)
 
@@ -501,7 +528,7 @@ def _make_renderer(limits):
         if issubclass(tp, type):
             return "<class '%s'>" % type_name(value)
         if not call_repr or not defines_repr(tp):
-            return "<%s object at 0x%x>" % (type_name(tp), id(value))
+            return value_text(value)
         try:
             shown = repr(value)
         except KeyboardInterrupt:
@@ -528,7 +555,53 @@ def _make_renderer(limits):
         if tp is tuple:
             inner = ", ".join(key_text(item) for item in key[:10])
             return text("(" + inner + (", ...)" if len(key) > 10 else ")"))
+        # Subclasses of str, int and float are read with the base's methods
+        # (their __hash__, __eq__, __str__ or __repr__ never run).
+        kind = kind_of(tp)
+        if kind == K_STR:
+            return text_of_str(key)
+        if kind == K_INT:
+            return int_text(int.__index__(key))
+        if kind == K_FLOAT:
+            return float.__repr__(float.__float__(key))
+        if kind == K_ENUM:
+            shown = enum_text(key, tp)
+            if shown is not None:
+                return text(shown)
         return text(object_text(key, tp))
+
+    def kind_of(tp):
+        entry = kind_get(id(tp))
+        if entry is not None and entry[0] is tp:
+            return entry[1]
+        return _classify(tp)
+
+    def text_of_str(value):
+        size = str.__len__(value)
+        head = str.__getitem__(value, slice(0, max_string))
+        if size > max_string:
+            return "%s...<truncated, %d chars>" % (head, size)
+        return head
+
+    def enum_text(value, tp):
+        """``Class.NAME`` of an enum member (``Class(value)`` without a name), or None."""
+        try:
+            getter = _layout(tp)[0]
+            namespace = getter.__get__(value, tp) if getter else None
+            if not issubclass(type(namespace), dict):
+                return None
+            qualname = _type_qualname(tp)
+            if type(qualname) is not str:
+                return None
+            name = dict.get(namespace, "_name_")
+            if type(name) is str:
+                return "%s.%s" % (qualname, name)
+            number = dict.get(namespace, "_value_")
+            if type(number) is int:
+                return "%s(%s)" % (qualname, int_text(number))
+        except Exception:
+            pass
+        return None
 
     def bytes_text(value, base):
         size = base.__len__(value)
@@ -739,7 +812,7 @@ def _make_renderer(limits):
                 namespace = dict_getter.__get__(value, tp)
             except Exception:
                 namespace = None
-            if isinstance(namespace, dict):
+            if issubclass(type(namespace), dict):
                 total += dict.__len__(namespace)
                 room = max_fields - len(fields)
                 if room > 0:
@@ -750,13 +823,8 @@ def _make_renderer(limits):
 
     def render_object(value, tp, kind, level, budget, path):
         if kind == K_ENUM:
-            try:
-                getter = _layout(tp)[0]
-                name = dict.get(getter.__get__(value, tp), "_name_") if getter else None
-            except Exception:
-                name = None
-            if type(name) is str:
-                shown = "%s.%s" % (_type_qualname(tp), name)
+            shown = enum_text(value, tp)
+            if shown is not None:
                 budget.remaining -= len(shown)
                 return shown
         elif level < depth and kind != K_REPR:
@@ -823,9 +891,12 @@ def _make_renderer(limits):
         if tp is complex:
             budget.remaining -= 24
             return repr(value)
-        # Anything else is classified once per type (see _classify).
-        kind = kind_get(tp)
-        if kind is None:
+        # Anything else is classified once per type (see _classify), in a
+        # cache keyed by id (see introspect.type_cache_put).
+        entry = kind_get(id(tp))
+        if entry is not None and entry[0] is tp:
+            kind = entry[1]
+        else:
             kind = _classify(tp)
         if kind >= K_OBJECT:
             return render_object(value, tp, kind, level, budget, path)
@@ -833,12 +904,8 @@ def _make_renderer(limits):
         # methods, so that an override (__iter__, __getitem__, __str__...)
         # never runs.
         if kind == K_STR:
-            size = str.__len__(value)
-            budget.remaining -= min(size, max_string) + 2
-            head = str.__getitem__(value, slice(0, max_string))
-            if size > max_string:
-                return "%s...<truncated, %d chars>" % (head, size)
-            return head
+            budget.remaining -= min(str.__len__(value), max_string) + 2
+            return text_of_str(value)
         if kind == K_INT:
             return render(int.__index__(value), level, budget, path)
         if kind == K_FLOAT:
@@ -849,6 +916,9 @@ def _make_renderer(limits):
             shown = bytes_text(value, bytes if kind == K_BYTES else bytearray)
             budget.remaining -= len(shown)
             return shown
+        if kind == K_COMPLEX:
+            budget.remaining -= 24
+            return complex.__repr__(value)
         return render_sequence(value, tp, _SEQUENCE_BASES[kind], level, budget, path)
 
     return render

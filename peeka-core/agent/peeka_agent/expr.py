@@ -61,13 +61,21 @@ database query, a lock), methods, and ``__getattr__`` fallbacks (never
 called), each with a message saying so. Names starting with one underscore
 are allowed: reading a private field is harmless.
 
-What can still run the target's code: ``==``, ``<`` and the other
-comparisons, truth tests (``and``, ``or``, ``not``, ``bool``) and hashing of
-dict keys call the operands' own special methods, as any Python code would;
-these are expected to be pure. Arithmetic, indexing, ``in``, ``len``,
-``str`` and the string methods only ever run builtin code: they refuse
-other types rather than call their methods (subclasses of builtins are read
-with the builtin's own methods).
+What can still run the target's code, by design (docs/commands.md lists
+it for users): ``==``, ``<`` and the other comparisons call the operands'
+own special methods, and comparing builtin containers compares their
+items; truth tests (``and``, ``or``, ``not``, ``x if c else y``, ``bool``
+and the condition's result) call ``__bool__``/``__len__``; ``in`` compares
+the needle with a list's, tuple's or range's items, or hashes it for a set
+or dict; dict lookups and set and dict literals hash their keys (and
+compare them with the keys of the same hash); ``min``/``max`` compare the
+items. These are expected to be pure, as any Python code would assume.
+Arithmetic, indexing, ``len``, ``str`` and the string methods only ever
+run builtin code: they refuse other types rather than call their methods
+(subclasses of builtins are read with the builtin's own methods); type
+checks use ``type()``, never ``isinstance`` on the target's objects (which
+could read their ``__class__``); the message of an exception the target's
+code raised is read from its ``args``, not its ``__str__``.
 
 Safety argument
 ---------------
@@ -102,6 +110,7 @@ import itertools
 import operator
 import tokenize
 
+from .safe_repr import exception_message
 from .safe_values import (
     FUNCTIONS,
     METHODS,
@@ -184,19 +193,25 @@ def _line_column(source, offset):
 
 
 def _describe(exc):
-    try:
+    """``Name: message`` of an exception, which may be the target's: its
+    ``__str__`` is not run (see :func:`.safe_repr.exception_message`)."""
+    tp = type(exc)
+    if tp is EvaluationError or tp is ExpressionError:
         text = str(exc)
-    except Exception:
-        text = ""
+    else:
+        try:
+            text = exception_message(exc)
+        except Exception:
+            text = ""
     if len(text) > 200:
         text = text[:200] + "..."
-    name = type(exc).__name__
+    name = type_name(tp).rpartition(".")[2]
     return "%s: %s" % (name, text) if text else name
 
 
 def _wrap(exc, offset):
     """The EvaluationError to raise for ``exc`` caught at ``offset``."""
-    if isinstance(exc, EvaluationError):
+    if issubclass(type(exc), EvaluationError):
         if exc.offset is None:
             exc.offset = offset
         return exc
@@ -1047,7 +1062,7 @@ class Condition(object):
             except BaseException as exc:
                 count()
                 condition.last_error = (
-                    str(_wrap(exc, None)) if isinstance(exc, Exception) else _describe(exc)
+                    str(_wrap(exc, None)) if issubclass(type(exc), Exception) else _describe(exc)
                 )
                 return False
 
@@ -1058,10 +1073,12 @@ class Condition(object):
 
         ``KeyboardInterrupt`` is raised again, as :meth:`test` does.
         """
-        if isinstance(exc, KeyboardInterrupt):
+        if issubclass(type(exc), KeyboardInterrupt):
             raise exc
         next(self._failures)
-        self.last_error = str(_wrap(exc, None)) if isinstance(exc, Exception) else _describe(exc)
+        self.last_error = (
+            str(_wrap(exc, None)) if issubclass(type(exc), Exception) else _describe(exc)
+        )
         return False
 
     def test(self, context):  # noqa: F811 - replaced per instance by _make_test

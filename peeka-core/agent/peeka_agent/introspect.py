@@ -45,6 +45,26 @@ def bounded_store(cache, key, value):
     return value
 
 
+def type_cache_get(cache, tp):
+    """What ``cache`` holds for the class ``tp`` (see :func:`type_cache_put`), or None."""
+    entry = cache.get(id(tp))
+    if entry is not None and entry[0] is tp:
+        return entry[1]
+    return None
+
+
+def type_cache_put(cache, tp, value):
+    """Stores ``value`` for the class ``tp`` in ``cache`` and returns it.
+
+    Caches of classes are keyed by ``id``, the entry holding the class
+    itself to be checked by identity: a class as a dict key would be hashed
+    and compared by its metaclass's ``__hash__`` and ``__eq__``, which are
+    the target's code (and make the class unhashable when ``__eq__`` is
+    defined alone). The entry keeps the class alive, as a key would.
+    """
+    return bounded_store(cache, id(tp), (tp, value))[1]
+
+
 def lookup(tp, name):
     """``name`` in the namespaces along ``tp``'s MRO, or MISSING (no user code)."""
     for klass in class_mro(tp):
@@ -56,12 +76,9 @@ def lookup(tp, name):
 
 def type_name(tp):
     """``module.QualName`` of a class (just ``QualName`` for builtins); cached."""
-    try:
-        return _names[tp]
-    except KeyError:
-        pass
-    except TypeError:
-        return "?"
+    name = type_cache_get(_names, tp)
+    if name is not None:
+        return name
     try:
         qualname = class_qualname(tp)
         module = class_module(tp)
@@ -73,4 +90,4 @@ def type_name(tp):
             name = module + "." + qualname
     except Exception:
         name = "?"
-    return bounded_store(_names, tp, name)
+    return type_cache_put(_names, tp, name)

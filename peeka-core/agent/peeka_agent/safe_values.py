@@ -140,7 +140,7 @@ def read_attribute(obj, name):
             namespace = dict_getter.__get__(obj, tp)
         except Exception:
             namespace = None
-        if type(namespace) is dict or isinstance(namespace, dict):
+        if type(namespace) is dict or issubclass(type(namespace), dict):
             value = dict.get(namespace, name, _MISSING)
             if value is not _MISSING:
                 return value
@@ -584,7 +584,7 @@ FUNCTIONS = {
 
 def _text_method(name, function, maximum):
     def method(receiver, *arguments):
-        if not isinstance(receiver, str):
+        if not issubclass(type(receiver), str):
             raise EvaluationError(
                 ".%s() is a string method; this is `%s`" % (name, type_name(type(receiver)))
             )
@@ -606,7 +606,7 @@ def _text_method(name, function, maximum):
 
 
 def _dict_get(receiver, key, default=None):
-    if not isinstance(receiver, dict):
+    if not issubclass(type(receiver), dict):
         raise EvaluationError(".get() is a dict method; this is `%s`" % type_name(type(receiver)))
     return dict.get(receiver, key, default)
 

@@ -1,8 +1,11 @@
 """``stack``: the callers of a function, at each call.
 
-params: ``{"pattern", "depth", "times", "condition"}``; ``depth`` (default
-10, at most 64) caller frames, innermost first, the probed function itself
-excluded. The condition sees ``params``, ``kwargs`` and ``target``.
+params: ``{"pattern", "depth", "times", "condition", "call_repr"}``;
+``depth`` (default 10, at most 64) caller frames, innermost first, the
+probed function itself excluded. The condition sees ``params``, ``kwargs``
+and ``target``. ``call_repr`` (default false) lets the capture of
+``params`` call the ``__repr__`` of values it does not expand, on the
+writer thread (see :mod:`.capture`).
 
 The stack is read at the call's first start on the calling thread, by
 walking ``f_back`` from ``sys._getframe`` (no ``inspect``, no source
@@ -37,19 +40,21 @@ MAX_DEPTH = 64
 def handle_stack(ctx):
     """``stack``: installs the probe and answers with its stream."""
     ctx.check_params(
-        ("pattern", "depth", "times", "condition", "pending", "backend", "send_budget")
+        ("pattern", "depth", "times", "condition", "pending", "backend", "send_budget", "call_repr")
     )
     pattern = ctx.param("pattern", str, required=True)
     depth = ctx.param("depth", int, default=DEFAULT_DEPTH, minimum=1, maximum=MAX_DEPTH)
     times = ctx.param("times", int, minimum=1)
     condition = compile_optional_condition(ctx)
-    capturer = Capturer(CaptureLimits())
+    call_repr = ctx.param("call_repr", bool, default=False)
+    capturer = Capturer(CaptureLimits(call_repr=call_repr))
 
     def make_handler(probe, target):
         return make_stack_handler(probe, target, depth, condition, capturer)
 
     probe, data = install_probe(ctx, pattern, make_handler, max_items=times)
     data["depth"] = depth
+    data["call_repr"] = call_repr
     return data
 
 

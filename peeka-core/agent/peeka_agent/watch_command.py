@@ -1,9 +1,11 @@
 """``watch``: the arguments, target, result, exception and cost of calls.
 
 params: ``{"pattern", "before", "exception", "success", "finish", "times",
-"depth", "condition", "max_string", "max_items", "max_bytes"}`` (see
-docs/commands.md). With none of ``before``/``exception``/``success``/
-``finish`` set, ``finish`` is on.
+"depth", "condition", "max_string", "max_items", "max_bytes", "call_repr"}``
+(see docs/commands.md). With none of ``before``/``exception``/``success``/
+``finish`` set, ``finish`` is on. ``call_repr`` (default false) lets
+capture call the ``__repr__`` of values it does not expand: the target's
+code, on its own thread for ``AtEnter`` rows (see :mod:`.capture`).
 
 Locations: ``AtEnter`` (``before``, at the call's first start),
 ``AtExit`` (``success`` or ``finish``, on return) and
@@ -67,6 +69,7 @@ PARAMS = (
     "pending",
     "backend",
     "send_budget",
+    "call_repr",
 )
 
 
@@ -86,6 +89,7 @@ def handle_watch(ctx):
         max_string=ctx.param("max_string", int, default=255, minimum=1, maximum=1 << 20),
         max_items=ctx.param("max_items", int, default=100, minimum=1, maximum=100000),
         max_bytes=ctx.param("max_bytes", int, default=64 * 1024, minimum=64, maximum=16 << 20),
+        call_repr=ctx.param("call_repr", bool, default=False),
     )
     condition = compile_optional_condition(ctx)
     options = {

@@ -225,7 +225,11 @@ class CaptureTests(unittest.TestCase):
         self.assertEqual(result["None"], 4)
         self.assertEqual(result["2.5"], 5)
         self.assertEqual(result["b'k'"], 6)
-        self.assertEqual(result["<repr failed: ValueError: boom>"], 7)
+        (shown,) = [key for key in result if "RaisingRepr" in key]
+        self.assertRegex(shown, r"^<.*RaisingRepr object at 0x[0-9a-f]+>$")
+        self.assertEqual(result[shown], 7)
+        opted = self.capture({RaisingRepr(): 7}, call_repr=True)
+        self.assertEqual(opted, {"<repr failed: ValueError: boom>": 7})
 
     def test_cycles(self):
         loop = [1]
@@ -286,14 +290,17 @@ class CaptureTests(unittest.TestCase):
 
     # -- objects -------------------------------------------------------------
 
-    def test_hostile_reprs(self):
-        self.assertEqual(self.capture(RaisingRepr()), "<repr failed: ValueError: boom>")
-        self.assertEqual(self.capture(RecursiveRepr()), "<repr failed: RecursionError>")
-        self.assertIn("TypeError", self.capture(NonStringRepr()))
-        self.assertEqual(self.capture(StrSubclassRepr()), "custom")
-        self.assertEqual(self.capture(ExitingRepr()), "<repr failed: SystemExit: nope>")
-        self.assertTrue(self.capture(RaisingStrInRepr()).startswith("<repr failed: "))
-        huge = self.capture(HugeRepr())
+    def test_hostile_reprs_are_guarded_when_called_on_request(self):
+        def capture(value):
+            return self.capture(value, call_repr=True)
+
+        self.assertEqual(capture(RaisingRepr()), "<repr failed: ValueError: boom>")
+        self.assertEqual(capture(RecursiveRepr()), "<repr failed: RecursionError>")
+        self.assertIn("TypeError", capture(NonStringRepr()))
+        self.assertEqual(capture(StrSubclassRepr()), "custom")
+        self.assertEqual(capture(ExitingRepr()), "<repr failed: SystemExit: nope>")
+        self.assertTrue(capture(RaisingStrInRepr()).startswith("<repr failed: "))
+        huge = capture(HugeRepr())
         self.assertTrue(huge.endswith("<truncated, 5000000 chars>"))
         self.assertLess(len(huge), 300)
 
@@ -336,9 +343,9 @@ class CaptureTests(unittest.TestCase):
         result = self.capture([Plain()])
         self.assertRegex(result[0], r"^<.*Plain object at 0x[0-9a-f]+>$")
 
-    def test_repr_can_be_disabled(self):
-        result = Capturer(CaptureLimits(call_repr=False)).capture(RaisingRepr())
-        self.assertRegex(result, r"^<.*RaisingRepr object at 0x[0-9a-f]+>$")
+    def test_repr_is_not_called_by_default(self):
+        for value in (RaisingRepr(), RecursiveRepr(), HugeRepr(), ExitingRepr()):
+            self.assertRegex(self.capture(value), r"^<.*Repr object at 0x[0-9a-f]+>$")
 
     def test_fields_per_object(self):
         class Wide(object):
@@ -397,7 +404,7 @@ class CaptureTests(unittest.TestCase):
                 raise KeyboardInterrupt()
 
         with self.assertRaises(KeyboardInterrupt):
-            self.capturer.capture(Interrupting())
+            Capturer(CaptureLimits(call_repr=True)).capture(Interrupting())
 
     def test_deep_target_stack_does_not_break_capture(self):
         limit = sys.getrecursionlimit()

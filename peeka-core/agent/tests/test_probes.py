@@ -438,26 +438,36 @@ class WatchTests(ProbeTestCase):
         self.assertEqual(targets.bump(), start + 4)
 
     def test_hostile_values_become_placeholders(self):
+        # By default no __repr__ runs (see test_hostile_values); on request
+        # (call_repr) it runs guarded.
         client = self.client()
-        stream, _ = self.start(client, "watch", pattern=P + "echo", times=5, before=True)
         cycle = []
         cycle.append(cycle)
         deep = []
         for _ in range(10000):
             deep = [deep]
-        hostile = targets.Hostile()
-        self.assertIs(targets.echo(hostile), hostile)
-        self.assertIsInstance(targets.echo(targets.Recursive()), targets.Recursive)
-        self.assertIsInstance(targets.echo(targets.Huge()), targets.Huge)
-        self.assertIs(targets.echo(cycle), cycle)
-        self.assertIs(targets.echo(deep), deep)
-        got = self.observations(client, 5)
-        self.assertIn("repr failed", got[0]["params"][0])
-        self.assertIn("repr failed", got[1]["params"][0])
-        self.assertIn("truncated", got[2]["params"][0])
-        self.assertEqual(got[3]["params"][0], ["<list len=1>"])
-        self.assertEqual(got[4]["params"][0], ["<list len=1>"])
-        self.end_of(client, stream)
+        for call_repr in (False, True):
+            stream, _ = self.start(
+                client, "watch", pattern=P + "echo", times=5, before=True, call_repr=call_repr
+            )
+            hostile = targets.Hostile()
+            self.assertIs(targets.echo(hostile), hostile)
+            self.assertIsInstance(targets.echo(targets.Recursive()), targets.Recursive)
+            self.assertIsInstance(targets.echo(targets.Huge()), targets.Huge)
+            self.assertIs(targets.echo(cycle), cycle)
+            self.assertIs(targets.echo(deep), deep)
+            got = self.observations(client, 5)
+            if call_repr:
+                self.assertIn("repr failed", got[0]["params"][0])
+                self.assertIn("repr failed", got[1]["params"][0])
+                self.assertIn("truncated", got[2]["params"][0])
+            else:
+                for row, name in zip(got, ("Hostile", "Recursive", "Huge")):
+                    shown = r"^<tests\.probe_targets\.%s object at " % name
+                    self.assertRegex(row["params"][0], shown)
+            self.assertEqual(got[3]["params"][0], ["<list len=1>"])
+            self.assertEqual(got[4]["params"][0], ["<list len=1>"])
+            self.end_of(client, stream)
 
     def test_agent_threads_are_not_observed(self):
         client = self.client()

@@ -90,6 +90,10 @@ pub struct WatchRequest {
     /// 50; agent default 10); see [`WatchRequest::send_budget`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_budget: Option<u8>,
+    /// Show values that are not expanded by calling their own `__repr__`
+    /// (`--call-repr`; agent default false); see [`WatchRequest::call_repr`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub call_repr: bool,
 }
 
 impl WatchRequest {
@@ -109,6 +113,7 @@ impl WatchRequest {
             max_bytes: None,
             backend: None,
             send_budget: None,
+            call_repr: false,
         }
     }
 
@@ -202,6 +207,36 @@ impl WatchRequest {
         self.send_budget = Some(percent);
         self
     }
+
+    /// Lets the agent show a value it does not expand (an object beyond
+    /// the depth or without fields, a dict key, an exception) by calling
+    /// the value's own `__repr__` (the `call_repr` param; off by default,
+    /// and for clients that do not send it).
+    ///
+    /// Off, capture runs none of the target's code: such a value is shown
+    /// as `<module.Class object at 0x...>` (or by a repr the agent writes
+    /// for builtin and some standard library types), and objects within
+    /// the depth are read from their fields. On, the target's `__repr__`
+    /// runs guarded (an exception, a recursion or a huge text becomes a
+    /// placeholder) but unbounded in time: for `before` rows on the
+    /// application's own thread, inside the watched call, so a `__repr__`
+    /// that sleeps, takes a lock or queries a database delays the
+    /// application by as much; for exit rows on the agent's writer thread,
+    /// with the GIL held.
+    ///
+    /// ```
+    /// use peeka_core::client::WatchRequest;
+    ///
+    /// let request = WatchRequest::new("shop.cart.Cart.total").call_repr(true);
+    /// assert_eq!(
+    ///     serde_json::to_string(&request).unwrap(),
+    ///     r#"{"pattern":"shop.cart.Cart.total","call_repr":true}"#
+    /// );
+    /// ```
+    pub fn call_repr(mut self, on: bool) -> Self {
+        self.call_repr = on;
+        self
+    }
 }
 
 /// `stack`: the callers of each call of the functions a pattern names.
@@ -240,6 +275,10 @@ pub struct StackRequest {
     /// 50; agent default 10); see [`WatchRequest::send_budget`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_budget: Option<u8>,
+    /// Show arguments that are not expanded by calling their own
+    /// `__repr__` (agent default false); see [`WatchRequest::call_repr`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub call_repr: bool,
 }
 
 impl StackRequest {
@@ -252,6 +291,7 @@ impl StackRequest {
             condition: None,
             backend: None,
             send_budget: None,
+            call_repr: false,
         }
     }
 
@@ -284,6 +324,14 @@ impl StackRequest {
     /// to a CPU-bound target; see [`WatchRequest::send_budget`].
     pub fn send_budget(mut self, percent: u8) -> Self {
         self.send_budget = Some(percent);
+        self
+    }
+
+    /// Lets the agent show arguments it does not expand by calling their
+    /// own `__repr__`: the target's code, run on the agent's writer thread
+    /// with the GIL held; see [`WatchRequest::call_repr`] for the risk.
+    pub fn call_repr(mut self, on: bool) -> Self {
+        self.call_repr = on;
         self
     }
 }
