@@ -974,8 +974,14 @@ fn part_flood(
                 let clients = CLIENTS[slot];
                 eprintln!("  {clients} clients");
                 let cell = &mut cells[index][slot];
-                let flooded =
-                    flood_window(scratch, &mut target, function, clients, window, &mut cell.notes);
+                let flooded = flood_window(
+                    scratch,
+                    &mut target,
+                    function,
+                    clients,
+                    window,
+                    &mut cell.notes,
+                );
                 match flooded {
                     Ok(flood) => cell.rounds.push(Some(flood)),
                     Err(e) => {

@@ -118,6 +118,7 @@ from .safe_values import (
     EvaluationError,
     contains,
     is_instance,
+    make_context,  # noqa: F401 - re-exported: the interface of this module
     op_add,
     op_floordiv,
     op_mod,
@@ -141,11 +142,6 @@ MAX_SOURCE_CHARS = 2000
 MAX_NODES = 400
 MAX_NESTING = 40
 _MISSING = object()
-
-
-def make_context(params=(), kwargs=None, target=None, returnObj=None, throwExp=None, cost=None):
-    """The context tuple an expression is evaluated against."""
-    return (params, kwargs if kwargs is not None else {}, target, returnObj, throwExp, cost)
 
 
 # ---------------------------------------------------------------------------

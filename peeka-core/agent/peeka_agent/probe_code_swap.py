@@ -102,7 +102,6 @@ import types
 
 from . import agent_threads
 from .commands import CommandError
-from .condition_inline import inline_condition
 from .patterns import (
     KIND_ASYNC_GENERATOR,
     KIND_COROUTINE,
@@ -375,6 +374,9 @@ def _inline_exit(inline, layout, args, kwargs, names, taken):
             values["target"] = positional[0]
         else:
             values["target"] = "(%s[0] if %s else None)" % (args, args)
+        # Only with a condition: the module imports ast (which would stay after detach).
+        from .condition_inline import inline_condition
+
         return inline_condition(condition.source, values, param)
 
     locals_ = {}

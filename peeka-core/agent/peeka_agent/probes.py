@@ -82,7 +82,6 @@ import time
 
 from .capture import _exception_text
 from .commands import CommandError
-from .expr import ExpressionError, compile_condition
 from .patterns import CO_VARARGS, CO_VARKEYWORDS, resolve
 from .wire import ErrorCode
 from .writer_budget import MAX_WRITER_SHARE
@@ -398,6 +397,10 @@ def compile_optional_condition(ctx):
     source = ctx.param("condition", str)
     if source is None:
         return None
+    # Only with a condition: the expression language imports ast and
+    # tokenize (which would stay after detach).
+    from .expr import ExpressionError, compile_condition
+
     try:
         return compile_condition(source)
     except ExpressionError as exc:

@@ -27,6 +27,11 @@ from .introspect import class_qualname as _type_qualname
 from .introspect import lookup as _lookup
 from .introspect import type_name
 
+
+def make_context(params=(), kwargs=None, target=None, returnObj=None, throwExp=None, cost=None):
+    """The context tuple an expression is evaluated against (see :mod:`.expr`)."""
+    return (params, kwargs if kwargs is not None else {}, target, returnObj, throwExp, cost)
+
 MAX_INT_BITS = 4096
 MAX_SEQUENCE = 10000
 MAX_ITERATION = 100000

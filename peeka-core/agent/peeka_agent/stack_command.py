@@ -20,7 +20,7 @@ import time
 
 from .capture import CaptureLimits, Capturer
 from .commands import register_command
-from .expr import make_context
+from .safe_values import make_context
 from .probes import (
     ArgumentLayout,
     Handler,

@@ -40,7 +40,7 @@ as they are (see :func:`~peeka_agent.wire.observation_frame`).
 
 from .capture import DEFAULT_DEPTH, MAX_DEPTH, Budget, CaptureLimits, Capturer
 from .commands import register_command
-from .expr import make_context
+from .safe_values import make_context
 from .probes import (
     ArgumentLayout,
     Handler,
