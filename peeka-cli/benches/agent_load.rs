@@ -39,16 +39,19 @@
 //!    `detach --pid PID`, `PEEKA_BENCH_CYCLES` times; VmRSS before the
 //!    first and after every 100th cycle.
 //! 5. **A forking server kept attachable.** A real gunicorn master
-//!    (`agent_load_gunicorn.py`, gunicorn from `scripts/provision-servers.sh`:
-//!    `target/peeka-servers.json` or `$PEEKA_SERVERS_MANIFEST`) with 2 sync
-//!    workers recycled after 5 requests each. The master is attached and a
+//!    (`tests/targets/idle_server.py gunicorn-recycling 5`, the target of
+//!    `tests/cli_idle_servers.rs`; gunicorn and flask from
+//!    `scripts/provision-servers.sh`: `target/peeka-servers.json` or
+//!    `$PEEKA_SERVERS_MANIFEST`) with 2 sync workers recycled after 5
+//!    requests each, serving a Flask app. The master is attached and a
 //!    `watch gunicorn.arbiter.Arbiter.spawn_worker` kept on it while 100
-//!    HTTP requests recycle its workers; then: the workers' open sockets
-//!    against those of a worker booted before the attach, and whether any is
-//!    one of the agent's (the inodes `/proc/PID/net/unix` lists under the
-//!    agent's socket path), `/tmp/peeka-<master>` while attached, `reset
-//!    --list`, `detach` (and the directory gone), then a second attach and
-//!    detach.
+//!    HTTP requests (`GET /hello?name=rN`, answered with the pid of the
+//!    worker that served it) recycle its workers; then: the workers' open
+//!    sockets against those of a worker booted before the attach, and
+//!    whether any is one of the agent's (the inodes `/proc/PID/net/unix`
+//!    lists under the agent's socket path), `/tmp/peeka-<master>` while
+//!    attached, `reset --list`, `detach` (and the directory gone), then a
+//!    second attach and detach.
 //!
 //! The binary measured is `$PEEKA_BENCH_CLI`, by default the `peeka-cli`
 //! built next to this bench (`target/release/peeka-cli`); it is copied at
@@ -89,10 +92,8 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -101,13 +102,21 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use peeka_testkit::{Interpreter, Manifest, TargetProcess};
+use peeka_testkit::procfs::socket_inodes;
+use peeka_testkit::{
+    get_hello, ForkingServer, Interpreter, Manifest, ServersManifest, TargetProcess,
+};
 use serde_json::Value;
 
+#[path = "common/support.rs"]
+mod support;
 #[path = "common/thread_cpu.rs"]
 mod thread_cpu;
 #[path = "common/windows.rs"]
 mod windows;
+use support::{
+    die_with_parent, env_count, json_lines, last_line, load_average, output_of, shorten,
+};
 use thread_cpu::CpuWindow;
 use windows::{median, rates};
 
@@ -132,25 +141,11 @@ const BIG_HELLO_BYTES: usize = 8 << 20;
 const MAX_REQUESTS: u32 = 5;
 const REQUESTS: usize = 100;
 const SERVER_LIMIT: Duration = Duration::from_secs(60);
-const PROVISION_SERVERS: &str = "scripts/provision-servers.sh";
+/// Part 5: what `idle_server.py` imports in `gunicorn-recycling` mode.
+const FORK_PACKAGES: [&str; 2] = ["flask", "gunicorn"];
 
 // ---------------------------------------------------------------------------
 // Processes.
-
-/// Makes `command`'s process die with this thread (the bench's main
-/// thread): nothing it starts outlives it, even when it is killed.
-fn die_with_parent(command: &mut Command) {
-    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the
-    // parent; nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 /// Sends `signal` to `pid`: a child of this process that is not reaped yet.
 fn send(pid: u32, signal: i32) {
@@ -249,25 +244,10 @@ impl Finished {
     }
 }
 
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn last_line(text: &str) -> Option<&str> {
-    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
-}
-
 /// Shortens a failure to its first line, at most 100 characters, for a
 /// table cell.
 fn short(reason: &str) -> String {
-    let line = reason.lines().next().unwrap_or("").trim();
-    let mut out: String = line.chars().take(100).collect();
-    if line.chars().count() > 100 {
-        out.push('…');
-    }
-    out.replace('|', "\\|")
+    shorten(reason, 100)
 }
 
 /// The bench's scratch space: output files, Peeka's remembered target, and
@@ -400,6 +380,95 @@ fn leftover(python: &Interpreter, pid: u32) -> Option<String> {
         return Some(format!("{} was left", dir.display()));
     }
     None
+}
+
+/// `target` attached (`peeka-cli attach`, a fresh agent); or, when the
+/// attach fails, why, the target stopped and its private directory removed.
+fn attached(
+    scratch: &Scratch,
+    python: &Interpreter,
+    target: TargetProcess,
+) -> Result<(TargetProcess, Agent), String> {
+    let pid = target.pid();
+    match attach(scratch, python, pid) {
+        Ok(agent) => Ok((target, agent)),
+        Err(e) => {
+            let _ = detach(scratch, pid);
+            drop(target);
+            let _ = leftover(python, pid);
+            Err(e)
+        }
+    }
+}
+
+/// Detaches from an attached `target` and stops it; what went wrong goes
+/// to `notes`.
+fn release(
+    scratch: &Scratch,
+    python: &Interpreter,
+    target: TargetProcess,
+    notes: &mut Vec<String>,
+) {
+    let pid = target.pid();
+    if let Err(e) = detach(scratch, pid) {
+        notes.push(e);
+    }
+    drop(target);
+    notes.extend(leftover(python, pid));
+}
+
+/// Prints a table's head: its `columns`' names, then the line under them.
+fn print_table_head(columns: &[impl AsRef<str>]) {
+    let names: Vec<&str> = columns.iter().map(AsRef::as_ref).collect();
+    println!("| {} |", names.join(" | "));
+    println!("|{}", "---|".repeat(names.len()));
+}
+
+/// Prints a table row: the interpreter, then `cells`.
+fn print_row(python: &Interpreter, cells: &[String]) {
+    println!(
+        "| {} ({}) | {} |",
+        python.id,
+        python.version,
+        cells.join(" | ")
+    );
+}
+
+/// Parts 2 and 3: a paced target (`agent_load.py paced`), attached and
+/// given 300 ms to settle; or `None` after a table row of `columns` cells
+/// (after the interpreter's), the last saying why not, the others empty.
+fn attached_paced(
+    scratch: &Scratch,
+    python: &Interpreter,
+    columns: usize,
+) -> Option<(TargetProcess, Agent)> {
+    match start_target(python, &["paced"]).and_then(|target| attached(scratch, python, target)) {
+        Ok(attached) => {
+            std::thread::sleep(Duration::from_millis(300));
+            Some(attached)
+        }
+        Err(e) => {
+            let mut cells = vec!["—".to_owned(); columns];
+            if let Some(last) = cells.last_mut() {
+                *last = format!("**failed**: {}", short(&e));
+            }
+            print_row(python, &cells);
+            None
+        }
+    }
+}
+
+/// A notes cell: `—`, or the notes shortened.
+fn notes_cell(notes: &[String]) -> String {
+    if notes.is_empty() {
+        "—".to_owned()
+    } else {
+        notes
+            .iter()
+            .map(|n| short(n))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// `peeka-cli watch ARGS` followed to its end on a thread that counts its
@@ -626,48 +695,6 @@ fn mb(value: Option<f64>) -> String {
 
 fn count(value: Option<u64>) -> String {
     value.map_or_else(|| "—".to_owned(), |v| v.to_string())
-}
-
-/// Field `index` of `/proc/PID/stat` after the command name (0: state,
-/// 1: parent pid, 19: start time).
-fn stat_field(pid: u32, index: usize) -> Option<String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(index).map(str::to_owned)
-}
-
-/// The children of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let parent = pid.to_string();
-    let mut found: Vec<u32> = fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&p| stat_field(p, 1).as_deref() == Some(parent.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort_unstable();
-    found
-}
-
-/// The inodes of the sockets `pid` has open.
-fn socket_inodes(pid: u32) -> Vec<u64> {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.flatten()
-                .filter_map(|fd| fs::read_link(fd.path()).ok())
-                .filter_map(|link| {
-                    link.to_str()?
-                        .strip_prefix("socket:[")?
-                        .strip_suffix(']')?
-                        .parse()
-                        .ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The inodes of the agent's sockets of process `pid` (its listening socket
@@ -954,21 +981,15 @@ fn part_flood(
                     cell.failures.push(why.clone());
                 }
             };
-            let mut target = match start_target(python, &["hot", function]) {
-                Ok(t) => t,
+            let attached = start_target(python, &["hot", function])
+                .and_then(|target| attached(scratch, python, target));
+            let (mut target, _) = match attached {
+                Ok(attached) => attached,
                 Err(e) => {
                     failed_all(e);
                     continue;
                 }
             };
-            let pid = target.pid();
-            if let Err(e) = attach(scratch, python, pid) {
-                failed_all(e);
-                let _ = detach(scratch, pid);
-                drop(target);
-                let _ = leftover(python, pid);
-                continue;
-            }
             for j in 0..CLIENTS.len() {
                 let slot = (round + j) % CLIENTS.len();
                 let clients = CLIENTS[slot];
@@ -991,13 +1012,7 @@ fn part_flood(
                     }
                 }
             }
-            if let Err(e) = detach(scratch, pid) {
-                target_notes[index].push(e);
-            }
-            drop(target);
-            if let Some(note) = leftover(python, pid) {
-                target_notes[index].push(note);
-            }
+            release(scratch, python, target, &mut target_notes[index]);
         }
     }
 
@@ -1014,12 +1029,17 @@ fn part_flood(
          0-client window. CPU: shares of one core over the window."
     );
     println!();
-    println!(
-        "| interpreter | clients | target calls/s | ÷ baseline | target main thread CPU | \
-         agent threads CPU | rows received/s (all clients) | rows the agent dropped (all \
-         streams, start to end) | failures |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    print_table_head(&[
+        "interpreter",
+        "clients",
+        "target calls/s",
+        "÷ baseline",
+        "target main thread CPU",
+        "agent threads CPU",
+        "rows received/s (all clients)",
+        "rows the agent dropped (all streams, start to end)",
+        "failures",
+    ]);
     let mut goals = Vec::new();
     for (index, python) in pythons.iter().enumerate() {
         let baseline = &cells[index][0].rounds;
@@ -1139,47 +1159,25 @@ fn part_idle_connections(scratch: &Scratch, pythons: &[&Interpreter]) {
          when the last one opened. Threads: `/proc/PID/status`."
     );
     println!();
-    println!(
-        "| interpreter | threads attached, no client | connections opened (in) | threads \
-         after 1 s | operator's `reset --list` at 1 s | threads after 6 s | closed by the \
-         agent by 6 s | operator's `reset --list` at 6 s | threads 2 s after they closed | \
-         notes |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let columns = [
+        "interpreter",
+        "threads attached, no client",
+        "connections opened (in)",
+        "threads after 1 s",
+        "operator's `reset --list` at 1 s",
+        "threads after 6 s",
+        "closed by the agent by 6 s",
+        "operator's `reset --list` at 6 s",
+        "threads 2 s after they closed",
+        "notes",
+    ];
+    print_table_head(&columns);
     for python in pythons {
         eprintln!("part 2, Python {}", python.id);
-        let row = |cells: &[String]| {
-            println!(
-                "| {} ({}) | {} |",
-                python.id,
-                python.version,
-                cells.join(" | ")
-            );
-        };
-        let failed = |why: &str| {
-            let mut cells = vec!["—".to_owned(); 9];
-            cells[8] = format!("**failed**: {}", short(why));
-            row(&cells);
-        };
-        let target = match start_target(python, &["paced"]) {
-            Ok(t) => t,
-            Err(e) => {
-                failed(&e);
-                continue;
-            }
+        let Some((target, agent)) = attached_paced(scratch, python, columns.len() - 1) else {
+            continue;
         };
         let pid = target.pid();
-        let agent = match attach(scratch, python, pid) {
-            Ok(a) => a,
-            Err(e) => {
-                failed(&e);
-                let _ = detach(scratch, pid);
-                drop(target);
-                let _ = leftover(python, pid);
-                continue;
-            }
-        };
-        std::thread::sleep(Duration::from_millis(300));
         let before = threads(pid);
         let opening = Instant::now();
         let deadline = opening + Duration::from_secs(10);
@@ -1210,30 +1208,21 @@ fn part_idle_connections(scratch: &Scratch, pythons: &[&Interpreter]) {
         drop(connections);
         std::thread::sleep(Duration::from_secs(2));
         let after_close = threads(pid);
-        if let Err(e) = detach(scratch, pid) {
-            notes.push(e);
-        }
-        drop(target);
-        notes.extend(leftover(python, pid));
-        row(&[
-            count(before),
-            opened_text,
-            count(after_1),
-            operator_text(&reset_1),
-            count(after_6),
-            closed.to_string(),
-            operator_text(&reset_6),
-            count(after_close),
-            if notes.is_empty() {
-                "—".to_owned()
-            } else {
-                notes
-                    .iter()
-                    .map(|n| short(n))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            },
-        ]);
+        release(scratch, python, target, &mut notes);
+        print_row(
+            python,
+            &[
+                count(before),
+                opened_text,
+                count(after_1),
+                operator_text(&reset_1),
+                count(after_6),
+                closed.to_string(),
+                operator_text(&reset_6),
+                count(after_close),
+                notes_cell(&notes),
+            ],
+        );
     }
     println!();
 }
@@ -1321,46 +1310,25 @@ fn part_big_hellos(scratch: &Scratch, pythons: &[&Interpreter]) {
         BIG_HELLO_BYTES >> 20
     );
     println!();
-    println!(
-        "| interpreter | RSS before | peak while open | 2 s after they closed | after − \
-         before | the {BIG_HELLOS} writers | threads after | operator's `reset --list` after | \
-         notes |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    let writers_column = format!("the {BIG_HELLOS} writers");
+    let columns = [
+        "interpreter",
+        "RSS before",
+        "peak while open",
+        "2 s after they closed",
+        "after − before",
+        &writers_column,
+        "threads after",
+        "operator's `reset --list` after",
+        "notes",
+    ];
+    print_table_head(&columns);
     for python in pythons {
         eprintln!("part 3, Python {}", python.id);
-        let row = |cells: &[String]| {
-            println!(
-                "| {} ({}) | {} |",
-                python.id,
-                python.version,
-                cells.join(" | ")
-            );
-        };
-        let failed = |why: &str| {
-            let mut cells = vec!["—".to_owned(); 8];
-            cells[7] = format!("**failed**: {}", short(why));
-            row(&cells);
-        };
-        let target = match start_target(python, &["paced"]) {
-            Ok(t) => t,
-            Err(e) => {
-                failed(&e);
-                continue;
-            }
+        let Some((target, agent)) = attached_paced(scratch, python, columns.len() - 1) else {
+            continue;
         };
         let pid = target.pid();
-        let agent = match attach(scratch, python, pid) {
-            Ok(a) => a,
-            Err(e) => {
-                failed(&e);
-                let _ = detach(scratch, pid);
-                drop(target);
-                let _ = leftover(python, pid);
-                continue;
-            }
-        };
-        std::thread::sleep(Duration::from_millis(300));
         let before = rss_mb(pid);
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
@@ -1406,11 +1374,7 @@ fn part_big_hellos(scratch: &Scratch, pythons: &[&Interpreter]) {
         let threads_after = threads(pid);
         let reset = operator(scratch, pid);
         let mut notes = Vec::new();
-        if let Err(e) = detach(scratch, pid) {
-            notes.push(e);
-        }
-        drop(target);
-        notes.extend(leftover(python, pid));
+        release(scratch, python, target, &mut notes);
 
         let whole = summary.iter().filter(|(_, s)| s.is_none()).count();
         let mut cut: Vec<usize> = summary
@@ -1442,27 +1406,22 @@ fn part_big_hellos(scratch: &Scratch, pythons: &[&Interpreter]) {
                     .join(", ")
             );
         }
-        row(&[
-            mb(before),
-            mb(peak),
-            mb(after),
-            match (before, after) {
-                (Some(b), Some(a)) => format!("{:+.1}", a - b),
-                _ => "—".to_owned(),
-            },
-            writers,
-            count(threads_after),
-            operator_text(&reset),
-            if notes.is_empty() {
-                "—".to_owned()
-            } else {
-                notes
-                    .iter()
-                    .map(|n| short(n))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            },
-        ]);
+        print_row(
+            python,
+            &[
+                mb(before),
+                mb(peak),
+                mb(after),
+                match (before, after) {
+                    (Some(b), Some(a)) => format!("{:+.1}", a - b),
+                    _ => "—".to_owned(),
+                },
+                writers,
+                count(threads_after),
+                operator_text(&reset),
+                notes_cell(&notes),
+            ],
+        );
     }
     println!();
 }
@@ -1546,12 +1505,10 @@ fn part_cycles(scratch: &Scratch, pythons: &[&Interpreter], cycles: usize) {
          `peeka-cli detach --pid PID`. VmRSS in MB, read after the cycle's detach."
     );
     println!();
-    let header: Vec<String> = pythons
-        .iter()
-        .map(|p| format!("{} ({})", p.id, p.version))
+    let columns: Vec<String> = std::iter::once("cycles done".to_owned())
+        .chain(pythons.iter().map(|p| format!("{} ({})", p.id, p.version)))
         .collect();
-    println!("| cycles done | {} |", header.join(" | "));
-    println!("|---|{}", "---|".repeat(pythons.len()));
+    print_table_head(&columns);
     let mut marks: Vec<usize> = results
         .iter()
         .flatten()
@@ -1615,137 +1572,13 @@ fn part_cycles(scratch: &Scratch, pythons: &[&Interpreter], cycles: usize) {
 // ---------------------------------------------------------------------------
 // Part 5: a forking server.
 
-/// For an interpreter: gunicorn's directory as the interpreter sees it, or
-/// why there is none.
-fn gunicorn_site(servers: Option<&Value>, python: &Interpreter) -> Result<String, String> {
-    let path = servers_manifest_path();
-    let servers = servers
-        .ok_or_else(|| format!("cannot read {}; run {PROVISION_SERVERS}", path.display()))?;
-    let site = servers["sites"]
-        .as_array()
-        .and_then(|sites| sites.iter().find(|s| s["id"] == python.id.as_str()))
-        .ok_or_else(|| {
-            format!(
-                "{} lists no site for {}; run {PROVISION_SERVERS}",
-                path.display(),
-                python.id
-            )
-        })?;
-    let dir = PathBuf::from(site["dir"].as_str().unwrap_or_default());
-    if !dir.join("gunicorn").join("__init__.py").is_file() {
-        return Err(format!(
-            "gunicorn is missing from {}; run {PROVISION_SERVERS}",
-            dir.display()
-        ));
-    }
-    Ok(site["target_dir"].as_str().unwrap_or_default().to_owned())
-}
-
-fn servers_manifest_path() -> PathBuf {
-    std::env::var_os("PEEKA_SERVERS_MANIFEST")
-        .filter(|p| !p.is_empty())
-        .map_or_else(
-            || {
-                let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-                crate_dir
-                    .parent()
-                    .unwrap_or(crate_dir)
-                    .join("target")
-                    .join("peeka-servers.json")
-            },
-            PathBuf::from,
-        )
-}
-
-/// A gunicorn master and the workers seen. On drop: SIGTERM to the master
-/// (it stops and reaps its workers), SIGKILL to any worker still running;
-/// workers left orphans come to this process (a subreaper) and are reaped.
-#[derive(Debug)]
-struct Gunicorn {
-    master: Option<TargetProcess>,
-    /// (pid, start time) of every worker seen.
-    workers: Vec<(u32, String)>,
-}
-
-impl Gunicorn {
-    fn workers_now(&mut self) -> Vec<u32> {
-        let Some(master) = &self.master else {
-            return Vec::new();
-        };
-        let now = children(master.pid());
-        for &pid in &now {
-            if let Some(start) = stat_field(pid, 19) {
-                if !self.workers.iter().any(|(p, _)| *p == pid) {
-                    self.workers.push((pid, start));
-                }
-            }
-        }
-        now
-    }
-
-    fn is_our_worker(&self, pid: u32) -> bool {
-        self.workers
-            .iter()
-            .any(|(p, start)| *p == pid && stat_field(pid, 19).as_ref() == Some(start))
-    }
-}
-
-impl Drop for Gunicorn {
-    fn drop(&mut self) {
-        let _ = self.workers_now();
-        let Some(mut master) = self.master.take() else {
-            return;
-        };
-        send(master.pid(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while master.is_alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        drop(master);
-        let me = std::process::id().to_string();
-        for (pid, _) in self.workers.clone() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.is_our_worker(pid) && Instant::now() < deadline {
-                if stat_field(pid, 1).as_deref() == Some(me.as_str()) {
-                    send(pid, libc::SIGKILL);
-                    let mut status = 0;
-                    // SAFETY: waitpid(2) on our own child (checked above).
-                    unsafe {
-                        libc::waitpid(pid as libc::pid_t, &mut status, 0);
-                    }
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-/// One `GET /` to the server: the worker pid it answers.
-fn http_get(port: u16) -> Result<u32, String> {
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(10))
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("send: {e}"))?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| format!("receive: {e}"))?;
-    if !answer.starts_with("HTTP/1.1 200") && !answer.starts_with("HTTP/1.0 200") {
-        return Err(format!(
-            "answer: {}",
-            answer.lines().next().unwrap_or("nothing")
-        ));
-    }
-    answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|body| body.trim().parse().ok())
-        .ok_or_else(|| "no pid in the answer".to_owned())
+/// One `GET /hello?name=NAME` to the server: the pid of the worker that
+/// answered.
+fn http_get(port: u16, name: &str) -> Result<u32, String> {
+    let body = get_hello(port, name, Duration::from_secs(10))?;
+    body.rsplit_once(" pid ")
+        .and_then(|(_, pid)| pid.trim().parse().ok())
+        .ok_or_else(|| format!("no pid in the answer {body:?}"))
 }
 
 /// The row of part 5 for one interpreter.
@@ -1786,8 +1619,8 @@ const FORK_COLUMNS: [&str; 11] = [
 fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut ForkRow) {
     let master = match TargetProcess::spawn_with(
         python,
-        &target_script("agent_load_gunicorn.py"),
-        &[&MAX_REQUESTS.to_string()],
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/idle_server.py"),
+        &["gunicorn-recycling", &MAX_REQUESTS.to_string()],
         &[("PYTHONPATH", site)],
         die_with_parent,
     ) {
@@ -1800,13 +1633,12 @@ fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut For
             return;
         }
     };
-    let mut server = Gunicorn {
-        master: Some(master),
-        workers: Vec::new(),
-    };
-    let master_pid = server.master.as_ref().unwrap().pid();
+    // Also makes this process the workers' subreaper: those whose master
+    // died come to it, to be reaped.
+    let mut server = ForkingServer::new(master);
+    let master_pid = server.master().pid();
     let pid_text = master_pid.to_string();
-    let port_file = server.master.as_ref().unwrap().host_dir().join("port.txt");
+    let port_file = server.master().host_dir().join("port.txt");
     let deadline = Instant::now() + SERVER_LIMIT;
     let port = loop {
         let port = fs::read_to_string(&port_file)
@@ -1817,13 +1649,13 @@ fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut For
                 break Some(port);
             }
         }
-        if Instant::now() > deadline || !server.master.as_mut().unwrap().is_alive() {
+        if Instant::now() > deadline || !server.master_mut().is_alive() {
             break None;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let Some(port) = port else {
-        let log = server.master.as_ref().unwrap().stderr();
+        let log = server.master().stderr();
         row.set(
             "master",
             format!(
@@ -1834,7 +1666,7 @@ fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut For
         return;
     };
     // Let the workers boot (a sync worker answers once it is initialised).
-    if let Err(e) = http_get(port) {
+    if let Err(e) = http_get(port, "first") {
         row.set(
             "requests",
             format!("**first request failed**: {}", short(&e)),
@@ -1896,8 +1728,8 @@ fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut For
     let mut served = 0;
     let mut pids = HashSet::new();
     let mut errors: Vec<String> = Vec::new();
-    for _ in 0..REQUESTS {
-        match http_get(port) {
+    for request in 0..REQUESTS {
+        match http_get(port, &format!("r{request}")) {
             Ok(pid) => {
                 served += 1;
                 pids.insert(pid);
@@ -1924,7 +1756,7 @@ fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut For
     }
     std::thread::sleep(Duration::from_secs(1));
     let workers = server.workers_now();
-    let spawned_after = server.workers.len().saturating_sub(2);
+    let spawned_after = server.workers_seen().saturating_sub(2);
     row.set(
         "workers",
         format!(
@@ -2010,8 +1842,8 @@ fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut For
             Err(e) => format!("**failed**: {}", short(&e)),
         },
     );
-    let alive = server.master.as_mut().unwrap().is_alive();
-    let log = server.master.as_ref().unwrap().stderr();
+    let alive = server.master_mut().is_alive();
+    let log = server.master().stderr();
     let tracebacks = log.matches("Traceback").count();
     row.set(
         "master",
@@ -2025,23 +1857,15 @@ fn fork_round(scratch: &Scratch, python: &Interpreter, site: &str, row: &mut For
 }
 
 fn part_fork(scratch: &Scratch, pythons: &[&Interpreter]) {
-    let servers: Option<Value> = fs::read_to_string(servers_manifest_path())
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    // Workers whose master died come to this process, to be reaped.
-    // SAFETY: prctl(2) with integer arguments, on this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    }
     let mut rows = Vec::new();
     for python in pythons {
         eprintln!("part 5, Python {}", python.id);
         let mut row = ForkRow::default();
-        match gunicorn_site(servers.as_ref(), python) {
-            Ok(site) => fork_round(scratch, python, &site, &mut row),
+        match ServersManifest::load_site(python, &FORK_PACKAGES) {
+            Ok(site) => fork_round(scratch, python, &site.target_dir, &mut row),
             Err(e) => {
-                eprintln!("\n*** SKIPPED: part 5 on Python {}: {e}\n", python.id);
-                row.set("master", format!("**skipped**: {}", short(&e)));
+                eprintln!("\n*** SKIPPED: part 5: {e}\n");
+                row.set("master", format!("**skipped**: {}", short(&e.to_string())));
             }
         }
         rows.push(row);
@@ -2049,17 +1873,18 @@ fn part_fork(scratch: &Scratch, pythons: &[&Interpreter]) {
     println!("### 5. A forking server kept attachable");
     println!();
     println!(
-        "A gunicorn master (`agent_load_gunicorn.py`) with 2 sync workers, `--max-requests \
-         {MAX_REQUESTS}` (no jitter), serving a WSGI app that answers its worker's pid. The \
-         master attached, `peeka-cli watch gunicorn.arbiter.Arbiter.spawn_worker --pid MASTER` \
+        "A gunicorn master (`tests/targets/idle_server.py gunicorn-recycling {MAX_REQUESTS}`) \
+         with 2 sync workers, `--max-requests {MAX_REQUESTS}` (no jitter), serving a Flask app \
+         whose `GET /hello?name=X` answers with its worker's pid. The master attached, \
+         `peeka-cli watch gunicorn.arbiter.Arbiter.spawn_worker --pid MASTER` \
          kept open while {REQUESTS} sequential requests recycle the workers; then the checks, \
          in this order. Agent sockets: the inodes `/proc/MASTER/net/unix` lists under \
          `/tmp/peeka-MASTER/agent.sock` (its listening socket and accepted connections) among \
          each live worker's fds."
     );
     println!();
-    println!("| interpreter | {} |", FORK_COLUMNS.join(" | "));
-    println!("|---|{}", "---|".repeat(FORK_COLUMNS.len()));
+    let columns: Vec<&str> = std::iter::once("interpreter").chain(FORK_COLUMNS).collect();
+    print_table_head(&columns);
     for (python, row) in pythons.iter().zip(&rows) {
         let cells: Vec<String> = FORK_COLUMNS
             .iter()
@@ -2072,37 +1897,13 @@ fn part_fork(scratch: &Scratch, pythons: &[&Interpreter]) {
                 }
             })
             .collect();
-        println!(
-            "| {} ({}) | {} |",
-            python.id,
-            python.version,
-            cells.join(" | ")
-        );
+        print_row(python, &cells);
     }
     println!();
 }
 
 // ---------------------------------------------------------------------------
 // The run.
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
-}
-
-fn output_of(program: &str, args: &[&str], dir: &Path) -> String {
-    Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
 
 /// The binary measured: `$PEEKA_BENCH_CLI`, else the `peeka-cli` next to
 /// this bench (target/release).
@@ -2152,8 +1953,10 @@ fn describe_binary(binary: &Path) -> String {
                 tree,
             )
             .lines()
-            .filter_map(|l| l.get(3..))
-            .map(str::to_owned)
+            // "XY PATH"; the output is trimmed, so the first line may have
+            // lost the blank X.
+            .filter_map(|l| l.trim_start().split_once(' '))
+            .map(|(_, path)| path.trim().to_owned())
             .collect();
             dirty.sort();
             format!(
@@ -2177,13 +1980,6 @@ fn describe_binary(binary: &Path) -> String {
         "`{}` (`{version}`, built {modified}) {origin}",
         binary.display()
     )
-}
-
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn main() {

@@ -76,14 +76,20 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use peeka_testkit::{all_threads_sleep, Interpreter, Manifest, TargetProcess};
+use peeka_testkit::{all_threads_sleep, Interpreter, Manifest, ServersManifest, TargetProcess};
 use serde_json::Value;
+
+#[path = "common/support.rs"]
+mod support;
+use support::{
+    die_with_parent, env_count, json_lines, last_line, load_average, output_of, shorten,
+};
 
 /// Any timed or cleanup command must end within this (then it is killed
 /// and the measurement counts as failed).
@@ -97,7 +103,8 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 /// The Python implementation's version, as provisioned.
 const PYTHON_PEEKA: &str = "peeka 0.1.20";
 const PROVISION_REFS: &str = "scripts/provision-bench-references.sh";
-const PROVISION_SERVERS: &str = "scripts/provision-servers.sh";
+/// What the Flask `idle` target imports.
+const SERVER_PACKAGES: [&str; 2] = ["flask", "waitress"];
 
 // ---------------------------------------------------------------------------
 // Cells.
@@ -165,21 +172,6 @@ fn median_ms(samples: &[Duration]) -> f64 {
 // ---------------------------------------------------------------------------
 // Processes.
 
-/// Makes `command`'s process die with this thread (the bench's main
-/// thread): nothing it starts outlives it, even when it is killed.
-fn die_with_parent(command: &mut Command) {
-    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the
-    // parent; nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// What a bounded command did.
 #[derive(Debug)]
 struct Finished {
@@ -212,10 +204,6 @@ impl Finished {
             .unwrap_or("no output");
         format!("{how}: {tail}")
     }
-}
-
-fn last_line(text: &str) -> Option<&str> {
-    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
 }
 
 /// Runs `command` (stdin null, output to files in `scratch`) until it
@@ -294,21 +282,9 @@ fn run_bounded(mut command: Command, scratch: &Path) -> Result<Finished, String>
     })
 }
 
-/// The JSON lines of `text` (lines that are not JSON are left out).
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// Shortens a failure to its first line, at most 110 characters.
 fn short(reason: &str) -> String {
-    let line = reason.lines().next().unwrap_or("").trim();
-    let mut out: String = line.chars().take(110).collect();
-    if line.chars().count() > 110 {
-        out.push('…');
-    }
-    out.replace('|', "\\|")
+    shorten(reason, 110)
 }
 
 // ---------------------------------------------------------------------------
@@ -426,58 +402,6 @@ fn load_references(manifest: &Manifest) -> References {
         )),
     }
     found
-}
-
-/// For each interpreter id: waitress and flask's directory as the
-/// interpreter sees it, or why there is none.
-fn server_site(servers: Option<&Value>, python: &Interpreter) -> Result<String, String> {
-    let manifest_path = servers_manifest_path();
-    let Some(servers) = servers else {
-        return Err(format!(
-            "cannot read {}; run {PROVISION_SERVERS}",
-            manifest_path.display()
-        ));
-    };
-    let sites = servers["sites"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let Some(site) = sites.iter().find(|s| s["id"] == python.id.as_str()) else {
-        let reason = servers["missing"]
-            .as_array()
-            .and_then(|m| m.iter().find(|m| m["id"] == python.id.as_str()))
-            .and_then(|m| m["reason"].as_str())
-            .unwrap_or("not listed");
-        return Err(format!(
-            "{}: {reason}; run {PROVISION_SERVERS}",
-            manifest_path.display()
-        ));
-    };
-    if site["version"] != python.version.as_str() {
-        return Err(format!(
-            "installed for Python {}, the interpreter is now {}; run {PROVISION_SERVERS}",
-            site["version"], python.version
-        ));
-    }
-    let dir = PathBuf::from(site["dir"].as_str().unwrap_or_default());
-    for package in ["flask", "waitress"] {
-        if !dir.join(package).join("__init__.py").is_file() {
-            return Err(format!(
-                "{package} is missing from {}; run {PROVISION_SERVERS}",
-                dir.display()
-            ));
-        }
-    }
-    Ok(site["target_dir"].as_str().unwrap_or_default().to_owned())
-}
-
-fn servers_manifest_path() -> PathBuf {
-    std::env::var_os("PEEKA_SERVERS_MANIFEST")
-        .filter(|p| !p.is_empty())
-        .map_or_else(
-            || workspace_dir().join("target").join("peeka-servers.json"),
-            PathBuf::from,
-        )
 }
 
 // ---------------------------------------------------------------------------
@@ -879,30 +803,8 @@ fn run_job(
     }
 }
 
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
-}
-
 fn shell(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .current_dir(workspace_dir())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
+    output_of(program, args, &workspace_dir())
 }
 
 /// "median / p90" of a cell, with what failed and what else happened.
@@ -974,24 +876,22 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let refs = load_references(&manifest);
-    let servers: Option<Value> = fs::read_to_string(servers_manifest_path())
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
     let setups: Vec<Setup<'_>> = manifest
         .interpreters
         .iter()
         .filter(|p| wanted.is_empty() || wanted.contains(&p.id))
         .map(|python| Setup {
             python,
-            servers: server_site(servers.as_ref(), python),
+            servers: ServersManifest::load_site(python, &SERVER_PACKAGES)
+                .map(|site| site.target_dir)
+                .map_err(|e| e.to_string()),
         })
         .collect();
     for setup in &setups {
         if let Err(why) = &setup.servers {
             eprintln!(
-                "\n*** Python {}: waitress and flask are not provisioned ({why}): its `idle` \
-                 target is the stdlib stand-in (select() with a 1 s timeout, 4 Condition \
-                 waiters)\n",
+                "\n*** Python {}: its `idle` target is the stdlib stand-in (select() with a 1 s \
+                 timeout, 4 Condition waiters): {why}\n",
                 setup.python.id
             );
         }

@@ -28,16 +28,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{run, state_dir, Run};
-use peeka_testkit::{all_threads_sleep, skip_test, Interpreter, Manifest, TargetProcess};
+use peeka_testkit::procfs::{children, socket_inodes, stat_field};
+use peeka_testkit::{
+    all_threads_sleep, get_hello, skip_test, ForkingServer, Interpreter, Manifest, ServerSite,
+    ServersError, ServersManifest, TargetProcess,
+};
 use serde_json::Value;
 
 /// A `peeka-cli` command must end within this.
@@ -52,43 +55,21 @@ const WAIT: f64 = 1.0;
 /// granularity; the kernel never ends a timed wait early).
 const EPSILON: f64 = 0.005;
 
-const SERVERS_MANIFEST_ENV: &str = "PEEKA_SERVERS_MANIFEST";
-const PROVISION_SERVERS: &str = "scripts/provision-servers.sh";
+/// What every server target imports.
+const PACKAGES: [&str; 3] = ["flask", "waitress", "gunicorn"];
 
 // ---------------------------------------------------------------------------
 // The servers' manifest.
 
-/// Where the server packages of one interpreter are.
-struct Site {
-    /// As the target sees it: what goes on `PYTHONPATH`.
-    target_dir: String,
-}
-
-fn servers_manifest_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(SERVERS_MANIFEST_ENV).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    crate_dir
-        .parent()
-        .unwrap_or(crate_dir)
-        .join("target")
-        .join("peeka-servers.json")
-}
-
-/// The servers' manifest, or `None` after a skip banner (a panic in CI).
-fn load_servers() -> Option<Value> {
-    let path = servers_manifest_path();
-    match fs::read_to_string(&path) {
-        Ok(text) => Some(
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: not valid JSON: {e}", path.display())),
-        ),
-        Err(e) => {
+/// The servers' manifest, or `None` after a skip banner (a panic in CI, and
+/// whenever the manifest is not valid).
+fn load_servers() -> Option<ServersManifest> {
+    match ServersManifest::load() {
+        Ok(servers) => Some(servers),
+        Err(error @ ServersError::Parse { .. }) => panic!("{error}"),
+        Err(error) => {
             skip_test(&format!(
-                "waitress, gunicorn and flask are not provisioned for any interpreter: \
-                 cannot read {} ({e}); run {PROVISION_SERVERS}",
-                path.display()
+                "flask, waitress and gunicorn are not provisioned for any interpreter: {error}"
             ));
             None
         }
@@ -97,49 +78,14 @@ fn load_servers() -> Option<Value> {
 
 /// The site of `python`, or `None` after a banner naming the interpreter,
 /// the missing package and why (a panic in CI).
-fn site_for(servers: &Value, python: &Interpreter) -> Option<Site> {
-    let id = &python.id;
-    let sites = servers["sites"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let Some(site) = sites.iter().find(|s| s["id"] == id.as_str()) else {
-        let reason = servers["missing"]
-            .as_array()
-            .and_then(|m| m.iter().find(|m| m["id"] == id.as_str()))
-            .and_then(|m| m["reason"].as_str())
-            .map_or_else(
-                || format!("{} does not list it", servers_manifest_path().display()),
-                str::to_owned,
-            );
-        skip_test(&format!(
-            "Python {id}: waitress, gunicorn and flask are not provisioned: {reason}; \
-             run {PROVISION_SERVERS}"
-        ));
-        return None;
-    };
-    if site["version"] != python.version.as_str() {
-        skip_test(&format!(
-            "Python {id}: the servers were installed for Python {}, the interpreter is now {}; \
-             run {PROVISION_SERVERS}",
-            site["version"], python.version
-        ));
-        return None;
-    }
-    let dir = PathBuf::from(site["dir"].as_str().unwrap_or_default());
-    for package in ["flask", "waitress", "gunicorn"] {
-        if !dir.join(package).join("__init__.py").is_file() {
-            skip_test(&format!(
-                "Python {id}: {package} is missing from {} (listed in {}); run {PROVISION_SERVERS}",
-                dir.display(),
-                servers_manifest_path().display()
-            ));
-            return None;
+fn site_for<'a>(servers: &'a ServersManifest, python: &Interpreter) -> Option<&'a ServerSite> {
+    match servers.site(python, &PACKAGES) {
+        Ok(site) => Some(site),
+        Err(error) => {
+            skip_test(&error.to_string());
+            None
         }
     }
-    Some(Site {
-        target_dir: site["target_dir"].as_str().unwrap_or_default().to_owned(),
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -172,6 +118,22 @@ fn every_interpreter(name: &str, mut test: impl FnMut(&Interpreter) -> Option<St
     // Straight to stderr: shown even when the test passes.
     let _ = writeln!(std::io::stderr(), "\n{name}:\n  {}\n", lines.join("\n  "));
     assert!(failed.is_empty(), "{name}: failed on {failed:?}");
+}
+
+/// [`every_interpreter`] for the server tests: each interpreter gets its
+/// site of the servers' manifest, or is skipped after a banner (a panic in
+/// CI); nothing runs without a manifest.
+fn every_server_interpreter(
+    name: &str,
+    mut test: impl FnMut(&Interpreter, &ServerSite) -> Option<String>,
+) {
+    let Some(servers) = load_servers() else {
+        return;
+    };
+    every_interpreter(name, |python| {
+        let site = site_for(&servers, python)?;
+        test(python, site)
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -331,40 +293,11 @@ fn server_port(target: &mut TargetProcess, what: &str) -> u16 {
         .unwrap_or_else(|e| panic!("{what}: port.txt holds {port:?}: {e}"))
 }
 
-/// `GET /hello?name=NAME` on 127.0.0.1:`port` with a plain socket; the body
-/// of a 200 answer, or what went wrong.
-fn hello(port: u16, name: &str) -> Result<String, String> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let limit = Duration::from_secs(30);
-    let mut stream = TcpStream::connect_timeout(&address, limit)
-        .map_err(|e| format!("connect to {address}: {e}"))?;
-    stream.set_read_timeout(Some(limit)).unwrap();
-    stream.set_write_timeout(Some(limit)).unwrap();
-    let request = format!(
-        "GET /hello?name={name} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("send the request: {e}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("read the answer: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no header end in {answer:?}"))?;
-    let status = head.lines().next().unwrap_or("");
-    if !(status.starts_with("HTTP/1.") && status.split_whitespace().nth(1) == Some("200")) {
-        return Err(format!("status line {status:?}; answer: {answer:?}"));
-    }
-    Ok(body.to_owned())
-}
-
 /// Asserts that the app answers `GET /hello?name=NAME` as it should (from
 /// process `pid` when given).
 fn assert_serves(port: u16, name: &str, pid: Option<u32>, what: &str) {
-    let body = hello(port, name).unwrap_or_else(|e| panic!("{what}: GET /hello: {e}"));
+    let body = get_hello(port, name, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{what}: GET /hello: {e}"));
     assert!(
         body.starts_with(&format!("hello {name} from Python ")),
         "{what}: GET /hello answered {body:?}"
@@ -375,17 +308,6 @@ fn assert_serves(port: u16, name: &str, pid: Option<u32>, what: &str) {
             "{what}: GET /hello was not served by process {pid}: {body:?}"
         );
     }
-}
-
-/// Field `index` (0-based, after the command) of `/proc/PID/stat`: 0 is the
-/// state, 1 the parent, 19 the start time.
-fn stat_field(pid: u32, index: usize) -> Option<String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_command = &stat[stat.rfind(')')? + 2..];
-    after_command
-        .split_whitespace()
-        .nth(index)
-        .map(str::to_owned)
 }
 
 /// Waits until every thread of `pid` sleeps: the process is idle.
@@ -400,105 +322,21 @@ fn wait_idle(pid: u32, what: &str) {
     }
 }
 
-/// The children of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let parent = pid.to_string();
-    let mut found: Vec<u32> = fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&p| stat_field(p, 1).as_deref() == Some(parent.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort_unstable();
-    found
+/// The sockets process `pid` has open (their inodes).
+fn sockets(pid: u32) -> BTreeSet<u64> {
+    socket_inodes(pid).into_iter().collect()
 }
 
-/// A gunicorn master (a [`TargetProcess`]) and the workers seen: on drop,
-/// SIGTERM to the master (which stops and reaps its workers within its
-/// graceful timeout), SIGKILL to everything if that does not end it; the
-/// master is reaped, and any worker left an orphan is reaped here too (this
-/// process is made a child subreaper).
-struct Gunicorn {
-    master: Option<TargetProcess>,
-    /// (pid, start time) of every worker seen.
-    workers: Vec<(u32, String)>,
-}
-
-impl Gunicorn {
-    fn new(master: TargetProcess) -> Self {
-        // SAFETY: prctl(2) with integer arguments, on this process.
-        unsafe {
-            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        }
-        Self {
-            master: Some(master),
-            workers: Vec::new(),
-        }
-    }
-
-    fn master(&mut self) -> &mut TargetProcess {
-        self.master.as_mut().unwrap()
-    }
-
-    fn remember_worker(&mut self, pid: u32) {
-        if let Some(start) = stat_field(pid, 19) {
-            if !self.workers.iter().any(|(p, _)| *p == pid) {
-                self.workers.push((pid, start));
-            }
-        }
-    }
-
-    /// Whether `pid` is still the worker that was remembered.
-    fn is_our_worker(&self, pid: u32) -> bool {
-        self.workers
-            .iter()
-            .any(|(p, start)| *p == pid && stat_field(pid, 19).as_ref() == Some(start))
-    }
-}
-
-impl Drop for Gunicorn {
-    fn drop(&mut self) {
-        let Some(mut master) = self.master.take() else {
-            return;
-        };
-        for child in children(master.pid()) {
-            self.remember_worker(child);
-        }
-        common::send(master.pid(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while master.is_alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if master.is_alive() {
-            for (pid, _) in self.workers.clone() {
-                if self.is_our_worker(pid) {
-                    common::send(pid, libc::SIGKILL);
-                }
-            }
-        }
-        // SIGKILL if still alive, then reaped; its files removed.
-        drop(master);
-        // Workers the master did not reap were handed to this process.
-        let me = std::process::id().to_string();
-        for (pid, _) in self.workers.clone() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.is_our_worker(pid) && Instant::now() < deadline {
-                if stat_field(pid, 1).as_deref() == Some(me.as_str()) {
-                    common::send(pid, libc::SIGKILL);
-                    let mut status = 0;
-                    // SAFETY: waitpid(2) on our own child (checked above).
-                    unsafe {
-                        libc::waitpid(pid as libc::pid_t, &mut status, 0);
-                    }
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
+/// `idle_server.py MODE` on `python`, with the servers of `site` on its
+/// `PYTHONPATH`.
+fn start_server(python: &Interpreter, site: &ServerSite, mode: &str, what: &str) -> TargetProcess {
+    TargetProcess::spawn(
+        python,
+        &script("idle_server.py"),
+        &[mode],
+        &[("PYTHONPATH", &site.target_dir)],
+    )
+    .unwrap_or_else(|e| panic!("{what}: cannot start idle_server.py {mode}: {e}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -507,20 +345,10 @@ impl Drop for Gunicorn {
 /// A Flask app on waitress (threads=4), idle, on every interpreter.
 #[test]
 fn idle_waitress_app_is_attached_and_keeps_serving() {
-    let Some(servers) = load_servers() else {
-        return;
-    };
-    every_interpreter("idle waitress + Flask", |python| {
-        let site = site_for(&servers, python)?;
+    every_server_interpreter("idle waitress + Flask", |python, site| {
         let what = format!("{} waitress", python.id);
         let state = State::new(&format!("idle-waitress-{}", python.id));
-        let mut target = TargetProcess::spawn(
-            python,
-            &script("idle_server.py"),
-            &["waitress"],
-            &[("PYTHONPATH", &site.target_dir)],
-        )
-        .unwrap_or_else(|e| panic!("{what}: cannot start idle_server.py: {e}"));
+        let mut target = start_server(python, site, "waitress", &what);
         let pid = target.pid();
         let port = server_port(&mut target, &what);
         wait_idle(pid, &what);
@@ -548,24 +376,13 @@ fn idle_waitress_app_is_attached_and_keeps_serving() {
 /// attached; the master keeps the same worker and logs nothing amiss.
 #[test]
 fn idle_gunicorn_worker_is_attached_and_keeps_serving() {
-    let Some(servers) = load_servers() else {
-        return;
-    };
-    every_interpreter("idle gunicorn sync worker + Flask", |python| {
-        let site = site_for(&servers, python)?;
+    every_server_interpreter("idle gunicorn sync worker + Flask", |python, site| {
         let what = format!("{} gunicorn", python.id);
         let state = State::new(&format!("idle-gunicorn-{}", python.id));
-        let master = TargetProcess::spawn(
-            python,
-            &script("idle_server.py"),
-            &["gunicorn"],
-            &[("PYTHONPATH", &site.target_dir)],
-        )
-        .unwrap_or_else(|e| panic!("{what}: cannot start idle_server.py: {e}"));
-        let mut server = Gunicorn::new(master);
+        let mut server = ForkingServer::new(start_server(python, site, "gunicorn", &what));
         let master_pid = server.master().pid();
-        let port = server_port(server.master(), &what);
-        let worker = wait_for_file(server.master(), "worker.txt", START_LIMIT)
+        let port = server_port(server.master_mut(), &what);
+        let worker = wait_for_file(server.master_mut(), "worker.txt", START_LIMIT)
             .and_then(|w| w.parse::<u32>().ok())
             .unwrap_or_else(|| {
                 panic!(
@@ -589,7 +406,7 @@ fn idle_gunicorn_worker_is_attached_and_keeps_serving() {
         assert_serves(port, "detached", Some(worker), &what);
 
         // The master is fine: alive, the same single worker, a clean log.
-        assert!(server.master().is_alive(), "{what}: the master died");
+        assert!(server.master_mut().is_alive(), "{what}: the master died");
         assert!(
             matches!(stat_field(master_pid, 0).as_deref(), Some("S" | "R")),
             "{what}: the master's state is {:?}",
@@ -617,25 +434,6 @@ fn idle_gunicorn_worker_is_attached_and_keeps_serving() {
     });
 }
 
-/// The inodes of the sockets process `pid` has open.
-fn socket_inodes(pid: u32) -> std::collections::BTreeSet<u64> {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| fs::read_link(e.path()).ok())
-                .filter_map(|link| {
-                    let link = link.to_string_lossy().into_owned();
-                    link.strip_prefix("socket:[")?
-                        .strip_suffix(']')?
-                        .parse()
-                        .ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A gunicorn master recycling its workers, on every interpreter: attached,
 /// with a watch on `Arbiter.spawn_worker` (the call that forks), while
 /// requests make it replace its workers. The new workers hold none of the
@@ -643,24 +441,14 @@ fn socket_inodes(pid: u32) -> std::collections::BTreeSet<u64> {
 /// watch sees the forks, and the master stays attachable and detachable.
 #[test]
 fn gunicorn_master_recycling_workers_stays_attachable() {
-    let Some(servers) = load_servers() else {
-        return;
-    };
-    every_interpreter("gunicorn master recycling workers", |python| {
-        let site = site_for(&servers, python)?;
+    every_server_interpreter("gunicorn master recycling workers", |python, site| {
         let what = format!("{} gunicorn recycling", python.id);
         let state = State::new(&format!("recycling-gunicorn-{}", python.id));
-        let master = TargetProcess::spawn(
-            python,
-            &script("idle_server.py"),
-            &["gunicorn-recycling"],
-            &[("PYTHONPATH", &site.target_dir)],
-        )
-        .unwrap_or_else(|e| panic!("{what}: cannot start idle_server.py: {e}"));
-        let mut server = Gunicorn::new(master);
+        let mut server =
+            ForkingServer::new(start_server(python, site, "gunicorn-recycling", &what));
         let master_pid = server.master().pid();
         let pid_text = master_pid.to_string();
-        let port = server_port(server.master(), &what);
+        let port = server_port(server.master_mut(), &what);
         let deadline = Instant::now() + START_LIMIT;
         while children(master_pid).len() < 2 {
             assert!(
@@ -673,7 +461,7 @@ fn gunicorn_master_recycling_workers_stays_attachable() {
         for &worker in &first_workers {
             server.remember_worker(worker);
         }
-        let before_attach = socket_inodes(master_pid);
+        let before_attach = sockets(master_pid);
 
         let timing = attach(&state, master_pid, &what);
         let mut watch = common::Streaming::start(
@@ -699,7 +487,7 @@ fn gunicorn_master_recycling_workers_stays_attachable() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let agent_sockets: Vec<u64> = socket_inodes(master_pid)
+        let agent_sockets: Vec<u64> = sockets(master_pid)
             .difference(&before_attach)
             .copied()
             .collect();
@@ -732,7 +520,7 @@ fn gunicorn_master_recycling_workers_stays_attachable() {
         };
         for &worker in &workers {
             server.remember_worker(worker);
-            let held = socket_inodes(worker);
+            let held = sockets(worker);
             let inherited: Vec<&u64> = agent_sockets.iter().filter(|s| held.contains(s)).collect();
             assert!(
                 inherited.is_empty(),
@@ -756,7 +544,7 @@ fn gunicorn_master_recycling_workers_stays_attachable() {
         detach(&state, python, master_pid, &what);
         let _ = watch.exit_code(LIMIT);
         assert_serves(port, "detached", None, &what);
-        assert!(server.master().is_alive(), "{what}: the master died");
+        assert!(server.master_mut().is_alive(), "{what}: the master died");
         let log = server.master().stderr();
         for bad in ["WORKER TIMEOUT", "Traceback", "was sent"] {
             assert!(!log.contains(bad), "{what}: {bad:?} in the log:\n{log}");

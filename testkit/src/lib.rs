@@ -7,6 +7,12 @@
 //! that tests of `peeka-attach`, `peeka-core` and `peeka-cli` can start real
 //! targets without knowing where they live.
 //!
+//! The web servers some tests attach to (waitress, gunicorn and flask, which
+//! `scripts/provision-servers.sh` installs per interpreter) are found through
+//! a second manifest, [`ServersManifest`]; a gunicorn master and the workers
+//! it forks are cleaned up by [`ForkingServer`]; [`procfs`] reads what those
+//! tests watch in `/proc`.
+//!
 //! # Skip or fail
 //!
 //! A test that needs an interpreter the manifest does not list (or that finds
@@ -92,15 +98,23 @@
 #![deny(missing_docs)]
 
 mod error;
+mod forking_server;
 mod interpreter;
 mod manifest;
 mod policy;
+pub mod procfs;
+mod servers;
 mod target_process;
 
 pub use error::Error;
+pub use forking_server::ForkingServer;
 pub use interpreter::{Interpreter, Layout};
 pub use manifest::{Manifest, Missing, MANIFEST_ENV, SCHEMA};
 pub use policy::{require_all, skip_test, REQUIRE_ALL_ENV};
+pub use servers::{
+    get_hello, MissingServers, ServerSite, ServersError, ServersManifest,
+    PROVISION_SERVERS_COMMAND, SERVERS_MANIFEST_ENV,
+};
 pub use target_process::{all_threads_sleep, TargetProcess, READY_TIMEOUT};
 
 /// Every CPython minor version Peeka supports, oldest first.

@@ -45,12 +45,7 @@ impl Manifest {
     /// Where [`load`](Self::load) reads the manifest: `$PEEKA_PYTHONS_MANIFEST`
     /// if set, else `<workspace root>/target/peeka-pythons.json`.
     pub fn default_path() -> PathBuf {
-        if let Some(path) = std::env::var_os(MANIFEST_ENV).filter(|p| !p.is_empty()) {
-            return PathBuf::from(path);
-        }
-        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let workspace = crate_dir.parent().unwrap_or(crate_dir);
-        workspace.join("target").join("peeka-pythons.json")
+        manifest_path(MANIFEST_ENV, "peeka-pythons.json")
     }
 
     /// Reads the manifest from [`default_path`](Self::default_path).
@@ -255,6 +250,17 @@ impl Manifest {
             .filter(|python| only.as_ref().is_none_or(|ids| ids.contains(&python.id)))
             .for_each(test);
     }
+}
+
+/// A manifest's path: `$ENV` if it is set and not empty, else
+/// `<workspace root>/target/<file_name>`.
+pub(crate) fn manifest_path(env: &str, file_name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = crate_dir.parent().unwrap_or(crate_dir);
+    workspace.join("target").join(file_name)
 }
 
 /// The interpreter ids of `PEEKA_ONLY`, if set.

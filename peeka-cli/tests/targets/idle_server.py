@@ -1,16 +1,18 @@
-# Test target for tests/cli_idle_servers.rs: a small Flask app served by a
-# real server from PyPI, left idle. The server packages come from the
-# directory scripts/provision-servers.sh filled for this interpreter, which
-# the test puts on PYTHONPATH.
+# Test target for tests/cli_idle_servers.rs (and part 5 of
+# benches/agent_load.rs): a small Flask app served by a real server from
+# PyPI, left idle. The server packages come from the directory
+# scripts/provision-servers.sh filled for this interpreter, which the test
+# (or the bench) puts on PYTHONPATH.
 #
 # `python idle_server.py waitress`: waitress with 4 threads. The main thread
 #     waits in select() with a 1 s timeout, the 4 workers on a Condition.
 # `python idle_server.py gunicorn`: a gunicorn master with one sync worker
 #     (-w 1 -k sync). The worker waits in select() on the listening socket
 #     (15 s timeout), the master in select() with a 1 s timeout.
-# `python idle_server.py gunicorn-recycling`: a gunicorn master with two
-#     sync workers, each replaced by a new one after 4 requests
-#     (--max-requests 4, no jitter): the master forks all the time.
+# `python idle_server.py gunicorn-recycling [MAX_REQUESTS]`: a gunicorn
+#     master with two sync workers, each replaced by a new one after
+#     MAX_REQUESTS requests (default 4; --max-requests, no jitter): the
+#     master forks all the time.
 #
 # `ready` is printed as soon as the interpreter runs this file (before the
 # slow imports). Then, next to this file, written atomically:
@@ -91,5 +93,7 @@ def serve_gunicorn(workers=1, max_requests=0):
 {
     "waitress": serve_waitress,
     "gunicorn": serve_gunicorn,
-    "gunicorn-recycling": lambda: serve_gunicorn(workers=2, max_requests=4),
+    "gunicorn-recycling": lambda: serve_gunicorn(
+        workers=2, max_requests=int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    ),
 }[sys.argv[1]]()
