@@ -249,6 +249,8 @@ class Stream(object):
         self._w_run_cap = RUN_START  # observations in its next batch (see outbox)
         # Counters of the calls its parked probe missed: [counter, counted, settles].
         self._w_parked = []
+        #: Calls its probe missed while parked (counted in ``dropped`` too).
+        self.parked_calls = 0
         # The hot paths are closures bound to this stream's queue (faster
         # than methods); they shadow the documented methods below.
         self.emit = _make_emit(self, self._fifo, outbox.limit, max_items)
@@ -276,6 +278,7 @@ class Stream(object):
                 entry[1] = value
                 self._w_drops += missed
                 self._w_seq += missed
+                self.parked_calls += missed
             entry[2] += 1
             if entry[2] < 3:
                 kept.append(entry)
@@ -358,6 +361,7 @@ class Stream(object):
             "command": self.command,
             "labels": dict(self.labels),
             "dropped": self.dropped,
+            "parked_calls": self.parked_calls,
             "age": round(time.time() - self.created, 3),
             "connection": self.connection.number,
         }

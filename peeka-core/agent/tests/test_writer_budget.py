@@ -172,9 +172,6 @@ class ParkedProbeTests(AgentTestCase):
             for value in range(1000):
                 add(value)
             calls += 1000
-        # What reached the probes' own code: queued or dropped by the emitter.
-        reached = [s.labels.get("observations", 0) for s in streams]
-        emitter_drops = [self.module_value(s) for s in streams]
         for client, stream_id in clients:
             client.cancel(stream_id)
         for index, (client, stream_id) in enumerate(clients):
@@ -185,14 +182,8 @@ class ParkedProbeTests(AgentTestCase):
             seqs = [m["seq"] for m in observations]
             self.assertEqual(seqs, sorted(set(seqs)))
             self.assertLess(seqs[-1] if seqs else 0, calls)
-        # The probes were parked for part of the flood: fewer calls reached
-        # them than were made.
-        self.assertTrue(
-            any(r + d < calls for r, d in zip(reached, emitter_drops)),
-            (calls, reached, emitter_drops),
-        )
+        # The probes were parked for part of the flood: those calls never
+        # reached them (and are among the drops counted above).
+        parked = [stream.parked_calls for stream in streams]
+        self.assertGreater(sum(parked), 0, (calls, parked))
         self.assertIs(probe_targets.add.__code__, original)
-
-    def module_value(self, stream):
-        outbox = importlib.import_module(self.module.__name__ + ".outbox")
-        return outbox.counter_value(stream._drops)
