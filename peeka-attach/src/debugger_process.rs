@@ -189,6 +189,17 @@ pub(crate) fn run_supervised(
         // A terminal's Ctrl-C must not interrupt it half-way: it stops only
         // when we say so, and it always finishes its detach.
         .process_group(0);
+    // SIGINT is how it is asked to stop: it must not inherit it ignored (a
+    // peeka started in the background, under nohup or by a service manager
+    // has it ignored, and an ignored signal stays ignored across exec), or
+    // the only way left to stop it would be killing it mid-injection.
+    // SAFETY: signal(2) is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let mut child = command.spawn()?;
     let stdout = capture(child.stdout.take());
     let stderr = capture(child.stderr.take());
