@@ -14,7 +14,7 @@ threads too.
 
 Thread names used by the core:
 
-- ``peeka-agent``: the listener, blocked in ``accept()`` (the bootstrap
+- ``peeka-agent``: the listener, waiting in ``poll()`` (see admission; the bootstrap
   detects a running agent by this prefix);
 - ``peeka-conn-<n>``: reads and dispatches the requests of connection n, and
   writes its answers until the connection needs a writer;

@@ -542,7 +542,7 @@ class Agent(object):
         if listener is None:
             return
         try:
-            # On Linux this makes the blocked accept() fail at once.
+            # On Linux this wakes the listener's poll(), and its accept() fails.
             listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
@@ -550,7 +550,7 @@ class Agent(object):
         if thread is not None and thread.is_alive():
             thread.join(0.2)
         if thread is not None and thread.is_alive():
-            # Platforms where shutdown() does not wake accept(): connect once.
+            # Platforms where shutdown() does not wake the listener: connect once.
             poke = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 poke.settimeout(0.5)
