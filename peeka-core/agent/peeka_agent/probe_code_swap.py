@@ -109,7 +109,7 @@ from .patterns import (
     KIND_GENERATOR,
     swapped_originals,
 )
-from .probes import ArgumentLayout, InlineEnd
+from .probes import ArgumentLayout, InlineEnd, InlineExit
 from .wire import ErrorCode
 
 #: 3.12+: sys.monitoring covers the calls that do not go through the function.
@@ -630,6 +630,27 @@ def _make_dispatch(kind, clone, entries, exits, count=None):
     return {"enter": enter, "leave": leave}
 
 
+class _CountCalls(object):
+    """The inline action of a function whose every handler is parked: count the call.
+
+    It calls ``box[0]``, the current counter's ``__next__`` (see
+    ``_Site.rebuild``), so that one wrapper, compiled once per site, serves
+    every parking; a C call, no Python frame.
+    """
+
+    ROLES = ("count",)
+
+    def __init__(self, box):
+        self.constants = {"count": box}
+
+    def lines(self, end, local, load, temporary):
+        return [load("count"), "%s[0]()" % local("count")]
+
+
+def _count_failed(exc):
+    _failed()
+
+
 def _passthrough(kind, clone):
     """The hook's attributes once no probe is left: call the clone, observe nothing."""
     return _make_dispatch(kind, clone, (), ())
@@ -671,6 +692,10 @@ class _Site(object):
         #: Handlers parked (see park()), and for each the call counters of
         #: the dispatchers built while it was.
         self.parked = {}
+        # The counter of the calls the parked handlers miss, and the wrapper
+        # that only counts (built on first use, False if it cannot be).
+        self.count_box = [None]
+        self._counting = None
         self.wrapper = make_wrapper_code(self.original, kind, self.hook)
         self.current = self.wrapper
         self.swapped = False
@@ -691,6 +716,7 @@ class _Site(object):
             for counters in parked.values():
                 counters.append(counter)
             count = counter.__next__
+            self.count_box[0] = count
         for name, fn in _make_dispatch(self.kind, self.clone, entries, exits, count).items():
             if name in ("call", "open", "close"):
                 hidden_codes.add(fn.__code__)
@@ -743,6 +769,16 @@ class _Site(object):
         """The wrapper for the current handlers (see the class documentation)."""
         handlers = self.handlers
         if self.parked:
+            # Every handler parked: a wrapper that only counts the call.
+            if self.kind == KIND_FUNCTION and all(h in self.parked for h in handlers):
+                if self._counting is None:
+                    action = InlineExit(
+                        _CountCalls(self.count_box), None, True, True, False, None, _count_failed
+                    )
+                    code = make_wrapper_code(self.original, self.kind, self.hook, action)
+                    self._counting = code or False
+                if self._counting:
+                    return self._counting
             return self.wrapper  # counts the calls the parked handlers miss
         if self.kind != KIND_FUNCTION or len(handlers) != 1:
             return self.wrapper
