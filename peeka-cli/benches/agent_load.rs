@@ -76,6 +76,7 @@
 //! (rounds of part 1, default 3), `PEEKA_BENCH_WINDOW_SECS` (part 1's
 //! window, default 5), `PEEKA_BENCH_CYCLES` (part 4, default 1000),
 //! `PEEKA_BENCH_PARTS` (which parts, default `1,2,3,4,5`),
+//! `PEEKA_BENCH_FUNCTIONS` (part 1's functions, default `checkout,handle`),
 //! `PEEKA_SERVERS_MANIFEST`. With the defaults it takes about 6 minutes
 //! for two interpreters on a 2-core machine.
 //!
@@ -2058,8 +2059,12 @@ fn main() {
     for part in &parts {
         match part {
             1 => {
+                // PEEKA_BENCH_FUNCTIONS: which of part 1's functions (default all).
+                let wanted = std::env::var("PEEKA_BENCH_FUNCTIONS").unwrap_or_default();
                 for function in FLOOD_FUNCTIONS {
-                    part_flood(&scratch, &pythons, rounds, window, function);
+                    if wanted.is_empty() || wanted.split(',').any(|w| w.trim() == function.0) {
+                        part_flood(&scratch, &pythons, rounds, window, function);
+                    }
                 }
             }
             2 => part_idle_connections(&scratch, &pythons),

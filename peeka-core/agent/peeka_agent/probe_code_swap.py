@@ -647,6 +647,21 @@ class _CountCalls(object):
         return [load("count"), "%s[0]()" % local("count")]
 
 
+class _CountThen(object):
+    """The inline action of a function with one active handler, the others parked:
+    count the call (see :class:`_CountCalls`), then do the active handler's work."""
+
+    def __init__(self, box, action):
+        self._action = action
+        self.ROLES = ("count",) + tuple(action.ROLES)
+        self.constants = dict(action.constants, count=box)
+
+    def lines(self, end, local, load, temporary):
+        return [load("count"), "%s[0]()" % local("count")] + self._action.lines(
+            end, local, load, temporary
+        )
+
+
 def _count_failed(exc):
     _failed()
 
@@ -696,6 +711,8 @@ class _Site(object):
         # that only counts (built on first use, False if it cannot be).
         self.count_box = [None]
         self._counting = None
+        # handler -> the wrapper that counts, then does its work (or False).
+        self._counting_with = {}
         self.wrapper = make_wrapper_code(self.original, kind, self.hook)
         self.current = self.wrapper
         self.swapped = False
@@ -731,6 +748,25 @@ class _Site(object):
             if previous is not self.wrapper:
                 hidden_codes.discard(previous)
                 wrapper_codes.discard(previous)
+
+    def _counting_wrapper(self, handler):
+        """The wrapper that counts the calls the parked handlers miss, then does
+        ``handler``'s inline work (None: nothing else); None if it cannot be written."""
+        if handler is None:
+            action = _CountCalls(self.count_box)
+            inline = InlineExit(action, None, True, True, False, None, _count_failed)
+        else:
+            own = handler.inline
+            inline = InlineExit(
+                _CountThen(self.count_box, own.action),
+                None,
+                True,
+                True,
+                own.is_method,
+                own.report,
+                own.fail,
+            )
+        return make_wrapper_code(self.original, self.kind, self.hook, inline)
 
     def parkable(self, handler):
         """Whether ``handler`` may be parked: a plain function's ``watch`` whose
@@ -769,16 +805,22 @@ class _Site(object):
         """The wrapper for the current handlers (see the class documentation)."""
         handlers = self.handlers
         if self.parked:
-            # Every handler parked: a wrapper that only counts the call.
-            if self.kind == KIND_FUNCTION and all(h in self.parked for h in handlers):
-                if self._counting is None:
-                    action = InlineExit(
-                        _CountCalls(self.count_box), None, True, True, False, None, _count_failed
-                    )
-                    code = make_wrapper_code(self.original, self.kind, self.hook, action)
-                    self._counting = code or False
-                if self._counting:
-                    return self._counting
+            if self.kind == KIND_FUNCTION:
+                active = [h for h in handlers if h not in self.parked]
+                if not active:
+                    # Every handler parked: a wrapper that only counts the call.
+                    if self._counting is None:
+                        self._counting = self._counting_wrapper(None) or False
+                    if self._counting:
+                        return self._counting
+                elif len(active) == 1 and self.parkable(active[0]):
+                    # One left: it counts, then does that handler's work.
+                    code = self._counting_with.get(active[0])
+                    if code is None:
+                        code = self._counting_wrapper(active[0]) or False
+                        self._counting_with[active[0]] = code
+                    if code:
+                        return code
             return self.wrapper  # counts the calls the parked handlers miss
         if self.kind != KIND_FUNCTION or len(handlers) != 1:
             return self.wrapper
@@ -907,6 +949,7 @@ class CodeSwapBackend(object):
                 return
             site.handlers = tuple(h for h in site.handlers if h is not handler)
             site.parked.pop(handler, None)
+            site._counting_with.pop(handler, None)
             if site.handlers:
                 site.rebuild()
             else:
