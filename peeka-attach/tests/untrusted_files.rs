@@ -131,9 +131,13 @@ while time.monotonic() < end:
     except OSError:
         time.sleep(0.0005)
         continue
+    # The token from any name that carries it: the script and the bundle
+    # live only until the bootstrap has read them, the claim until the end.
     for name in names:
-        if name.startswith("bootstrap-") and name.endswith(".py"):
-            tokens.add(name[len("bootstrap-"):-len(".py")])
+        if name.startswith("claimed-"):
+            tokens.add(name[len("claimed-"):])
+        elif name.startswith("bootstrap-"):
+            tokens.add(name[len("bootstrap-"):].split(".", 1)[0])
     if mode == "links":
         if tokens:
             os.symlink(link_target, os.path.join(directory, "x"))
