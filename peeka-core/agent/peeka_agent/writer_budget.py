@@ -22,8 +22,9 @@ the bucket is not in debt, and otherwise sleeps until the debt is repaid
 and :data:`WRITER_RESUME` (10 ms) more is available. Every writer waits
 for the same bucket, and each writes one batch (at most a few ms of CPU)
 per turn, so the writers of many flooding clients share the budget about
-equally, and together they take what one would: 20 clients cost the
-target what one costs. Meanwhile queues fill to their bound and producers
+equally, and together they take what one would; with the parking of
+their probes (see :mod:`.outbox`), 20 flooding clients cost the target
+about what one costs. Meanwhile queues fill to their bound and producers
 drop and count, per stream, as they do whenever a queue is full (see
 :mod:`.outbox` for the shedding after a pause). Light traffic never
 reaches the budget.
