@@ -30,9 +30,7 @@ from .outbox import Outbox
 from .streams import new_lock
 from .wire import (
     MAX_FRAME_LEN,
-    MAX_HELLO_LEN,
     ErrorCode,
-    FrameReader,
     ProtocolError,
     accepts_batches,
     answer_hello,
@@ -45,14 +43,15 @@ from .wire import (
 FLUSH_TIMEOUT = 1.0
 
 #: How long a new connection keeps its GIL boost while its client says
-#: nothing: for its hello, then for its first request (seconds).
+#: nothing: for its hello (the listener's wait, see admission), then for
+#: its first request (seconds).
 BOOST_WAIT = 0.1
 
 
 class Connection(object):
     """An admitted client connection (see the module documentation)."""
 
-    def __init__(self, agent, sock, number, peer, refuse_reason=None, reader=None, boosted=True):
+    def __init__(self, agent, sock, number, peer, reader, refuse_reason=None, boosted=True):
         self.agent = agent
         self.sock = sock
         self.number = number
@@ -74,7 +73,8 @@ class Connection(object):
         self.outbox.on_pause = self._park_producers
         self.outbox.on_resume = self._resume_producers
         self._refuse_reason = refuse_reason
-        #: What the listener read of the connection (its hello), or None.
+        #: The connection's FrameReader, holding what the listener read of it:
+        #: its whole hello, maybe more (see admission).
         self._reader = reader
         #: Whether this connection holds one of the agent's GIL boosts
         #: (taken by the listener when it accepted the connection).
@@ -219,14 +219,8 @@ class Connection(object):
         self.close(0.0)
 
     def _serve(self):
-        reader = self._reader or FrameReader(self.sock, max_len=MAX_HELLO_LEN)
-        self._reader = None
+        reader = self._reader
         try:
-            # The listener took a boost for this connection (see gil_boost):
-            # it lasts until the first request is answered, or until a
-            # client that says nothing has had BOOST_WAIT to speak.
-            if not reader.wait_frame(BOOST_WAIT):
-                self._end_boost()
             self._serve_messages(reader)
         except ProtocolError as exc:
             self.agent.record_error("connection %d closed: protocol error: %s" % (self.number, exc))
@@ -248,15 +242,8 @@ class Connection(object):
             self.agent.gil_boost.release()
 
     def _serve_messages(self, reader):
-        # A client says hello at once: one that does not within the agent's
-        # hello_timeout, or sends a frame larger than a hello can be, is
-        # closed (it costs a thread and a buffer while it stays).
-        if not reader.wait_frame(self.agent.hello_timeout):
-            self.agent.record_error(
-                "connection %d closed: no hello within %.1f s"
-                % (self.number, self.agent.hello_timeout)
-            )
-            return
+        # The listener handed the connection over with its hello whole (in
+        # time, and no larger than a hello may be): this read does not block.
         hello = reader.read()
         if hello is None:
             return

@@ -359,7 +359,7 @@ class Outbox(object):
         self._report_failure()
 
     def _pause_producers(self, wait):
-        """``on_pause()`` for a pause of ``wait`` seconds or more than MIN_PARKED_PAUSE; its token."""
+        """``on_pause()`` when the pause (``wait`` seconds) lasts MIN_PARKED_PAUSE or more; its token."""
         if self.on_pause is None or wait < MIN_PARKED_PAUSE:
             return None
         try:

@@ -631,35 +631,24 @@ def _make_dispatch(kind, clone, entries, exits, count=None):
 
 
 class _CountCalls(object):
-    """The inline action of a function whose every handler is parked: count the call.
+    """The inline action of a function whose handlers are parked but ``then``'s
+    (an inline action, or None): count the call, then do ``then``'s work.
 
-    It calls ``box[0]``, the current counter's ``__next__`` (see
-    ``_Site.rebuild``), so that one wrapper, compiled once per site, serves
-    every parking; a C call, no Python frame.
+    It counts with ``box[0]``, the current counter's ``__next__`` (see
+    ``_Site.rebuild``), so that one wrapper, compiled once, serves every
+    parking; a C call, no Python frame.
     """
 
-    ROLES = ("count",)
-
-    def __init__(self, box):
-        self.constants = {"count": box}
-
-    def lines(self, end, local, load, temporary):
-        return [load("count"), "%s[0]()" % local("count")]
-
-
-class _CountThen(object):
-    """The inline action of a function with one active handler, the others parked:
-    count the call (see :class:`_CountCalls`), then do the active handler's work."""
-
-    def __init__(self, box, action):
-        self._action = action
-        self.ROLES = ("count",) + tuple(action.ROLES)
-        self.constants = dict(action.constants, count=box)
+    def __init__(self, box, then=None):
+        self._then = then
+        self.ROLES = ("count",) + (tuple(then.ROLES) if then is not None else ())
+        self.constants = dict(then.constants if then is not None else {}, count=box)
 
     def lines(self, end, local, load, temporary):
-        return [load("count"), "%s[0]()" % local("count")] + self._action.lines(
-            end, local, load, temporary
-        )
+        counting = [load("count"), "%s[0]()" % local("count")]
+        if self._then is None:
+            return counting
+        return counting + self._then.lines(end, local, load, temporary)
 
 
 def _count_failed(exc):
@@ -704,15 +693,14 @@ class _Site(object):
         self.clone = clone
         self.hook = _Hook(clone)
         self.handlers = ()
-        #: Handlers parked (see park()), and for each the call counters of
-        #: the dispatchers built while it was.
-        self.parked = {}
-        # The counter of the calls the parked handlers miss, and the wrapper
-        # that only counts (built on first use, False if it cannot be).
+        #: Handlers parked (see park()); each keeps in ``handler.missed`` the
+        #: call counters of the dispatchers built while it was.
+        self.parked = set()
+        # The counter of the calls the parked handlers miss, and the wrappers
+        # that count it (see _choose): the one active handler, or None ->
+        # its wrapper (built on first use, False if it cannot be).
         self.count_box = [None]
-        self._counting = None
-        # handler -> the wrapper that counts, then does its work (or False).
-        self._counting_with = {}
+        self._counting = {}
         self.wrapper = make_wrapper_code(self.original, kind, self.hook)
         self.current = self.wrapper
         self.swapped = False
@@ -730,8 +718,8 @@ class _Site(object):
             # The calls the parked handlers miss from now on, counted by the
             # dispatchers built here (the previous ones count into theirs).
             counter = itertools.count()
-            for counters in parked.values():
-                counters.append(counter)
+            for handler in parked:
+                handler.missed.append(counter)
             count = counter.__next__
             self.count_box[0] = count
         for name, fn in _make_dispatch(self.kind, self.clone, entries, exits, count).items():
@@ -753,12 +741,13 @@ class _Site(object):
         """The wrapper that counts the calls the parked handlers miss, then does
         ``handler``'s inline work (None: nothing else); None if it cannot be written."""
         if handler is None:
-            action = _CountCalls(self.count_box)
-            inline = InlineExit(action, None, True, True, False, None, _count_failed)
+            inline = InlineExit(
+                _CountCalls(self.count_box), None, True, True, False, None, _count_failed
+            )
         else:
             own = handler.inline
             inline = InlineExit(
-                _CountThen(self.count_box, own.action),
+                _CountCalls(self.count_box, own.action),
                 None,
                 True,
                 True,
@@ -793,34 +782,31 @@ class _Site(object):
         """
         if handler not in self.parked:
             handler.missed = []
-            self.parked[handler] = handler.missed
+            self.parked.add(handler)
             self.rebuild()
 
     def unpark(self, handler):
         """Calls ``handler`` again (its counters stay in ``handler.missed``)."""
-        if self.parked.pop(handler, None) is not None:
+        if handler in self.parked:
+            self.parked.discard(handler)
             self.rebuild()
 
     def _choose(self):
         """The wrapper for the current handlers (see the class documentation)."""
         handlers = self.handlers
         if self.parked:
-            if self.kind == KIND_FUNCTION:
-                active = [h for h in handlers if h not in self.parked]
-                if not active:
-                    # Every handler parked: a wrapper that only counts the call.
-                    if self._counting is None:
-                        self._counting = self._counting_wrapper(None) or False
-                    if self._counting:
-                        return self._counting
-                elif len(active) == 1 and self.parkable(active[0]):
-                    # One left: it counts, then does that handler's work.
-                    code = self._counting_with.get(active[0])
-                    if code is None:
-                        code = self._counting_wrapper(active[0]) or False
-                        self._counting_with[active[0]] = code
-                    if code:
-                        return code
+            # Every handler parked, or all but one that can be inlined: a
+            # wrapper that counts the call, then does that one's work.
+            active = [h for h in handlers if h not in self.parked]
+            if self.kind == KIND_FUNCTION and (
+                not active or (len(active) == 1 and self.parkable(active[0]))
+            ):
+                key = active[0] if active else None
+                code = self._counting.get(key)
+                if code is None:
+                    code = self._counting[key] = self._counting_wrapper(key) or False
+                if code:
+                    return code
             return self.wrapper  # counts the calls the parked handlers miss
         if self.kind != KIND_FUNCTION or len(handlers) != 1:
             return self.wrapper
@@ -948,8 +934,8 @@ class CodeSwapBackend(object):
             if site is None or handler not in site.handlers:
                 return
             site.handlers = tuple(h for h in site.handlers if h is not handler)
-            site.parked.pop(handler, None)
-            site._counting_with.pop(handler, None)
+            site.parked.discard(handler)
+            site._counting.pop(handler, None)
             if site.handlers:
                 site.rebuild()
             else:

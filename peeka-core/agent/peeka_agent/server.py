@@ -68,10 +68,10 @@ import sys
 import threading
 import time
 
-from .agent_threads import AgentThread, agent_thread_names
-from .commands import DEFAULT_REGISTRY, CommandError
 from . import fork_guard
 from .admission import Admission
+from .agent_threads import AgentThread, agent_thread_names
+from .commands import DEFAULT_REGISTRY, CommandError
 from .connection import Connection
 from .gil_boost import GilBoost
 from .version import AGENT_VERSION
@@ -351,9 +351,7 @@ class Agent(object):
                 % self.max_connections
             )
         try:
-            connection = Connection(
-                self, sock, number, credentials, refuse_reason, reader=reader, boosted=boosted
-            )
+            connection = Connection(self, sock, number, credentials, reader, refuse_reason, boosted)
             with self._lock:
                 self._connections[number] = connection
             connection.start()
@@ -579,14 +577,24 @@ class Agent(object):
                     % (self.directory, ", ".join(sorted(left)[:10]))
                 )
 
+    def _own_modules(self):
+        """The agent package's modules in ``sys.modules``: name -> module."""
+        name = self.package_name
+        if not name:
+            return {}
+        prefix = name + "."
+        return {
+            key: module
+            for key, module in list(sys.modules.items())
+            if key == name or key.startswith(prefix)
+        }
+
     def _forget_modules(self):
         name = self.package_name
         if not name:
             return
-        prefix = name + "."
-        for key in list(sys.modules):
-            if key == name or key.startswith(prefix):
-                sys.modules.pop(key, None)
+        for key in self._own_modules():
+            sys.modules.pop(key, None)
         # The bootstrap's finder, which imported this package from memory.
         for finder in list(sys.meta_path):
             if getattr(finder, "peeka_package", None) == name:
@@ -620,15 +628,13 @@ class Agent(object):
         """
         try:
             self._state = "forked"
-            prefix = (self.package_name or "") + "."
-            for key, module in list(sys.modules.items()):
-                if self.package_name and key.startswith(prefix):
-                    forget = getattr(module, "forget_in_child", None)
-                    if forget is not None:
-                        try:
-                            forget()
-                        except BaseException:
-                            pass
+            for module in self._own_modules().values():
+                forget = getattr(module, "forget_in_child", None)
+                if forget is not None:
+                    try:
+                        forget()
+                    except BaseException:
+                        pass
             fork_guard.close_inherited(self._listener)
             if self._admission is not None:
                 self._admission.forget_in_child()
